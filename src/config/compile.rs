@@ -1,0 +1,329 @@
+//! Raw config → validated [`Config`]: interpolation, defaults, and every check, with all
+//! problems collected rather than stopping at the first.
+
+use super::locate::{Locations, YamlPath};
+use super::raw::{RawConfig, RawProvider, RawRoute, Text};
+use super::units::{parse_duration, parse_size};
+use super::*;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:4140";
+
+pub fn compile(
+    source: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = source.display().to_string();
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError {
+            problems: vec![serde_problem(&file, &e)],
+        })?
+    };
+    let mut cx = Cx {
+        env,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let config = cx.config(source, raw);
+    if cx.problems.is_empty() {
+        return Ok(Config {
+            warnings: cx.warnings,
+            ..config
+        });
+    }
+    let locations = Locations::index(text);
+    let problems = cx
+        .problems
+        .into_iter()
+        .map(|(path, msg)| match locations.find(&path) {
+            Some((line, col)) => format!("{file}:{line}:{col}: {path}: {msg}"),
+            None => format!("{file}: {path}: {msg}"),
+        })
+        .collect();
+    Err(ConfigError { problems })
+}
+
+/// A deserialization error as `FILE:LINE:COLUMN: message`, with any quoted value in the
+/// message blanked out: the value might be a secret typed into the wrong place.
+fn serde_problem(file: &str, e: &serde_saphyr::Error) -> String {
+    let msg = redact_quoted(&e.without_snippet().to_string());
+    match e.location() {
+        Some(loc) if loc.line() > 0 => format!(
+            "{file}:{}:{}: {}",
+            loc.line(),
+            loc.column(),
+            strip_location_suffix(&msg)
+        ),
+        _ => format!("{file}: {msg}"),
+    }
+}
+
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// serde-saphyr appends " at line L column C"; we print the location up front instead.
+fn strip_location_suffix(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+struct Cx<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<(YamlPath, String)>,
+    warnings: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn problem(&mut self, path: &YamlPath, msg: impl Into<String>) {
+        self.problems.push((path.clone(), msg.into()));
+    }
+
+    /// The interpolated text of an optional scalar.
+    fn text(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<String> {
+        let raw = raw.as_ref()?;
+        match interp::expand(&raw.0, self.env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(path, e);
+                None
+            }
+        }
+    }
+
+    fn required(&mut self, path: &YamlPath, raw: &Option<Text>, what: &str) -> Option<String> {
+        match self.text(path, raw) {
+            Some(v) if !v.trim().is_empty() => Some(v),
+            Some(_) => {
+                self.problem(path, format!("{what} must not be empty"));
+                None
+            }
+            None if raw.is_none() => {
+                self.problem(path, format!("missing required field ({what})"));
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn duration(&mut self, path: &YamlPath, raw: &Option<Text>, default: Duration) -> Duration {
+        match self.text(path, raw).map(|t| parse_duration(&t)) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.problem(path, e);
+                default
+            }
+            None => default,
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        path: &YamlPath,
+        raw: &Option<Text>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(path, raw, default);
+        if d.is_zero() {
+            self.problem(path, "must be greater than zero");
+        }
+        d
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        path: &YamlPath,
+        raw: &Option<Text>,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(value) = self.text(path, raw) else {
+            return default;
+        };
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == value) {
+            return *v;
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        self.problem(
+            path,
+            format!(
+                "unknown value {value:?}: expected one of {}",
+                names.join(", ")
+            ),
+        );
+        default
+    }
+
+    fn socket_addr(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<SocketAddr> {
+        let text = self.text(path, raw)?;
+        let text = text.trim();
+        let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+            // `localhost:PORT` is common enough to accept; it means loopback.
+            let port = text.strip_prefix("localhost:")?.parse::<u16>().ok()?;
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        });
+        if parsed.is_none() {
+            self.problem(
+                path,
+                format!("invalid address {text:?}: expected IP:PORT, e.g. 127.0.0.1:4140"),
+            );
+        }
+        parsed
+    }
+
+    fn ca_file(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<PathBuf> {
+        let file = PathBuf::from(self.text(path, raw)?);
+        if let Err(e) = crate::trust::load_pem_certs(&file) {
+            self.problem(path, e);
+        }
+        Some(file)
+    }
+
+    fn config(&mut self, source: &Path, raw: RawConfig) -> Config {
+        let root = YamlPath::default();
+        let default_listen = DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address is valid");
+        let listen = self
+            .socket_addr(&root.key("listen"), &raw.listen)
+            .unwrap_or(default_listen);
+        let admin_listen = self.socket_addr(&root.key("admin_listen"), &raw.admin_listen);
+        let raw_log = raw.log.unwrap_or_default();
+        let log_path = root.key("log");
+        let format = self.choice(
+            &log_path.key("format"),
+            &raw_log.format,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            LogFormat::Text,
+        );
+        let levels = [
+            ("trace", "trace"),
+            ("debug", "debug"),
+            ("info", "info"),
+            ("warn", "warn"),
+            ("error", "error"),
+        ];
+        let level = self
+            .choice(&log_path.key("level"), &raw_log.level, &levels, "info")
+            .to_string();
+        let unmatched = self.choice(
+            &root.key("unmatched"),
+            &raw.unmatched,
+            &[("forward", Unmatched::Forward), ("deny", Unmatched::Deny)],
+            Unmatched::Forward,
+        );
+        let workers = self.text(&root.key("workers"), &raw.workers).and_then(|w| {
+            match w.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Some(n),
+                _ => {
+                    self.problem(
+                        &root.key("workers"),
+                        format!(
+                            "invalid worker count {w:?}: expected a whole number from 1 to 1024"
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let shutdown_grace = self.duration(
+            &root.key("shutdown_grace"),
+            &raw.shutdown_grace,
+            Duration::from_secs(10),
+        );
+        if raw.tls_intercept.is_some() {
+            self.problem(
+                &root.key("tls_intercept"),
+                "TLS interception is not built in this version yet (see README, \"Not built yet\")",
+            );
+        }
+        let providers: Vec<Arc<ProviderConfig>> = raw
+            .providers
+            .iter()
+            .filter_map(|(name, p)| {
+                self.provider(&root.key("providers").key(name), name, p)
+                    .map(Arc::new)
+            })
+            .collect();
+        let mut names = BTreeSet::new();
+        let routes: Vec<Arc<RouteConfig>> = raw
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let path = root.key("routes").index(i);
+                let route = self.route(&path, r, &raw.providers)?;
+                if !names.insert(route.name.clone()) {
+                    self.problem(
+                        &path.key("name"),
+                        format!("duplicate route name {:?}", route.name),
+                    );
+                }
+                Some(Arc::new(route))
+            })
+            .collect();
+        for (i, later) in routes.iter().enumerate() {
+            if let Some(earlier) = routes[..i].iter().find(|e| crate::route::covers(e, later)) {
+                self.warnings.push(format!(
+                    "routes[{i}] ({:?}) can never match: route {:?} comes first and matches every request it would",
+                    later.name, earlier.name
+                ));
+            }
+        }
+        if routes.is_empty() {
+            self.warnings
+                .push("no routes: every request is handled by `unmatched`".to_string());
+        }
+        Config {
+            source: source.to_path_buf(),
+            listen,
+            admin_listen,
+            log: LogConfig { format, level },
+            unmatched,
+            workers,
+            shutdown_grace,
+            providers,
+            routes,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[path = "compile_provider.rs"]
+mod provider;
+#[path = "compile_route.rs"]
+mod route;
+
+/// True for hosts whose traffic never leaves the machine.
+pub(super) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -1,0 +1,335 @@
+//! Validation of one `routes[i]` entry.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// Headers a route may not inject: they frame or address the request itself.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+];
+
+impl Cx<'_> {
+    pub(super) fn route(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawRoute,
+        providers: &BTreeMap<String, RawProvider>,
+    ) -> Option<RouteConfig> {
+        let before = self.problems.len();
+        let m = raw.match_.as_ref();
+        let mpath = path.key("match");
+        let none = None;
+        let host = self
+            .text(&mpath.key("host"), m.map_or(&none, |m| &m.host))
+            .and_then(|h| match parse_host_pattern(&h) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.problem(&mpath.key("host"), e);
+                    None
+                }
+            });
+        let path_prefix = self
+            .text(
+                &mpath.key("path_prefix"),
+                m.map_or(&none, |m| &m.path_prefix),
+            )
+            .and_then(|p| {
+                if !p.starts_with('/') || p.contains(['?', '#']) || p.contains(char::is_whitespace)
+                {
+                    self.problem(
+                        &mpath.key("path_prefix"),
+                        format!("invalid path prefix {p:?}: must start with '/' and hold no query"),
+                    );
+                    return None;
+                }
+                let trimmed = p.trim_end_matches('/');
+                (!trimmed.is_empty()).then(|| trimmed.to_string())
+            });
+        let methods = m.and_then(|m| m.methods.as_ref()).map(|list| {
+            let mut out = Vec::new();
+            for (i, t) in list.iter().enumerate() {
+                let p = mpath.key("methods").index(i);
+                let Some(name) = self.text(&p, &Some(t.clone())) else {
+                    continue;
+                };
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => out.push(method),
+                    Err(_) => self.problem(&p, format!("invalid HTTP method {name:?}")),
+                }
+            }
+            out
+        });
+
+        let provider = self.required(
+            &path.key("provider"),
+            &raw.provider,
+            "the name of a provider",
+        );
+        if let Some(p) = &provider {
+            if !providers.contains_key(p) {
+                let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+                self.problem(
+                    &path.key("provider"),
+                    format!("unknown provider {p:?} (defined: {})", known.join(", ")),
+                );
+            }
+        }
+        let upstream = self
+            .text(&path.key("upstream"), &raw.upstream)
+            .and_then(|u| match parse_upstream(&u) {
+                Ok(up) => Some(up),
+                Err(e) => {
+                    self.problem(&path.key("upstream"), e);
+                    None
+                }
+            });
+        if host.is_none() && raw.upstream.is_none() {
+            self.problem(
+                &path.key("upstream"),
+                "a route without match.host applies to any host, so it needs an upstream (otherwise its token could go to any host)",
+            );
+        }
+        let strip_prefix = raw.strip_prefix.unwrap_or(false);
+        if strip_prefix && (raw.upstream.is_none() || path_prefix.is_none()) {
+            self.problem(
+                &path.key("strip_prefix"),
+                "strip_prefix needs both upstream and match.path_prefix",
+            );
+        }
+        let preserve_host = raw.preserve_host.unwrap_or(false);
+        if preserve_host && raw.upstream.is_none() {
+            self.warnings.push(format!(
+                "{path}.preserve_host has no effect without upstream"
+            ));
+        }
+        let header = match self.text(&path.key("header"), &raw.header) {
+            None => http::header::AUTHORIZATION,
+            Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) if FORBIDDEN_HEADERS.contains(&name.as_str()) => {
+                    self.problem(
+                        &path.key("header"),
+                        format!("{h} cannot carry a token: it frames the request itself"),
+                    );
+                    http::header::AUTHORIZATION
+                }
+                Ok(name) => name,
+                Err(_) => {
+                    self.problem(&path.key("header"), format!("invalid header name {h:?}"));
+                    http::header::AUTHORIZATION
+                }
+            },
+        };
+        let value_prefix = self
+            .text(&path.key("value_prefix"), &raw.value_prefix)
+            .unwrap_or_else(|| "Bearer ".to_string());
+        if http::HeaderValue::from_str(&value_prefix).is_err() {
+            self.problem(
+                &path.key("value_prefix"),
+                "value_prefix holds characters not allowed in a header value",
+            );
+        }
+        let retry_on = match &raw.retry_on {
+            None => vec![StatusCode::UNAUTHORIZED],
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, t) in list.iter().enumerate() {
+                    let p = path.key("retry_on").index(i);
+                    let Some(s) = self.text(&p, &Some(t.clone())) else {
+                        continue;
+                    };
+                    match s
+                        .trim()
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|n| StatusCode::from_u16(n).ok())
+                    {
+                        Some(code) if (400..600).contains(&code.as_u16()) => out.push(code),
+                        _ => self.problem(
+                            &p,
+                            format!("invalid status {s:?}: expected a 4xx or 5xx code"),
+                        ),
+                    }
+                }
+                out
+            }
+        };
+        let max_replay_body = match self.text(&path.key("max_replay_body"), &raw.max_replay_body) {
+            None => 1 << 20,
+            Some(t) => parse_size(&t).unwrap_or_else(|e| {
+                self.problem(&path.key("max_replay_body"), e);
+                0
+            }),
+        };
+        let on_token_error = self.choice(
+            &path.key("on_token_error"),
+            &raw.on_token_error,
+            &[
+                ("reject", OnTokenError::Reject),
+                ("forward", OnTokenError::Forward),
+            ],
+            OnTokenError::Reject,
+        );
+        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
+        let connect_timeout = self.positive_duration(
+            &path.key("connect_timeout"),
+            &raw.connect_timeout,
+            Duration::from_secs(5),
+        );
+        let upstream_timeout = self.positive_duration(
+            &path.key("upstream_timeout"),
+            &raw.upstream_timeout,
+            Duration::from_secs(60),
+        );
+        let name = match self.text(&path.key("name"), &raw.name) {
+            Some(n)
+                if super::provider::valid_name(&n.replace(['/', ':', '*'], ""))
+                    && !n.is_empty() =>
+            {
+                n
+            }
+            Some(n) => {
+                self.problem(&path.key("name"), format!("invalid route name {n:?}"));
+                n
+            }
+            None => default_name(host.as_ref(), path_prefix.as_deref()),
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(RouteConfig {
+            name,
+            host,
+            path_prefix,
+            methods,
+            provider: provider?,
+            upstream,
+            strip_prefix,
+            preserve_host,
+            header,
+            value_prefix,
+            overwrite: raw.overwrite.unwrap_or(true),
+            retry_on,
+            max_replay_body,
+            on_token_error,
+            intercept: raw.intercept.unwrap_or(true),
+            ca_file,
+            connect_timeout,
+            upstream_timeout,
+        })
+    }
+}
+
+/// SPEC §3: the default route name is `<host><path_prefix>`.
+fn default_name(host: Option<&HostPattern>, prefix: Option<&str>) -> String {
+    let host = host.map(|h| h.to_string()).unwrap_or_default();
+    let name = format!("{host}{}", prefix.unwrap_or(""));
+    if name.is_empty() {
+        "/".to_string()
+    } else {
+        name
+    }
+}
+
+pub(crate) fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let bad = || {
+        format!(
+            "invalid host {text:?}: expected a name (api.example.com), *.example.com, or host:port"
+        )
+    };
+    if let Some(suffix) = t.strip_prefix("*.") {
+        if !valid_hostname(suffix) {
+            return Err(bad());
+        }
+        return Ok(HostPattern::Suffix(format!(".{suffix}")));
+    }
+    // `[::1]:8080`, `[::1]`, `host:8080`, `host`.
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(bad()),
+        };
+        (format!("[{ip}]"), port)
+    } else if let Some((h, p)) = t.rsplit_once(':') {
+        (h.to_string(), Some(p))
+    } else {
+        (t.clone(), None)
+    };
+    let host_ok = if host.starts_with('[') {
+        host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+    } else {
+        valid_hostname(&host)
+    };
+    if !host_ok {
+        return Err(bad());
+    }
+    match port {
+        None => Ok(HostPattern::Exact(host)),
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(|p| HostPattern::WithPort(host, p))
+            .ok_or_else(bad),
+    }
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("invalid upstream URL {text:?}: {e}"))?;
+    let scheme = match url.scheme() {
+        "http" => http::uri::Scheme::HTTP,
+        "https" => http::uri::Scheme::HTTPS,
+        other => {
+            return Err(format!(
+                "unsupported upstream scheme {other:?}: expected http or https"
+            ))
+        }
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an upstream URL may not have a query or fragment".to_string());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the upstream URL are not allowed".to_string());
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| "the upstream URL has no host".to_string())?;
+    let authority_text = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let authority = authority_text
+        .parse()
+        .map_err(|_| format!("invalid upstream host {host:?}"))?;
+    Ok(Upstream {
+        scheme,
+        authority,
+        base_path: url.path().trim_end_matches('/').to_string(),
+    })
+}

@@ -1,0 +1,232 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "CRM_ID" => Some("crm-client".into()),
+        "CRM_SECRET" => Some("top-secret-value".into()),
+        _ => None,
+    }
+}
+
+fn load(yaml: &str) -> Result<Config, Vec<String>> {
+    Config::from_text(Path::new("proxy.yaml"), yaml, &env).map_err(|e| e.problems)
+}
+
+const GOOD: &str = "\
+listen: 127.0.0.1:4140
+admin_listen: 127.0.0.1:4141
+providers:
+  crm:
+    token_url: https://idp.example.com/oauth2/token
+    client_id: ${CRM_ID}
+    client_secret: ${CRM_SECRET}
+    scopes: [read, write]
+routes:
+  - match: { host: api.crm.example.com, path_prefix: /v2 }
+    provider: crm
+";
+
+#[test]
+fn compiles_a_good_config_with_defaults() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:4140");
+    let p = &c.providers[0];
+    assert_eq!(p.client_id, "crm-client");
+    assert_eq!(
+        p.client_secret.as_ref().unwrap().expose(),
+        "top-secret-value"
+    );
+    assert_eq!(p.client_auth, ClientAuth::Basic);
+    assert_eq!(p.timeout, Duration::from_secs(10));
+    assert_eq!(p.retries.max_attempts, 3);
+    let r = &c.routes[0];
+    assert_eq!(r.name, "api.crm.example.com/v2");
+    assert_eq!(r.header, http::header::AUTHORIZATION);
+    assert_eq!(r.value_prefix, "Bearer ");
+    assert_eq!(r.retry_on, vec![StatusCode::UNAUTHORIZED]);
+    assert_eq!(r.max_replay_body, 1 << 20);
+    assert!(r.overwrite);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// Each broken config → the message must name the line and the field.
+#[test]
+fn every_error_names_line_and_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: ${MISSING_VAR}",
+            "proxy.yaml:6:16: providers.crm.client_id: environment variable MISSING_VAR is not set",
+        ),
+        (
+            "client_secret: ${CRM_SECRET}",
+            "client_secret: ${file:/nonexistent/s}",
+            "proxy.yaml:7:20: providers.crm.client_secret: cannot read file /nonexistent/s",
+        ),
+        (
+            "scopes: [read, write]",
+            "scopes: [read, write]\n    timeout: 10 seconds",
+            "proxy.yaml:9:14: providers.crm.timeout: invalid duration",
+        ),
+        (
+            "https://idp.example.com/oauth2/token",
+            "not a url",
+            "proxy.yaml:5:16: providers.crm.token_url: invalid URL",
+        ),
+        (
+            "https://idp.example.com/oauth2/token",
+            "http://idp.example.com/token",
+            "providers.crm.token_url: plain http://",
+        ),
+        (
+            "    provider: crm",
+            "    provider: nope",
+            "proxy.yaml:11:15: routes[0].provider: unknown provider \"nope\" (defined: crm)",
+        ),
+        (
+            "path_prefix: /v2",
+            "path_prefix: v2",
+            "proxy.yaml:10:54: routes[0].match.path_prefix: invalid path prefix",
+        ),
+        (
+            "listen: 127.0.0.1:4140",
+            "listen: nowhere",
+            "proxy.yaml:1:9: listen: invalid address",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let yaml = GOOD.replace(from, to);
+        let problems = load(&yaml).expect_err(to);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(want) || p.contains(want)),
+            "want {want:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_fields_are_errors_with_location() {
+    let yaml = GOOD.replace(
+        "    scopes: [read, write]",
+        "    scopes: [read, write]\n    client_secert: oops",
+    );
+    let problems = load(&yaml).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].starts_with("proxy.yaml:9:5: "), "{problems:?}");
+    assert!(problems[0].contains("client_secert"), "{problems:?}");
+}
+
+#[test]
+fn collects_all_errors_at_once() {
+    let yaml = GOOD
+        .replace("${CRM_ID}", "${NOPE1}")
+        .replace(
+            "scopes: [read, write]",
+            "scopes: [read, write]\n    timeout: forever",
+        )
+        .replace("provider: crm", "provider: ghost");
+    let problems = load(&yaml).unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+#[test]
+fn errors_never_echo_secret_values() {
+    // A secret pasted where a number belongs, and a secret-bearing bad duration.
+    let yaml = GOOD.replace(
+        "scopes: [read, write]",
+        "scopes: [read, write]\n    retries: { max_attempts: [top-secret-value] }",
+    );
+    let problems = load(&yaml).unwrap_err().join("\n");
+    assert!(!problems.contains("top-secret-value"), "{problems}");
+    let yaml = GOOD.replace(
+        "    provider: crm",
+        "    provider: crm\n    upstream_timeout: ${CRM_SECRET}",
+    );
+    let problems = load(&yaml).unwrap_err().join("\n");
+    assert!(
+        problems.contains("routes[0].upstream_timeout"),
+        "{problems}"
+    );
+    let yaml = GOOD.replace(
+        "listen: 127.0.0.1:4140",
+        "listen: \"hunter2-secret\"\nlisten: x",
+    );
+    let problems = load(&yaml).unwrap_err().join("\n");
+    assert!(!problems.contains("hunter2-secret"), "{problems}");
+}
+
+#[test]
+fn unbuilt_features_fail_loudly() {
+    for (from, to, want) in [
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: x\n    client_auth: private_key_jwt",
+            "not built",
+        ),
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: x\n    grant_type: token_exchange",
+            "not built",
+        ),
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: x\n    tenant_id: t",
+            "providers.crm.tenant_id: this key is not built",
+        ),
+        (
+            "listen: 127.0.0.1:4140",
+            "listen: 127.0.0.1:4140\ntls_intercept: { ca_cert_file: a, ca_key_file: b }",
+            "tls_intercept: TLS interception is not built",
+        ),
+    ] {
+        let problems = load(&GOOD.replace(from, to)).unwrap_err().join("\n");
+        assert!(problems.contains(want), "want {want:?} in {problems}");
+    }
+}
+
+#[test]
+fn route_rules() {
+    let no_host_no_upstream = GOOD.replace(
+        "match: { host: api.crm.example.com, path_prefix: /v2 }",
+        "match: { path_prefix: /v2 }",
+    );
+    assert!(load(&no_host_no_upstream)
+        .unwrap_err()
+        .join("\n")
+        .contains("needs an upstream"));
+    let shadowed = format!("{GOOD}  - match: {{ host: api.crm.example.com, path_prefix: /v2/users }}\n    provider: crm\n");
+    let c = load(&shadowed).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("can never match")),
+        "{:?}",
+        c.warnings
+    );
+    let dup = format!("{GOOD}  - match: {{ host: b.example.com }}\n    name: api.crm.example.com/v2\n    provider: crm\n");
+    assert!(load(&dup)
+        .unwrap_err()
+        .join("\n")
+        .contains("duplicate route name"));
+    let loopback_http = GOOD.replace(
+        "https://idp.example.com/oauth2/token",
+        "http://127.0.0.1:9/token",
+    );
+    assert!(load(&loopback_http).is_ok());
+    let allowed = GOOD.replace(
+        "https://idp.example.com/oauth2/token",
+        "http://idp.example.com/token\n    allow_http: true",
+    );
+    assert!(load(&allowed)
+        .unwrap()
+        .warnings
+        .iter()
+        .any(|w| w.contains("unencrypted")));
+}
+
+#[test]
+fn empty_file_is_valid_with_defaults() {
+    let c = load("").unwrap();
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.unmatched, Unmatched::Forward);
+}

@@ -1,0 +1,188 @@
+//! The config file exactly as written: serde structs that mirror SPEC §3 key for key.
+//!
+//! Every struct denies unknown fields, so a typo is an error rather than a silently
+//! disabled feature. Scalars are kept as text ([`Text`]) so that `${VAR}` interpolation,
+//! durations and sizes are all handled, with all errors collected, by `compile`.
+
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Any YAML scalar (string, number, boolean), as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar value (string or number)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+                Ok(Text(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<Text>,
+    pub admin_listen: Option<Text>,
+    pub log: Option<RawLog>,
+    pub unmatched: Option<Text>,
+    pub workers: Option<Text>,
+    pub shutdown_grace: Option<Text>,
+    /// Recognised so that the error can say "not built yet" instead of "unknown field".
+    pub tls_intercept: Option<IgnoredAny>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Text>,
+    pub level: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: Option<Text>,
+    pub token_url: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<Text>,
+    pub client_auth: Option<Text>,
+    pub grant_type: Option<Text>,
+    pub scopes: Option<Vec<Text>>,
+    pub audience: Option<Text>,
+    pub resource: Option<Text>,
+    pub extra_params: Option<BTreeMap<String, Text>>,
+    pub refresh_before_expiry: Option<Text>,
+    pub timeout: Option<Text>,
+    pub retries: Option<RawRetries>,
+    pub prefetch: Option<bool>,
+    pub idle_timeout: Option<Text>,
+    pub allow_http: Option<bool>,
+    pub ca_file: Option<Text>,
+    pub expose_token: Option<bool>,
+    // Keys of token sources that are specified (SPEC §3) but not built yet. They are
+    // recognised so that `compile` can refuse them by name instead of "unknown field".
+    pub private_key_file: Option<IgnoredAny>,
+    pub signing_alg: Option<IgnoredAny>,
+    pub key_id: Option<IgnoredAny>,
+    pub assertion_audience: Option<IgnoredAny>,
+    pub client_assertion_file: Option<IgnoredAny>,
+    pub client_cert_file: Option<IgnoredAny>,
+    pub client_key_file: Option<IgnoredAny>,
+    pub subject_token_from: Option<IgnoredAny>,
+    pub subject_token_type: Option<IgnoredAny>,
+    pub actor_token_file: Option<IgnoredAny>,
+    pub actor_token_type: Option<IgnoredAny>,
+    pub requested_token_type: Option<IgnoredAny>,
+    pub max_subjects: Option<IgnoredAny>,
+    pub forward_subject_header: Option<IgnoredAny>,
+    pub refresh_token: Option<IgnoredAny>,
+    pub refresh_token_store: Option<IgnoredAny>,
+    pub tenant_id: Option<IgnoredAny>,
+    pub authority: Option<IgnoredAny>,
+    pub token_file: Option<IgnoredAny>,
+}
+
+impl RawProvider {
+    /// The names of the specified-but-unbuilt keys that are present, in schema order.
+    pub fn unbuilt_keys(&self) -> Vec<&'static str> {
+        let all = [
+            ("private_key_file", self.private_key_file.is_some()),
+            ("signing_alg", self.signing_alg.is_some()),
+            ("key_id", self.key_id.is_some()),
+            ("assertion_audience", self.assertion_audience.is_some()),
+            (
+                "client_assertion_file",
+                self.client_assertion_file.is_some(),
+            ),
+            ("client_cert_file", self.client_cert_file.is_some()),
+            ("client_key_file", self.client_key_file.is_some()),
+            ("subject_token_from", self.subject_token_from.is_some()),
+            ("subject_token_type", self.subject_token_type.is_some()),
+            ("actor_token_file", self.actor_token_file.is_some()),
+            ("actor_token_type", self.actor_token_type.is_some()),
+            ("requested_token_type", self.requested_token_type.is_some()),
+            ("max_subjects", self.max_subjects.is_some()),
+            (
+                "forward_subject_header",
+                self.forward_subject_header.is_some(),
+            ),
+            ("refresh_token", self.refresh_token.is_some()),
+            ("refresh_token_store", self.refresh_token_store.is_some()),
+            ("tenant_id", self.tenant_id.is_some()),
+            ("authority", self.authority.is_some()),
+            ("token_file", self.token_file.is_some()),
+        ];
+        all.into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| k)
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub max_attempts: Option<Text>,
+    pub initial_backoff: Option<Text>,
+    pub max_backoff: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<Text>,
+    #[serde(rename = "match")]
+    pub match_: Option<RawMatch>,
+    pub provider: Option<Text>,
+    pub upstream: Option<Text>,
+    pub strip_prefix: Option<bool>,
+    pub preserve_host: Option<bool>,
+    pub header: Option<Text>,
+    pub value_prefix: Option<Text>,
+    pub overwrite: Option<bool>,
+    pub retry_on: Option<Vec<Text>>,
+    pub max_replay_body: Option<Text>,
+    pub on_token_error: Option<Text>,
+    pub intercept: Option<bool>,
+    pub ca_file: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    pub upstream_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub host: Option<Text>,
+    pub path_prefix: Option<Text>,
+    pub methods: Option<Vec<Text>>,
+}

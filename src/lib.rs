@@ -1,0 +1,17 @@
+//! token-sidecar: a small, fast proxy that adds OAuth2 access tokens to the outbound
+//! requests of unchanged applications. See ARCHITECTURE.md for the map.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod listener;
+pub mod proxy;
+pub mod route;
+pub mod secret;
+pub mod sidecar;
+pub mod token;
+pub mod trust;
+pub mod upstream;
+
+pub use sidecar::{run, Listeners, Sidecar};

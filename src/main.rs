@@ -1,0 +1,285 @@
+//! The `token-sidecar` binary: command line, logging, runtime, signals and exit codes.
+//! Everything else lives in the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use token_sidecar::config::{Config, LogFormat};
+use token_sidecar::token::TokenSource;
+use token_sidecar::Listeners;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "token-sidecar",
+    version,
+    about = "Adds OAuth2 access tokens to the outbound requests of unchanged applications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file [default: $TOKEN_SIDECAR_CONFIG, then ./proxy.yaml]
+    #[arg(short, long, global = true, env = "TOKEN_SIDECAR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format, overriding the config file's `log.format`
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Log level (trace, debug, info, warn, error), overriding `log.level` and RUST_LOG
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default)
+    Run,
+    /// Check the config file: exit 0 when valid, 1 with every problem listed
+    Validate,
+    /// Fetch one token for PROVIDER and print its metadata as JSON
+    Token {
+        provider: String,
+        /// Also print the token itself
+        #[arg(long)]
+        print_token: bool,
+    },
+    /// Start a self-contained demo on loopback (IdP, API and proxy)
+    Demo,
+    /// Certificate authority for HTTPS interception
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Write ca.crt and ca.key into DIR
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("proxy.yaml"));
+    let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Run => run(&cli, &config_path),
+        Command::Validate => validate(&config_path),
+        Command::Token { provider, print_token } => token(&cli, &config_path, provider, *print_token),
+        Command::Demo => demo(&cli),
+        Command::Ca { command: CaCommand::Init { .. } } => {
+            Err(anyhow::anyhow!("`ca init` is not built in this version yet: TLS interception is on the roadmap (see README, \"Not built yet\")"))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the config, printing every problem; `None` when it is invalid.
+fn load(path: &Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "{}: {} problem(s); nothing was started",
+                path.display(),
+                e.problems.len()
+            );
+            None
+        }
+    }
+}
+
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: valid ({} providers, {} routes)",
+        path.display(),
+        config.providers.len(),
+        config.routes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    init_tracing(cli, config.log.format, &config.log.level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let proxy = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a} (admin_listen)"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            listen = %proxy.local_addr()?,
+            admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
+            workers,
+            providers = config.providers.len(),
+            routes = config.routes.len(),
+            "token-sidecar started"
+        );
+        token_sidecar::run(Listeners { proxy, admin }, config, shutdown_signal()).await?;
+        tracing::info!("token-sidecar stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn token(cli: &Cli, path: &Path, provider: &str, print_token: bool) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    init_tracing(cli, config.log.format, "warn");
+    let Some(p) = config.provider(provider).cloned() else {
+        let known: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "no provider named {provider:?} in {} (defined: {})",
+            path.display(),
+            known.join(", ")
+        );
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let source = TokenSource::new(p).map_err(anyhow::Error::msg)?;
+        let t = source
+            .refresh_now()
+            .await
+            .map_err(|e| anyhow::anyhow!("provider {provider}: {e}"))?;
+        let mut out = serde_json::json!({
+            "provider": provider,
+            "token_type": t.token_type,
+            "expires_in": t.lifetime.as_secs(),
+            "scope": t.scope,
+        });
+        if let Some(claims) = token_sidecar::token::jwt::claims(t.secret().expose()) {
+            out["claims"] = serde_json::Value::Object(claims);
+        }
+        if print_token {
+            out["access_token"] = serde_json::Value::String(t.secret().expose().to_string());
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn demo(cli: &Cli) -> anyhow::Result<ExitCode> {
+    init_tracing(cli, LogFormat::Text, "info");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(token_sidecar::demo::run_demo(shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Dependencies never log above `info`, whatever level is asked for: their debug and
+/// trace output can include request heads, and tokens must never reach a log.
+const DEPENDENCY_CAPS: &[&str] = &[
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "reqwest=info",
+    "rustls=info",
+    "tower=info",
+];
+
+fn init_tracing(cli: &Cli, file_format: LogFormat, file_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => file_format,
+    };
+    let base = match (&cli.log_level, std::env::var("RUST_LOG")) {
+        (Some(level), _) => level.clone(),
+        (None, Ok(env)) if !env.trim().is_empty() => env,
+        _ => file_level.to_string(),
+    };
+    let directives = std::iter::once(base.as_str())
+        .chain(DEPENDENCY_CAPS.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("warning: invalid log level {base:?} ({e}); using info");
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,320 @@
+//! The request lifecycle, and the only module that knows the order of its phases:
+//!
+//! 1. read the target (absolute-form, origin-form or CONNECT);
+//! 2. match a route;
+//! 3. take a token from the route's provider;
+//! 4. rewrite the request (destination, hop-by-hop headers, Host) and inject the header;
+//! 5. forward it on the pooled client, within `upstream_timeout`;
+//! 6. if the answer is in `retry_on`, renew the token and replay once (see [`replay`]).
+//!
+//! Every failure becomes a [`ProxyError`] and is rendered in `error`. One log line per
+//! request; it never holds a header value or a query string.
+
+mod connect;
+mod rewrite;
+
+use crate::config::{OnTokenError, RouteConfig, Unmatched};
+use crate::error::{Body, ErrorContext, ProxyError};
+use crate::route::{self, Target};
+use crate::sidecar::{RouteRuntime, Snapshot};
+use crate::token::Token;
+use crate::upstream::{self, Client};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub use rewrite::strip_hop_by_hop;
+
+/// `upstream_timeout` for traffic that matched no route (routes default to the same).
+const UNMATCHED_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the request log line reports, filled in as the phases run.
+#[derive(Default)]
+struct Outcome<'s> {
+    route: Option<&'s RouteRuntime>,
+    token: bool,
+    replayed: bool,
+}
+
+/// Serves one request from the app on the snapshot it started with.
+pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let host = target_host(&req).map(str::to_string).unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let mut out = Outcome::default();
+    let resp = match serve(&snap, req, &mut out).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let (route, provider) = out
+                .route
+                .map(|r| (r.config.name.as_str(), r.config.provider.as_str()))
+                .unzip();
+            if let ProxyError::Token(te) = &e {
+                tracing::warn!(route, provider, error = %te, "no token for the request");
+            }
+            e.to_response(ErrorContext { route, provider })
+        }
+    };
+    let route = out.route.map_or("-", |r| r.config.name.as_str());
+    let provider = out.route.map_or("-", |r| r.config.provider.as_str());
+    tracing::info!(
+        route,
+        provider,
+        method = %method,
+        host = %host,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        token = out.token,
+        replayed = out.replayed,
+        "request"
+    );
+    resp
+}
+
+async fn serve<'s>(
+    snap: &'s Snapshot,
+    req: Request<Incoming>,
+    out: &mut Outcome<'s>,
+) -> Result<Response<Body>, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return connect::handle(snap, req).await;
+    }
+    // Absolute-form (`GET http://host/path`) is forward-proxy traffic. HTTP/2 requests
+    // always carry an authority, so they are treated as origin-form (reverse proxy).
+    let absolute = req.version() < Version::HTTP_2 && req.uri().scheme().is_some();
+    let (host, port) = split_host_port(target_host(&req), req.uri());
+    let target = Target {
+        host,
+        port,
+        path: req.uri().path(),
+        method: req.method(),
+    };
+    let Some(index) = route::find(&snap.config.routes, &target) else {
+        return unmatched(snap, req, absolute).await;
+    };
+    let rt = &snap.routes[index];
+    out.route = Some(rt);
+    let route = &rt.config;
+
+    let token = match rt.source.get().await {
+        Ok(t) => Some(t),
+        Err(e) if route.on_token_error == OnTokenError::Forward => {
+            tracing::warn!(route = %route.name, provider = %route.provider, error = %e, "no token; forwarding without one (on_token_error: forward)");
+            None
+        }
+        Err(e) => return Err(ProxyError::Token(e)),
+    };
+
+    let h2_in = req.version() == Version::HTTP_2;
+    let (mut parts, body) = req.into_parts();
+    let dest = rewrite::destination(route, &parts.uri, parts.headers.get(http::header::HOST))?;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(http::header::HOST, dest.host);
+    // Inject unless the app set the header itself and the route keeps it (overwrite: false).
+    let token = token.filter(|_| route.overwrite || !parts.headers.contains_key(&route.header));
+    out.token = token.is_some();
+
+    let client = rt.client_for(&dest.uri, h2_in);
+    let version = if client.1 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let Some(token) = token else {
+        let req = outgoing(parts.method, dest.uri, version, parts.headers, body.boxed());
+        return send(&client.0, req, route).await;
+    };
+
+    // Replay safety rule: a request is replayed only if its whole body is already in
+    // memory (known length, at most `max_replay_body`) and only once. A streamed body has
+    // been consumed by the first attempt and can never be sent twice.
+    let replayable = !route.retry_on.is_empty()
+        && body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= route.max_replay_body);
+    if !replayable {
+        let mut headers = parts.headers;
+        headers.insert(&route.header, token.header_value(&route.value_prefix));
+        return send(
+            &client.0,
+            outgoing(parts.method, dest.uri, version, headers, body.boxed()),
+            route,
+        )
+        .await;
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| ProxyError::BadRequest {
+            detail: format!("reading the request body failed: {e}"),
+        })?
+        .to_bytes();
+    let attempt = |token: &Token| {
+        let mut headers = parts.headers.clone();
+        headers.insert(&route.header, token.header_value(&route.value_prefix));
+        outgoing(
+            parts.method.clone(),
+            dest.uri.clone(),
+            version,
+            headers,
+            crate::error::full(bytes.clone()),
+        )
+    };
+    let first = send(&client.0, attempt(&token), route).await?;
+    if !route.retry_on.contains(&first.status()) {
+        return Ok(first);
+    }
+    let Some(fresh) = rt.source.renew_after_reject(&token).await else {
+        return Ok(first);
+    };
+    drop(first);
+    out.replayed = true;
+    tracing::debug!(route = %route.name, "replaying once with a renewed token");
+    send(&client.0, attempt(&fresh), route).await
+}
+
+/// A request that matched no route: refused under `unmatched: deny`, otherwise forwarded
+/// untouched (no token) when it names its own target.
+async fn unmatched(
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    absolute: bool,
+) -> Result<Response<Body>, ProxyError> {
+    let host = target_host(&req).unwrap_or("-").to_string();
+    if snap.config.unmatched == Unmatched::Deny {
+        return Err(ProxyError::NoRoute {
+            detail: format!(
+                "no route matches {} {}{}",
+                req.method(),
+                host,
+                req.uri().path()
+            ),
+        });
+    }
+    if !absolute {
+        return Err(ProxyError::BadRequest {
+            detail: format!(
+                "no route matches {}{}, and an origin-form request names no target to forward to",
+                host,
+                req.uri().path()
+            ),
+        });
+    }
+    let (mut parts, body) = req.into_parts();
+    let dest = rewrite::own_target(&parts.uri, None)?;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(http::header::HOST, dest.host);
+    let req = outgoing(
+        parts.method,
+        dest.uri,
+        Version::HTTP_11,
+        parts.headers,
+        body.boxed(),
+    );
+    send_plain(&snap.default_client, req, UNMATCHED_UPSTREAM_TIMEOUT).await
+}
+
+fn outgoing(
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Request<Body> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    req
+}
+
+async fn send(
+    client: &Client,
+    req: Request<Body>,
+    route: &RouteConfig,
+) -> Result<Response<Body>, ProxyError> {
+    send_plain(client, req, route.upstream_timeout).await
+}
+
+/// Forwards on the pooled client; waits at most `timeout` for the response headers.
+async fn send_plain(
+    client: &Client,
+    req: Request<Body>,
+    timeout: std::time::Duration,
+) -> Result<Response<Body>, ProxyError> {
+    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => {
+            return Err(ProxyError::UpstreamTimeout {
+                detail: format!(
+                    "no response headers within {}",
+                    crate::config::format_duration(timeout)
+                ),
+            })
+        }
+        Ok(Err(e)) => {
+            let (_kind, detail) = upstream::describe(&e);
+            return Err(ProxyError::UpstreamUnavailable { detail });
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The host the request is for: the URI's authority, else the Host header.
+fn target_host(req: &Request<Incoming>) -> Option<&str> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str());
+    }
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+}
+
+/// Splits `host[:port]` (userinfo dropped); the port defaults from the URI's scheme.
+fn split_host_port<'a>(authority: Option<&'a str>, uri: &Uri) -> (Option<&'a str>, Option<u16>) {
+    let Some(a) = authority else {
+        return (None, None);
+    };
+    let a = a.rsplit('@').next().unwrap_or(a);
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    if a.starts_with('[') {
+        if let Some(end) = a.find(']') {
+            let port = a[end + 1..]
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port);
+            return (Some(&a[..=end]), Some(port));
+        }
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) => match p.parse() {
+            Ok(port) => (Some(h), Some(port)),
+            Err(_) => (Some(a), Some(default_port)),
+        },
+        None => (Some(a), Some(default_port)),
+    }
+}
+
+impl RouteRuntime {
+    /// The client for a destination, and whether it speaks HTTP/2 with prior knowledge
+    /// (h2c: an HTTP/2 request from the app to a plain-http upstream, e.g. gRPC).
+    fn client_for(&self, dest: &Uri, h2_in: bool) -> (&Client, bool) {
+        if h2_in && dest.scheme() == Some(&http::uri::Scheme::HTTP) {
+            (&self.h2c_client, true)
+        } else {
+            (&self.client, false)
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Route matching: which route, if any, selects a request. Pure functions over the
+//! compiled config; no IO, no allocation on the match path.
+
+use crate::config::{HostPattern, RouteConfig};
+use http::Method;
+use std::sync::Arc;
+
+/// What a request is matched on.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// Lowercase host name (IPv6 in brackets); `None` when the request names none.
+    pub host: Option<&'a str>,
+    pub port: Option<u16>,
+    pub path: &'a str,
+    pub method: &'a Method,
+}
+
+/// The index of the first route, in file order, that selects `target`.
+pub fn find(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
+    routes.iter().position(|r| matches(r, target))
+}
+
+/// True when some route names this host (for CONNECT, which carries no path or method).
+pub fn names_host(routes: &[Arc<RouteConfig>], host: &str, port: u16) -> bool {
+    routes.iter().any(|r| {
+        r.host
+            .as_ref()
+            .is_some_and(|p| host_matches(p, host, Some(port)))
+    })
+}
+
+pub fn matches(route: &RouteConfig, t: &Target<'_>) -> bool {
+    if let Some(pattern) = &route.host {
+        let Some(host) = t.host else { return false };
+        if !host_matches(pattern, host, t.port) {
+            return false;
+        }
+    }
+    if let Some(prefix) = &route.path_prefix {
+        if !path_has_prefix(t.path, prefix) {
+            return false;
+        }
+    }
+    match &route.methods {
+        Some(methods) => methods.contains(t.method),
+        None => true,
+    }
+}
+
+pub fn host_matches(pattern: &HostPattern, host: &str, port: Option<u16>) -> bool {
+    match pattern {
+        HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+        HostPattern::Suffix(s) => {
+            host.len() > s.len()
+                && host.is_char_boundary(host.len() - s.len())
+                && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+        }
+        HostPattern::WithPort(h, p) => port == Some(*p) && host.eq_ignore_ascii_case(h),
+    }
+}
+
+/// `/v2` is a prefix of `/v2`, `/v2/`, `/v2/x`, but not of `/v2x`.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+/// True when `earlier` selects every request `later` would, so `later` can never match.
+pub fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    let host = match (&earlier.host, &later.host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => {
+            a == b
+                || matches!((a, b), (HostPattern::Exact(x), HostPattern::WithPort(y, _)) if x == y)
+        }
+    };
+    let path = match (&earlier.path_prefix, &later.path_prefix) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => path_has_prefix(b, a),
+    };
+    let methods = match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+    };
+    host && path && methods
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn routes(yaml_routes: &str) -> Vec<Arc<RouteConfig>> {
+        let yaml = format!(
+            "providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    client_secret: s\nroutes:\n{yaml_routes}"
+        );
+        Config::from_text(Path::new("t.yaml"), &yaml, &|_| None)
+            .unwrap()
+            .routes
+    }
+
+    fn pick(
+        routes: &[Arc<RouteConfig>],
+        host: Option<&str>,
+        port: Option<u16>,
+        method: &str,
+        path: &str,
+    ) -> Option<String> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        find(
+            routes,
+            &Target {
+                host,
+                port,
+                path,
+                method: &method,
+            },
+        )
+        .map(|i| routes[i].name.clone())
+    }
+
+    #[test]
+    fn table() {
+        let rs = routes(
+            "  - { name: exact, match: { host: API.Example.com, path_prefix: /v2/, methods: [get] }, provider: p }\n\
+             \x20 - { name: port, match: { host: 'api.example.com:8443' }, provider: p }\n\
+             \x20 - { name: wild, match: { host: '*.example.com' }, provider: p }\n\
+             \x20 - { name: rev, match: { path_prefix: /crm }, provider: p, upstream: 'http://127.0.0.1:9' }\n",
+        );
+        let cases: &[(Option<&str>, Option<u16>, &str, &str, Option<&str>)] = &[
+            (
+                Some("api.example.com"),
+                Some(80),
+                "GET",
+                "/v2/x",
+                Some("exact"),
+            ),
+            (
+                Some("api.example.com"),
+                Some(80),
+                "GET",
+                "/v2",
+                Some("exact"),
+            ),
+            (
+                Some("api.example.com"),
+                Some(80),
+                "GET",
+                "/v2x",
+                Some("wild"),
+            ),
+            (Some("api.other.test"), Some(80), "GET", "/v2", None),
+            (
+                Some("api.example.com"),
+                Some(8443),
+                "GET",
+                "/v2x",
+                Some("port"),
+            ),
+            (
+                Some("api.example.com"),
+                Some(80),
+                "POST",
+                "/v2/x",
+                Some("wild"),
+            ),
+            (
+                Some("a.b.example.com"),
+                Some(443),
+                "POST",
+                "/",
+                Some("wild"),
+            ),
+            (Some("example.com"), Some(80), "GET", "/", None),
+            (Some("badexample.com"), Some(80), "GET", "/", None),
+            (Some("other.test"), Some(80), "GET", "/crm/x", Some("rev")),
+            (None, None, "GET", "/crm", Some("rev")),
+            (None, None, "GET", "/crmx", None),
+            (None, None, "GET", "/v2/x", None),
+        ];
+        for (host, port, method, path, want) in cases {
+            assert_eq!(
+                pick(&rs, *host, *port, method, path).as_deref(),
+                *want,
+                "{host:?}:{port:?} {method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_shadowed_routes_are_detected() {
+        let rs = routes(
+            "  - { name: a, match: { host: x.test }, provider: p }\n  - { name: b, match: { host: x.test, path_prefix: /v1 }, provider: p }\n",
+        );
+        assert_eq!(
+            pick(&rs, Some("x.test"), Some(80), "GET", "/v1/y").as_deref(),
+            Some("a")
+        );
+        assert!(covers(&rs[0], &rs[1]));
+        assert!(!covers(&rs[1], &rs[0]));
+    }
+
+    #[test]
+    fn prefix_boundaries() {
+        assert!(path_has_prefix("/a/b", "/a"));
+        assert!(path_has_prefix("/a", "/a"));
+        assert!(!path_has_prefix("/ab", "/a"));
+        assert!(!path_has_prefix("/", "/a"));
+    }
+}

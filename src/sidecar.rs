@@ -1,0 +1,183 @@
+//! The running sidecar: the current [`Snapshot`] (config plus the runtime objects it
+//! needs), the token sources and connection pools that outlive snapshots, and [`run`].
+
+use crate::config::{Config, RouteConfig};
+use crate::token::TokenSource;
+use crate::upstream::{Client, Pools};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything a request needs, immutable. A request keeps the snapshot it started with.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    /// Parallel to `config.routes`.
+    pub routes: Vec<RouteRuntime>,
+    /// By provider name.
+    pub sources: BTreeMap<String, Arc<TokenSource>>,
+    /// For traffic that matched no route.
+    pub default_client: Client,
+}
+
+pub struct RouteRuntime {
+    pub config: Arc<RouteConfig>,
+    pub source: Arc<TokenSource>,
+    pub client: Client,
+    pub h2c_client: Client,
+}
+
+/// Process-wide state shared by the proxy and admin listeners.
+pub struct Sidecar {
+    snapshot: ArcSwap<Snapshot>,
+    /// Token sources by provider identity, so that a snapshot rebuilt from an equivalent
+    /// provider keeps its cached token.
+    sources: Mutex<HashMap<String, Arc<TokenSource>>>,
+    pools: Pools,
+}
+
+/// The sockets the sidecar serves; the caller binds them (tests bind port 0).
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+impl Sidecar {
+    pub fn new(config: Config) -> Result<Arc<Self>, SetupError> {
+        let pools = Pools::default();
+        let sources = Mutex::new(HashMap::new());
+        let placeholder = Self::build(Arc::new(config), &sources, &pools)?;
+        Ok(Arc::new(Sidecar {
+            snapshot: ArcSwap::from_pointee(placeholder),
+            sources,
+            pools,
+        }))
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replaces the snapshot with one built from `config`; token sources and pools that
+    /// still apply are kept.
+    pub fn replace(&self, config: Config) -> Result<(), SetupError> {
+        let snap = Self::build(Arc::new(config), &self.sources, &self.pools)?;
+        self.snapshot.store(Arc::new(snap));
+        Ok(())
+    }
+
+    fn build(
+        config: Arc<Config>,
+        registry: &Mutex<HashMap<String, Arc<TokenSource>>>,
+        pools: &Pools,
+    ) -> Result<Snapshot, SetupError> {
+        let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sources = BTreeMap::new();
+        for p in &config.providers {
+            let source = match registry.get(&p.identity()) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = TokenSource::new(p.clone()).map_err(SetupError)?;
+                    registry.insert(p.identity(), s.clone());
+                    s
+                }
+            };
+            let mut prefixes: Vec<Box<str>> = config
+                .routes
+                .iter()
+                .filter(|r| r.provider == p.name)
+                .map(|r| r.value_prefix.as_str().into())
+                .collect();
+            prefixes.sort();
+            prefixes.dedup();
+            source.set_prefixes(prefixes);
+            sources.insert(p.name.clone(), source);
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let source = sources.get(&r.provider).cloned().ok_or_else(|| {
+                SetupError(format!(
+                    "route {} names unknown provider {}",
+                    r.name, r.provider
+                ))
+            })?;
+            routes.push(RouteRuntime {
+                config: r.clone(),
+                source,
+                client: pools
+                    .client(r.ca_file.as_ref(), r.connect_timeout, false)
+                    .map_err(SetupError)?,
+                h2c_client: pools
+                    .client(r.ca_file.as_ref(), r.connect_timeout, true)
+                    .map_err(SetupError)?,
+            });
+        }
+        let default_client = pools
+            .client(None, Duration::from_secs(5), false)
+            .map_err(SetupError)?;
+        Ok(Snapshot {
+            config,
+            routes,
+            sources,
+            default_client,
+        })
+    }
+}
+
+/// Runs the sidecar on `listeners` until `shutdown` completes, then drains in-flight
+/// requests for up to `shutdown_grace`.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SetupError> {
+    let grace = config.shutdown_grace;
+    let sidecar = Sidecar::new(config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    for source in sidecar.snapshot().sources.values() {
+        if source.config().prefetch {
+            let source = source.clone();
+            tokio::spawn(async move {
+                if let Err(e) = source.get().await {
+                    tracing::warn!(provider = %source.config().name, error = %e, "prefetch failed; the next request will try again");
+                }
+            });
+        }
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(admin) = listeners.admin {
+        let sc = sidecar.clone();
+        let handler = move |req| crate::admin::handle(sc.clone(), req);
+        tasks.spawn(crate::listener::serve(
+            admin,
+            handler,
+            stop_rx.clone(),
+            grace,
+            "admin",
+        ));
+    }
+    let sc = sidecar.clone();
+    let handler = move |req| crate::proxy::handle(sc.snapshot(), req);
+    tasks.spawn(crate::listener::serve(
+        listeners.proxy,
+        handler,
+        stop_rx,
+        grace,
+        "proxy",
+    ));
+
+    shutdown.await;
+    tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

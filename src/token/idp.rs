@@ -1,0 +1,326 @@
+//! The OAuth2 token endpoint client (RFC 6749 §4.4 client credentials). The only code in
+//! the crate that talks to an IdP. It turns every answer into a [`TokenResponse`] or a
+//! classified [`Failure`] whose detail carries the IdP's `error`/`error_description`
+//! (RFC 6749 §5.2) and never a secret or a token.
+
+use crate::config::{format_duration, ClientAuth, ProviderConfig};
+use crate::secret::Secret;
+use base64::Engine;
+use std::time::Duration;
+
+/// The largest token response we read; anything longer is not a token response.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+pub struct IdpClient {
+    http: reqwest::Client,
+}
+
+/// A successful token response.
+pub struct TokenResponse {
+    pub access_token: Secret,
+    pub token_type: String,
+    pub expires_in: Option<Duration>,
+    pub scope: Option<String>,
+}
+
+/// Why one token request failed, and whether trying again may help.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+    /// The IdP's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+    /// SPEC §5: network errors, timeouts, 5xx, 429 and malformed 2xx bodies are retried.
+    pub retryable: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network error, timeout, 5xx, 429: retried.
+    Transient,
+    /// Not a token response (a malformed 2xx, retried; or a redirect, not retried).
+    Malformed,
+    /// The IdP refused the client (other 4xx): not retried.
+    Rejected,
+}
+
+impl IdpClient {
+    pub fn new(cfg: &ProviderConfig) -> Result<Self, String> {
+        let tls = crate::trust::client_config(cfg.ca_file.as_deref(), &[b"h2", b"http/1.1"])?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            // A redirect could carry the client secret to another host: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            // The sidecar may itself be the app's HTTP_PROXY: never send IdP calls there.
+            .no_proxy()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot build the HTTP client for provider {}: {e}",
+                    cfg.name
+                )
+            })?;
+        Ok(Self { http })
+    }
+
+    /// Sends one token request.
+    pub async fn request(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
+        let mut req = self
+            .http
+            .post(cfg.token_url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json");
+        if let (ClientAuth::Basic, Some(secret)) = (cfg.client_auth, &cfg.client_secret) {
+            let mut value = http::HeaderValue::try_from(basic_auth(&cfg.client_id, secret))
+                .map_err(|_| {
+                    failure(
+                        FailureKind::Rejected,
+                        "client credentials cannot be sent in a header".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            req = req.header(http::header::AUTHORIZATION, value);
+        }
+        let resp = req
+            .body(token_form(cfg))
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e, cfg.timeout))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = read_limited(resp)
+            .await
+            .map_err(|e| transport_failure(&e, cfg.timeout))?;
+        if status.is_success() {
+            return parse_token(&body).map_err(|detail| failure(FailureKind::Malformed, detail));
+        }
+        let what = oauth_error(&body)
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default();
+        let detail = format!("token endpoint answered {}{what}", status.as_u16());
+        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            FailureKind::Transient
+        } else if status.is_redirection() {
+            return Err(Failure {
+                kind: FailureKind::Malformed,
+                detail: format!("{detail} (a redirect; token requests never follow redirects)"),
+                retry_after: None,
+                retryable: false,
+            });
+        } else {
+            FailureKind::Rejected
+        };
+        Err(Failure {
+            kind,
+            detail,
+            retry_after,
+            retryable: kind == FailureKind::Transient,
+        })
+    }
+}
+
+/// The form body of a client-credentials token request (RFC 6749 §4.4.2).
+fn token_form(cfg: &ProviderConfig) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if !cfg.scopes.is_empty() {
+        form.append_pair("scope", &cfg.scopes.join(" "));
+    }
+    if let Some(a) = &cfg.audience {
+        form.append_pair("audience", a);
+    }
+    if let Some(r) = &cfg.resource {
+        form.append_pair("resource", r);
+    }
+    for (k, v) in &cfg.extra_params {
+        form.append_pair(k, v);
+    }
+    match (cfg.client_auth, &cfg.client_secret) {
+        (ClientAuth::Basic, Some(_)) => {}
+        (ClientAuth::Basic, None) => {
+            form.append_pair("client_id", &cfg.client_id);
+        }
+        (ClientAuth::Post, secret) => {
+            form.append_pair("client_id", &cfg.client_id);
+            if let Some(s) = secret {
+                form.append_pair("client_secret", s.expose());
+            }
+        }
+    }
+    form.finish()
+}
+
+fn failure(kind: FailureKind, detail: String) -> Failure {
+    Failure {
+        kind,
+        detail,
+        retry_after: None,
+        retryable: kind != FailureKind::Rejected,
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and encoded.
+fn basic_auth(client_id: &str, secret: &Secret) -> String {
+    let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+    let pw: String = form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{pw}"))
+    )
+}
+
+fn transport_failure(e: &reqwest::Error, timeout: Duration) -> Failure {
+    let detail = if e.is_timeout() {
+        format!(
+            "token endpoint did not answer within {}",
+            format_duration(timeout)
+        )
+    } else if e.is_connect() {
+        format!("cannot connect to token endpoint: {}", root_cause(e))
+    } else {
+        format!("token request failed: {}", root_cause(e))
+    };
+    failure(FailureKind::Transient, detail)
+}
+
+/// The innermost error message (reqwest's own message repeats the URL).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// RFC 6749 §5.2 `error` and `error_description`, cleaned for use in a message.
+fn oauth_error(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = clean(v.get("error")?.as_str()?);
+    match v.get("error_description").and_then(|d| d.as_str()) {
+        Some(d) => Some(format!("{error}: {}", clean(d))),
+        None => Some(error),
+    }
+}
+
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| "token endpoint answered 2xx with a body that is not JSON".to_string())?;
+    let access_token = v
+        .get("access_token")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "token endpoint answered 2xx without an access_token".to_string())?;
+    if http::HeaderValue::from_str(access_token).is_err() {
+        return Err(
+            "token endpoint answered an access_token that cannot be sent in a header".to_string(),
+        );
+    }
+    let expires_in = match v.get("expires_in") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(e) => {
+            let secs = e
+                .as_f64()
+                .or_else(|| e.as_str().and_then(|s| s.trim().parse().ok()));
+            match secs {
+                Some(s) if s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+                _ => {
+                    return Err(
+                        "token endpoint answered an expires_in that is not a positive number"
+                            .to_string(),
+                    )
+                }
+            }
+        }
+    };
+    Ok(TokenResponse {
+        access_token: Secret::new(access_token),
+        token_type: v
+            .get("token_type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("Bearer")
+            .to_string(),
+        expires_in,
+        scope: v.get("scope").and_then(|s| s.as_str()).map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64() {
+        // RFC 6749 §2.3.1 + Appendix B: ':' and non-ASCII are percent-encoded first.
+        let h = basic_auth("my id", &Secret::new("p:ss/é"));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(h.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "my+id:p%3Ass%2F%C3%A9");
+    }
+
+    #[test]
+    fn parses_token_responses() {
+        let t = parse_token(
+            br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600","scope":"a b"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.access_token.expose(), "abc");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+        assert_eq!(t.scope.as_deref(), Some("a b"));
+        assert!(parse_token(br#"{"access_token":"abc"}"#)
+            .unwrap()
+            .expires_in
+            .is_none());
+        for bad in [
+            &b"<html>"[..],
+            br#"{"token":"x"}"#,
+            br#"{"access_token":""}"#,
+            br#"{"access_token":"a","expires_in":-5}"#,
+            br#"{"access_token":"a\nb"}"#,
+        ] {
+            assert!(
+                parse_token(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn error_bodies_become_details() {
+        assert_eq!(
+            oauth_error(
+                br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#
+            )
+            .as_deref(),
+            Some("invalid_client: Client authentication failed")
+        );
+        assert_eq!(oauth_error(b"nope"), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! Token lifetime arithmetic (SPEC §5): pure functions, unit-tested without a clock.
+
+use crate::config::Retries;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Assumed when the IdP says nothing about expiry.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(300);
+
+/// `expires_in`, else the JWT `exp` claim relative to when the request was sent, else
+/// five minutes.
+pub fn lifetime(
+    expires_in: Option<Duration>,
+    jwt_exp: Option<u64>,
+    sent_wall: SystemTime,
+) -> Duration {
+    if let Some(e) = expires_in {
+        return e;
+    }
+    if let Some(exp) = jwt_exp {
+        let sent = sent_wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let exp = Duration::from_secs(exp);
+        // An `exp` already past gives a token that is never injected; one second keeps
+        // the arithmetic sane while it is replaced.
+        return exp
+            .checked_sub(sent)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+    }
+    DEFAULT_LIFETIME
+}
+
+/// How long before expiry a token stops being fresh: the configured
+/// `refresh_before_expiry`, or min(5 min, half the lifetime). A configured margin as long
+/// as the lifetime itself would make every token stale on arrival, so the default applies.
+pub fn refresh_margin(lifetime: Duration, configured: Option<Duration>) -> Duration {
+    match configured {
+        Some(m) if m < lifetime => m,
+        _ => (lifetime / 2).min(MAX_DEFAULT_MARGIN),
+    }
+}
+
+/// The wait before retry number `attempt` (1-based count of attempts so far): full
+/// jitter over an exponentially growing window, at least the IdP's `Retry-After`, never
+/// more than `max_backoff`.
+pub fn backoff(attempt: u32, retries: &Retries, retry_after: Option<Duration>) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let window = retries
+        .initial_backoff
+        .saturating_mul(1 << exp)
+        .min(retries.max_backoff);
+    let jittered = window.mul_f64(fastrand::f64());
+    jittered
+        .max(retry_after.unwrap_or_default())
+        .min(retries.max_backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins() {
+        let s = Duration::from_secs;
+        let cases = [
+            (s(3600), None, s(300)),
+            (s(300), None, s(150)),
+            (s(30), None, s(15)),
+            (s(3600), Some(s(60)), s(60)),
+            (s(30), Some(s(60)), s(15)),
+        ];
+        for (life, configured, want) in cases {
+            assert_eq!(
+                refresh_margin(life, configured),
+                want,
+                "{life:?} {configured:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lifetime_falls_back_to_jwt_exp_then_five_minutes() {
+        let sent = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            lifetime(Some(Duration::from_secs(60)), Some(5_000), sent),
+            Duration::from_secs(60)
+        );
+        assert_eq!(lifetime(None, Some(1_600), sent), Duration::from_secs(600));
+        assert_eq!(lifetime(None, Some(900), sent), Duration::from_secs(1));
+        assert_eq!(lifetime(None, None, sent), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn backoff_grows_within_cap_and_honours_retry_after() {
+        let r = Retries {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(1),
+        };
+        for _ in 0..200 {
+            assert!(backoff(1, &r, None) <= Duration::from_millis(200));
+            assert!(backoff(3, &r, None) <= Duration::from_millis(800));
+            assert!(backoff(10, &r, None) <= Duration::from_secs(1));
+            assert_eq!(
+                backoff(1, &r, Some(Duration::from_secs(30))),
+                Duration::from_secs(1)
+            );
+            assert!(backoff(1, &r, Some(Duration::from_millis(500))) >= Duration::from_millis(500));
+        }
+    }
+}
