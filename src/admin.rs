@@ -20,9 +20,9 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, ["readyz"]) => {
             let not_ready: Vec<String> = snap
-                .sources
+                .providers
                 .iter()
-                .filter(|(_, s)| s.config().prefetch && s.peek().is_none())
+                .filter(|(_, p)| p.config.prefetch && p.source.peek().is_none())
                 .map(|(name, _)| format!("provider {name} holds no valid token yet"))
                 .collect();
             let status = if not_ready.is_empty() {
@@ -37,9 +37,9 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
         }
         (&Method::GET, ["status"]) => {
             let providers: serde_json::Map<String, Value> = snap
-                .sources
+                .providers
                 .iter()
-                .map(|(name, s)| (name.clone(), provider_status(s)))
+                .map(|(name, p)| (name.clone(), provider_status(&p.source)))
                 .collect();
             let routes: Vec<Value> = snap
                 .config
@@ -60,18 +60,18 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
                 &json!({"providers": providers, "routes": routes}),
             )
         }
-        (&Method::POST, ["providers", name, "refresh"]) => match snap.sources.get(*name) {
+        (&Method::POST, ["providers", name, "refresh"]) => match snap.providers.get(*name) {
             None => not_found(&format!("no provider named {name}")),
-            Some(source) => match source.refresh_now().await {
-                Ok(_) => json_response(StatusCode::OK, &provider_status(source)),
+            Some(p) => match p.source.refresh_now().await {
+                Ok(_) => json_response(StatusCode::OK, &provider_status(&p.source)),
                 Err(e) => ProxyError::Token(e).to_response(ErrorContext {
                     route: None,
                     provider: Some(name),
                 }),
             },
         },
-        (&Method::GET, ["providers", name, "token"]) => match snap.sources.get(*name) {
-            Some(source) if source.config().expose_token => match source.get().await {
+        (&Method::GET, ["providers", name, "token"]) => match snap.providers.get(*name) {
+            Some(p) if p.config.expose_token => match p.source.get().await {
                 Ok(t) => {
                     let expires_in = t
                         .expires_at

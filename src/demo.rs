@@ -41,14 +41,14 @@ pub async fn run_demo(shutdown: impl Future<Output = ()>) -> Result<(), SetupErr
     let (stop_tx, stop_rx) = watch::channel(false);
     let idp_task = tokio::spawn(crate::listener::serve(
         idp,
-        |r| idp_handle(r),
+        idp_handle,
         stop_rx.clone(),
         Duration::from_secs(1),
         "demo-idp",
     ));
     let api_task = tokio::spawn(crate::listener::serve(
         api,
-        |r| api_handle(r),
+        api_handle,
         stop_rx,
         Duration::from_secs(1),
         "demo-api",

@@ -133,7 +133,14 @@ mod tests {
              \x20 - { name: wild, match: { host: '*.example.com' }, provider: p }\n\
              \x20 - { name: rev, match: { path_prefix: /crm }, provider: p, upstream: 'http://127.0.0.1:9' }\n",
         );
-        let cases: &[(Option<&str>, Option<u16>, &str, &str, Option<&str>)] = &[
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<u16>,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (
                 Some("api.example.com"),
                 Some(80),

@@ -1,7 +1,7 @@
 //! The running sidecar: the current [`Snapshot`] (config plus the runtime objects it
 //! needs), the token sources and connection pools that outlive snapshots, and [`run`].
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, ProviderConfig, RouteConfig};
 use crate::token::TokenSource;
 use crate::upstream::{Client, Pools};
 use arc_swap::ArcSwap;
@@ -18,9 +18,16 @@ pub struct Snapshot {
     /// Parallel to `config.routes`.
     pub routes: Vec<RouteRuntime>,
     /// By provider name.
-    pub sources: BTreeMap<String, Arc<TokenSource>>,
+    pub providers: BTreeMap<String, ProviderRuntime>,
     /// For traffic that matched no route.
     pub default_client: Client,
+}
+
+/// A provider as configured, and the token source serving it. Providers whose token
+/// would be identical (same IdP, client, scopes, …) share one source and one token.
+pub struct ProviderRuntime {
+    pub config: Arc<ProviderConfig>,
+    pub source: Arc<TokenSource>,
 }
 
 pub struct RouteRuntime {
@@ -79,35 +86,55 @@ impl Sidecar {
         pools: &Pools,
     ) -> Result<Snapshot, SetupError> {
         let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sources = BTreeMap::new();
+        let mut providers = BTreeMap::new();
+        let mut prefixes: HashMap<String, Vec<Box<str>>> = HashMap::new();
         for p in &config.providers {
-            let source = match registry.get(&p.identity()) {
-                Some(s) => s.clone(),
+            let identity = p.identity();
+            let source = match registry.get(&identity) {
+                Some(s) => {
+                    s.set_config(p.clone());
+                    s.clone()
+                }
                 None => {
                     let s = TokenSource::new(p.clone()).map_err(SetupError)?;
-                    registry.insert(p.identity(), s.clone());
+                    registry.insert(identity.clone(), s.clone());
                     s
                 }
             };
-            let mut prefixes: Vec<Box<str>> = config
-                .routes
-                .iter()
-                .filter(|r| r.provider == p.name)
-                .map(|r| r.value_prefix.as_str().into())
-                .collect();
-            prefixes.sort();
-            prefixes.dedup();
-            source.set_prefixes(prefixes);
-            sources.insert(p.name.clone(), source);
+            let used = prefixes.entry(identity).or_default();
+            used.extend(
+                config
+                    .routes
+                    .iter()
+                    .filter(|r| r.provider == p.name)
+                    .map(|r| r.value_prefix.as_str().into()),
+            );
+            providers.insert(
+                p.name.clone(),
+                ProviderRuntime {
+                    config: p.clone(),
+                    source,
+                },
+            );
+        }
+        for (identity, mut used) in prefixes {
+            used.sort();
+            used.dedup();
+            if let Some(source) = registry.get(&identity) {
+                source.set_prefixes(used);
+            }
         }
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let source = sources.get(&r.provider).cloned().ok_or_else(|| {
-                SetupError(format!(
-                    "route {} names unknown provider {}",
-                    r.name, r.provider
-                ))
-            })?;
+            let source = providers
+                .get(&r.provider)
+                .map(|p| p.source.clone())
+                .ok_or_else(|| {
+                    SetupError(format!(
+                        "route {} names unknown provider {}",
+                        r.name, r.provider
+                    ))
+                })?;
             routes.push(RouteRuntime {
                 config: r.clone(),
                 source,
@@ -125,7 +152,7 @@ impl Sidecar {
         Ok(Snapshot {
             config,
             routes,
-            sources,
+            providers,
             default_client,
         })
     }
@@ -142,12 +169,12 @@ pub async fn run(
     let sidecar = Sidecar::new(config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    for source in sidecar.snapshot().sources.values() {
-        if source.config().prefetch {
-            let source = source.clone();
+    for (name, p) in &sidecar.snapshot().providers {
+        if p.config.prefetch {
+            let (name, source) = (name.clone(), p.source.clone());
             tokio::spawn(async move {
                 if let Err(e) = source.get().await {
-                    tracing::warn!(provider = %source.config().name, error = %e, "prefetch failed; the next request will try again");
+                    tracing::warn!(provider = %name, error = %e, "prefetch failed; the next request will try again");
                 }
             });
         }

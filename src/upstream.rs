@@ -24,10 +24,13 @@ pub enum FailureKind {
     Other,
 }
 
-/// Clients by (ca_file, connect_timeout, h2c), so that reloads reuse warm pools.
+/// What makes two upstream clients different: extra trust, connect timeout, h2c.
+type PoolKey = (Option<PathBuf>, Duration, bool);
+
+/// Clients by [`PoolKey`], so that reloads reuse warm pools.
 #[derive(Default)]
 pub struct Pools {
-    clients: Mutex<HashMap<(Option<PathBuf>, Duration, bool), Client>>,
+    clients: Mutex<HashMap<PoolKey, Client>>,
 }
 
 impl Pools {

@@ -126,7 +126,7 @@ async fn serve<'s>(
     };
     let Some(token) = token else {
         let req = outgoing(parts.method, dest.uri, version, parts.headers, body.boxed());
-        return send(&client.0, req, route).await;
+        return send(client.0, req, route).await;
     };
 
     // Replay safety rule: a request is replayed only if its whole body is already in
@@ -141,7 +141,7 @@ async fn serve<'s>(
         let mut headers = parts.headers;
         headers.insert(&route.header, token.header_value(&route.value_prefix));
         return send(
-            &client.0,
+            client.0,
             outgoing(parts.method, dest.uri, version, headers, body.boxed()),
             route,
         )
@@ -165,7 +165,7 @@ async fn serve<'s>(
             crate::error::full(bytes.clone()),
         )
     };
-    let first = send(&client.0, attempt(&token), route).await?;
+    let first = send(client.0, attempt(&token), route).await?;
     if !route.retry_on.contains(&first.status()) {
         return Ok(first);
     }
@@ -175,7 +175,7 @@ async fn serve<'s>(
     drop(first);
     out.replayed = true;
     tracing::debug!(route = %route.name, "replaying once with a renewed token");
-    send(&client.0, attempt(&fresh), route).await
+    send(client.0, attempt(&fresh), route).await
 }
 
 /// A request that matched no route: refused under `unmatched: deny`, otherwise forwarded

@@ -138,6 +138,11 @@ impl TokenSource {
         self.config.load_full()
     }
 
+    /// Applies settings that do not change the token's identity (retries, refresh margin).
+    pub fn set_config(&self, config: Arc<ProviderConfig>) {
+        self.config.store(config);
+    }
+
     /// The header prefixes the routes of this provider use, so tokens prebuild them.
     pub fn set_prefixes(&self, prefixes: Vec<Box<str>>) {
         self.prefixes.store(Arc::new(prefixes));

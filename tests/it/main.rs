@@ -1,1 +1,11 @@
+//! token-sidecar integration tests: real sockets on loopback, in-process fakes, the real
+//! binary where the command line matters. One module per feature.
 
+mod support;
+
+mod admin;
+mod binary;
+mod forward;
+mod replay;
+mod reverse;
+mod tokens;

@@ -1,0 +1,174 @@
+//! The whole sidecar in-process on port 0, and the real binary as a child process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use token_sidecar::config::Config;
+use token_sidecar::Listeners;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestSidecar {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestSidecar {
+    /// Starts the sidecar with `yaml` (its `listen`/`admin_listen` are ignored).
+    pub async fn start(yaml: &str) -> TestSidecar {
+        let config = Config::from_text(Path::new("test.yaml"), yaml, &|_| None)
+            .unwrap_or_else(|e| panic!("bad test config:\n{e}\n---\n{yaml}"));
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (proxy_addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            token_sidecar::run(
+                Listeners {
+                    proxy,
+                    admin: Some(admin),
+                },
+                config,
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await
+            .unwrap();
+        });
+        TestSidecar {
+            proxy: proxy_addr,
+            admin: admin_addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+/// The real binary, started with a config file; killed on drop.
+pub struct Binary {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub stderr_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Binary {
+    /// Writes `yaml_body` (without listen addresses) plus free loopback listeners to a
+    /// config file and starts `token-sidecar run -c FILE extra_args…`.
+    pub fn start(yaml_body: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let (pp, ap) = (free_port(), free_port());
+        let yaml = format!("listen: 127.0.0.1:{pp}\nadmin_listen: 127.0.0.1:{ap}\n{yaml_body}");
+        let cfg = dir.path().join("proxy.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-sidecar"));
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        Binary {
+            child,
+            proxy: ([127, 0, 0, 1], pp).into(),
+            admin: ([127, 0, 0, 1], ap).into(),
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until the admin listener answers /healthz.
+    pub async fn wait_healthy(&mut self) {
+        let client = super::direct_client();
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("http://{}/healthz", self.admin))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "token-sidecar exited early with {status}: {}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("token-sidecar did not become healthy: {}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit (up to `limit`) and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
