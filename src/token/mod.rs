@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-pub use idp::{Failure, FailureKind, IdpClient};
+pub use idp::{Failure, FailureKind, IdpClient, TokenResponse};
 pub use lifetime::{backoff, refresh_margin};
 
 /// A token is re-fetched because an upstream rejected it at most this often.
@@ -95,10 +95,16 @@ pub enum TokenError {
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Token>, TokenError>>>;
 
+/// Sends one token request. In production this is [`IdpClient::request`]; unit tests
+/// substitute a scripted function so the cache can be tested in paused time.
+type FetchFn = Arc<
+    dyn Fn(Arc<ProviderConfig>) -> BoxFuture<'static, Result<TokenResponse, Failure>> + Send + Sync,
+>;
+
 /// The token of one provider: cached, fetched once however many requests wait.
 pub struct TokenSource {
     config: ArcSwap<ProviderConfig>,
-    idp: IdpClient,
+    fetch_fn: FetchFn,
     current: ArcSwapOption<Token>,
     /// Taken only to start or join a fetch, never on the hot path.
     fetch: Mutex<FetchState>,
@@ -123,15 +129,23 @@ pub struct Stats {
 
 impl TokenSource {
     pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
-        let idp = IdpClient::new(&config)?;
-        Ok(Arc::new(Self {
+        let idp = Arc::new(IdpClient::new(&config)?);
+        let fetch_fn: FetchFn = Arc::new(move |cfg| {
+            let idp = idp.clone();
+            async move { idp.request(&cfg).await }.boxed()
+        });
+        Ok(Self::with_fetch_fn(config, fetch_fn))
+    }
+
+    fn with_fetch_fn(config: Arc<ProviderConfig>, fetch_fn: FetchFn) -> Arc<Self> {
+        Arc::new(Self {
             config: ArcSwap::new(config),
-            idp,
+            fetch_fn,
             current: ArcSwapOption::empty(),
             fetch: Mutex::new(FetchState::default()),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             stats: Mutex::new(Stats::default()),
-        }))
+        })
     }
 
     pub fn config(&self) -> Arc<ProviderConfig> {
@@ -267,7 +281,7 @@ impl TokenSource {
             let sent_at = Instant::now();
             let sent_wall = SystemTime::now();
             let remaining = deadline.saturating_duration_since(sent_at);
-            let result = match tokio::time::timeout(remaining, self.idp.request(&cfg)).await {
+            let result = match tokio::time::timeout(remaining, (self.fetch_fn)(cfg.clone())).await {
                 Ok(r) => r,
                 Err(_) => Err(Failure {
                     kind: FailureKind::Transient,
@@ -367,3 +381,6 @@ impl TokenSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Paused-time tests of the token cache: freshness, single flight, compare-and-invalidate,
+//! the rejection guard and the retry loop, with a scripted fetch instead of an IdP.
+
+use super::*;
+use crate::config::Config;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+type Script = Arc<Mutex<VecDeque<Result<u64, FailureKind>>>>;
+
+struct Harness {
+    source: Arc<TokenSource>,
+    calls: Arc<AtomicUsize>,
+    script: Script,
+}
+
+/// A source whose fetches take `latency` and answer from `script` (Ok(ttl) or a failure);
+/// an empty script answers a 60 s token.
+fn harness(provider_yaml: &str, latency: Duration) -> Harness {
+    let yaml = format!("providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    client_secret: s\n{provider_yaml}");
+    let config = Config::from_text(Path::new("t.yaml"), &yaml, &|_| None)
+        .unwrap()
+        .providers[0]
+        .clone();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let script: Script = Arc::new(Mutex::new(VecDeque::new()));
+    let (c, s) = (calls.clone(), script.clone());
+    let fetch_fn: FetchFn = Arc::new(move |_cfg| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        let next = s.lock().unwrap().pop_front().unwrap_or(Ok(60));
+        async move {
+            tokio::time::sleep(latency).await;
+            match next {
+                Ok(ttl) => Ok(TokenResponse {
+                    access_token: Secret::new(format!("token-{n}")),
+                    token_type: "Bearer".into(),
+                    expires_in: Some(Duration::from_secs(ttl)),
+                    scope: None,
+                }),
+                Err(kind) => Err(Failure {
+                    kind,
+                    detail: format!("scripted {kind:?}"),
+                    retry_after: None,
+                    retryable: kind != FailureKind::Rejected,
+                }),
+            }
+        }
+        .boxed()
+    });
+    Harness {
+        source: TokenSource::with_fetch_fn(config, fetch_fn),
+        calls,
+        script,
+    }
+}
+
+fn value(t: &Token) -> String {
+    t.header_value("Bearer ").to_str().unwrap().to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_on_a_cold_cache_share_one_fetch() {
+    let h = harness("", Duration::from_millis(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            tokio::spawn({
+                let s = h.source.clone();
+                async move { s.get().await }
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    assert!(tokens.iter().all(|t| Arc::ptr_eq(t, &tokens[0])));
+    assert_eq!(value(&tokens[0]), "Bearer token-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn fresh_then_refreshed_in_the_background_and_never_expired() {
+    // 60 s token, default margin min(5 min, 30 s) = 30 s: fresh for 30 s.
+    let h = harness("", Duration::from_millis(10));
+    let t1 = h.source.get().await.unwrap();
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert!(Arc::ptr_eq(&h.source.get().await.unwrap(), &t1));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+
+    // Past the refresh point: the old token is served at once, a fetch starts behind it.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(Arc::ptr_eq(&h.source.get().await.unwrap(), &t1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+    let t2 = h.source.get().await.unwrap();
+    assert_eq!(value(&t2), "Bearer token-2");
+
+    // The IdP now fails; once t2 expires it is never handed out again.
+    h.script.lock().unwrap().extend([
+        Err(FailureKind::Rejected),
+        Err(FailureKind::Rejected),
+        Err(FailureKind::Rejected),
+    ]);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(h.source.peek().is_none());
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::Rejected { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_rejection_of_an_old_token_keeps_the_newer_one() {
+    let h = harness("", Duration::ZERO);
+    let t1 = h.source.get().await.unwrap();
+    let t2 = h.source.renew_after_reject(&t1).await.unwrap();
+    assert_eq!(value(&t2), "Bearer token-2");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Another request that had used t1 gets its 401 only now.
+    let again = h.source.renew_after_reject(&t1).await.unwrap();
+    assert!(Arc::ptr_eq(&again, &t2));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_refetch_at_most_once_per_second() {
+    let h = harness("", Duration::ZERO);
+    let t1 = h.source.get().await.unwrap();
+    let t2 = h.source.renew_after_reject(&t1).await.unwrap();
+    assert!(
+        h.source.renew_after_reject(&t2).await.is_none(),
+        "within 1 s: no re-fetch, no replay"
+    );
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+    tokio::time::advance(Duration::from_millis(1001)).await;
+    let t3 = h.source.renew_after_reject(&t2).await.unwrap();
+    assert_eq!(value(&t3), "Bearer token-3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_simultaneous_rejections_share_one_refetch() {
+    let h = harness("", Duration::from_millis(50));
+    let t1 = h.source.get().await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (s, t) = (h.source.clone(), t1.clone());
+            tokio::spawn(async move { s.renew_after_reject(&t).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(value(&t.await.unwrap().unwrap()), "Bearer token-2");
+    }
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_backoff() {
+    let h = harness(
+        "    retries: { max_attempts: 3, initial_backoff: 200ms, max_backoff: 1s }\n",
+        Duration::ZERO,
+    );
+    h.script
+        .lock()
+        .unwrap()
+        .extend([Err(FailureKind::Transient), Err(FailureKind::Malformed)]);
+    let start = Instant::now();
+    let t = h.source.get().await.unwrap();
+    assert_eq!(value(&t), "Bearer token-3");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 3);
+    assert!(
+        start.elapsed() <= Duration::from_millis(600),
+        "two backoffs of at most 200 ms and 400 ms"
+    );
+    let stats = h.source.stats();
+    assert_eq!((stats.fetches_total, stats.failures_total), (3, 2));
+    assert!(stats.last_error.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_provider_timeout() {
+    let h = harness("    timeout: 2s\n    retries: { max_attempts: 100, initial_backoff: 300ms, max_backoff: 300ms }\n", Duration::from_millis(100));
+    h.script
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n(Err(FailureKind::Transient), 100));
+    let start = Instant::now();
+    let err = h.source.get().await.unwrap_err();
+    assert!(matches!(err, TokenError::Unavailable { .. }), "{err:?}");
+    assert!(start.elapsed() <= Duration::from_secs(2));
+    assert!(h.calls.load(Ordering::SeqCst) < 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_and_malformed_map_to_their_errors() {
+    let h = harness(
+        "    retries: { max_attempts: 2, initial_backoff: 10ms, max_backoff: 10ms }\n",
+        Duration::ZERO,
+    );
+    h.script
+        .lock()
+        .unwrap()
+        .push_back(Err(FailureKind::Rejected));
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::Rejected { .. })
+    ));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1, "4xx is not retried");
+    h.script
+        .lock()
+        .unwrap()
+        .extend([Err(FailureKind::Malformed), Err(FailureKind::Malformed)]);
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::InvalidResponse { .. })
+    ));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        h.source.stats().last_error.as_deref(),
+        Some("scripted Malformed")
+    );
+}
