@@ -60,7 +60,6 @@ SIDECAR_BIN=${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/token-sidec
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/$STAMP
 mkdir -p "$RESULTS"
-ln -sfn "$STAMP" "$BENCH_DIR/results/latest"
 TMP=$(mktemp -d /tmp/token-sidecar-bench.XXXXXX)
 
 PIDS=()
@@ -340,3 +339,4 @@ kill -0 "$SC_PID" 2>/dev/null || die "token-sidecar died during the run"
     echo "nginx CPU = master+worker, RSS = worker; token-sidecar: whole process. IdP token requests: $idp_calls"
     echo "raw outputs: $RESULTS"
 } | tee "$RESULTS/summary.txt"
+ln -sfn "$STAMP" "$BENCH_DIR/results/latest"
