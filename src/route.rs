@@ -67,15 +67,24 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
     }
 }
 
+/// True when every host `b` matches is matched by `a`.
+fn host_covers(a: &HostPattern, b: &HostPattern) -> bool {
+    use HostPattern::*;
+    match (a, b) {
+        (Exact(x), Exact(y)) | (Exact(x), WithPort(y, _)) => x == y,
+        (WithPort(x, p), WithPort(y, q)) => x == y && p == q,
+        (Suffix(_), Exact(h)) | (Suffix(_), WithPort(h, _)) => host_matches(a, h, None),
+        (Suffix(s), Suffix(t)) => t.ends_with(s.as_str()),
+        _ => false,
+    }
+}
+
 /// True when `earlier` selects every request `later` would, so `later` can never match.
 pub fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
     let host = match (&earlier.host, &later.host) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(a), Some(b)) => {
-            a == b
-                || matches!((a, b), (HostPattern::Exact(x), HostPattern::WithPort(y, _)) if x == y)
-        }
+        (Some(a), Some(b)) => host_covers(a, b),
     };
     let path = match (&earlier.path_prefix, &later.path_prefix) {
         (None, _) => true,
@@ -211,6 +220,14 @@ mod tests {
         );
         assert!(covers(&rs[0], &rs[1]));
         assert!(!covers(&rs[1], &rs[0]));
+        let rs = routes(
+            "  - { name: a, match: { host: '*.x.test' }, provider: p }\n  - { name: b, match: { host: api.x.test }, provider: p }\n  - { name: c, match: { host: '*.api.x.test' }, provider: p }\n  - { name: d, match: { host: x.test }, provider: p }\n",
+        );
+        assert!(covers(&rs[0], &rs[1]) && covers(&rs[0], &rs[2]));
+        assert!(
+            !covers(&rs[0], &rs[3]),
+            "*.x.test does not match the apex x.test"
+        );
     }
 
     #[test]

@@ -171,12 +171,7 @@ pub async fn run(
 
     for (name, p) in &sidecar.snapshot().providers {
         if p.config.prefetch {
-            let (name, source) = (name.clone(), p.source.clone());
-            tokio::spawn(async move {
-                if let Err(e) = source.get().await {
-                    tracing::warn!(provider = %name, error = %e, "prefetch failed; the next request will try again");
-                }
-            });
+            tokio::spawn(prefetch(name.clone(), p.source.clone(), stop_rx.clone()));
         }
     }
 
@@ -207,4 +202,26 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Fetches a `prefetch` provider's first token at start-up, trying again with backoff
+/// until it succeeds (so `/readyz` turns 200 without waiting for app traffic) or the
+/// sidecar stops.
+async fn prefetch(name: String, source: Arc<TokenSource>, mut stop: watch::Receiver<bool>) {
+    let mut attempt = 0;
+    loop {
+        match source.get().await {
+            Ok(_) => return,
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::token::backoff(attempt, &source.config().retries, None)
+                    .max(source.config().retries.initial_backoff);
+                tracing::warn!(provider = %name, error = %e, retry_in_ms = wait.as_millis() as u64, "prefetch failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
 }

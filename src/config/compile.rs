@@ -2,7 +2,7 @@
 //! problems collected rather than stopping at the first.
 
 use super::locate::{Locations, YamlPath};
-use super::raw::{RawConfig, RawProvider, RawRoute, Text};
+use super::raw::{RawLog, RawProvider, RawRoute, Text};
 use super::units::{parse_duration, parse_size};
 use super::*;
 use std::collections::BTreeSet;
@@ -16,40 +16,55 @@ pub fn compile(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let file = source.display().to_string();
-    let raw: RawConfig = if text.trim().is_empty() {
-        RawConfig::default()
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| ConfigError {
-            problems: vec![serde_problem(&file, &e)],
-        })?
-    };
+    let (parsed, structural) = super::parse::parse(text).map_err(|e| ConfigError {
+        problems: vec![serde_problem(&file, &e)],
+    })?;
     let mut cx = Cx {
         env,
         problems: Vec::new(),
         warnings: Vec::new(),
+        interpolated: Vec::new(),
     };
-    let config = cx.config(source, raw);
+    let mut key_paths = Vec::new();
+    for p in structural {
+        if p.at_key {
+            key_paths.push(p.path.clone());
+        }
+        cx.problems.push((p.path, p.message));
+    }
+    let config = cx.config(source, parsed);
     if cx.problems.is_empty() {
         return Ok(Config {
             warnings: cx.warnings,
             ..config
         });
     }
+    // A value that came from `${…}` may be a secret: it never appears in a message.
+    cx.interpolated.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for (_, msg) in &mut cx.problems {
+        for value in cx.interpolated.iter().filter(|v| v.len() >= 3) {
+            if msg.contains(value.as_str()) {
+                *msg = msg.replace(value.as_str(), "[interpolated value]");
+            }
+        }
+    }
     let locations = Locations::index(text);
     let problems = cx
         .problems
         .into_iter()
-        .map(|(path, msg)| match locations.find(&path) {
-            Some((line, col)) => format!("{file}:{line}:{col}: {path}: {msg}"),
-            None => format!("{file}: {path}: {msg}"),
-        })
+        .map(
+            |(path, msg)| match locations.find(&path, key_paths.contains(&path)) {
+                Some((line, col)) => format!("{file}:{line}:{col}: {path}: {msg}"),
+                None => format!("{file}: {path}: {msg}"),
+            },
+        )
         .collect();
     Err(ConfigError { problems })
 }
 
 /// A deserialization error as `FILE:LINE:COLUMN: message`, with any quoted value in the
 /// message blanked out: the value might be a secret typed into the wrong place.
-fn serde_problem(file: &str, e: &serde_saphyr::Error) -> String {
+pub(super) fn serde_problem(file: &str, e: &serde_saphyr::Error) -> String {
     let msg = redact_quoted(&e.without_snippet().to_string());
     match e.location() {
         Some(loc) if loc.line() > 0 => format!(
@@ -62,7 +77,7 @@ fn serde_problem(file: &str, e: &serde_saphyr::Error) -> String {
     }
 }
 
-fn redact_quoted(msg: &str) -> String {
+pub(super) fn redact_quoted(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut inside = false;
     for c in msg.chars() {
@@ -92,6 +107,8 @@ struct Cx<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<(YamlPath, String)>,
     warnings: Vec<String>,
+    /// Every value produced by interpolation, to keep out of messages.
+    interpolated: Vec<String>,
 }
 
 impl Cx<'_> {
@@ -103,7 +120,12 @@ impl Cx<'_> {
     fn text(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<String> {
         let raw = raw.as_ref()?;
         match interp::expand(&raw.0, self.env) {
-            Ok(v) => Some(v),
+            Ok(v) => {
+                if v != raw.0 {
+                    self.interpolated.push(v.clone());
+                }
+                Some(v)
+            }
             Err(e) => {
                 self.problem(path, e);
                 None
@@ -199,7 +221,8 @@ impl Cx<'_> {
         Some(file)
     }
 
-    fn config(&mut self, source: &Path, raw: RawConfig) -> Config {
+    fn config(&mut self, source: &Path, parsed: super::parse::Parsed) -> Config {
+        let raw = &parsed.top;
         let root = YamlPath::default();
         let default_listen = DEFAULT_LISTEN
             .parse()
@@ -208,7 +231,10 @@ impl Cx<'_> {
             .socket_addr(&root.key("listen"), &raw.listen)
             .unwrap_or(default_listen);
         let admin_listen = self.socket_addr(&root.key("admin_listen"), &raw.admin_listen);
-        let raw_log = raw.log.unwrap_or_default();
+        let raw_log = raw.log.as_ref().map_or_else(Default::default, |l| RawLog {
+            format: l.format.clone(),
+            level: l.level.clone(),
+        });
         let log_path = root.key("log");
         let format = self.choice(
             &log_path.key("format"),
@@ -257,7 +283,13 @@ impl Cx<'_> {
                 "TLS interception is not built in this version yet (see README, \"Not built yet\")",
             );
         }
-        let providers: Vec<Arc<ProviderConfig>> = raw
+        let provider_names: BTreeSet<&str> = parsed
+            .providers
+            .keys()
+            .chain(&parsed.broken_providers)
+            .map(String::as_str)
+            .collect();
+        let providers: Vec<Arc<ProviderConfig>> = parsed
             .providers
             .iter()
             .filter_map(|(name, p)| {
@@ -266,13 +298,13 @@ impl Cx<'_> {
             })
             .collect();
         let mut names = BTreeSet::new();
-        let routes: Vec<Arc<RouteConfig>> = raw
+        let routes: Vec<Arc<RouteConfig>> = parsed
             .routes
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
                 let path = root.key("routes").index(i);
-                let route = self.route(&path, r, &raw.providers)?;
+                let route = self.route(&path, r.as_ref()?, &provider_names)?;
                 if !names.insert(route.name.clone()) {
                     self.problem(
                         &path.key("name"),

@@ -1,7 +1,6 @@
 //! Validation of one `routes[i]` entry.
 
 use super::*;
-use std::collections::BTreeMap;
 
 /// Headers a route may not inject: they frame or address the request itself.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -22,7 +21,7 @@ impl Cx<'_> {
         &mut self,
         path: &YamlPath,
         raw: &RawRoute,
-        providers: &BTreeMap<String, RawProvider>,
+        providers: &std::collections::BTreeSet<&str>,
     ) -> Option<RouteConfig> {
         let before = self.problems.len();
         let m = raw.match_.as_ref();
@@ -75,8 +74,8 @@ impl Cx<'_> {
             "the name of a provider",
         );
         if let Some(p) = &provider {
-            if !providers.contains_key(p) {
-                let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+            if !providers.contains(p.as_str()) {
+                let known: Vec<&str> = providers.iter().copied().collect();
                 self.problem(
                     &path.key("provider"),
                     format!("unknown provider {p:?} (defined: {})", known.join(", ")),
@@ -92,7 +91,8 @@ impl Cx<'_> {
                     None
                 }
             });
-        if host.is_none() && raw.upstream.is_none() {
+        let host_given = m.is_some_and(|m| m.host.is_some());
+        if !host_given && raw.upstream.is_none() {
             self.problem(
                 &path.key("upstream"),
                 "a route without match.host applies to any host, so it needs an upstream (otherwise its token could go to any host)",
@@ -300,8 +300,7 @@ fn valid_hostname(h: &str) -> bool {
 }
 
 fn parse_upstream(text: &str) -> Result<Upstream, String> {
-    let url = reqwest::Url::parse(text.trim())
-        .map_err(|e| format!("invalid upstream URL {text:?}: {e}"))?;
+    let url = reqwest::Url::parse(text.trim()).map_err(|e| format!("invalid upstream URL: {e}"))?;
     let scheme = match url.scheme() {
         "http" => http::uri::Scheme::HTTP,
         "https" => http::uri::Scheme::HTTPS,
@@ -324,12 +323,13 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     };
-    let authority = authority_text
-        .parse()
-        .map_err(|_| format!("invalid upstream host {host:?}"))?;
+    let bad_host = || format!("invalid upstream host {host:?}");
+    let authority = authority_text.parse().map_err(|_| bad_host())?;
+    let host_header = http::HeaderValue::from_str(&authority_text).map_err(|_| bad_host())?;
     Ok(Upstream {
         scheme,
         authority,
         base_path: url.path().trim_end_matches('/').to_string(),
+        host_header,
     })
 }

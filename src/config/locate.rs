@@ -55,7 +55,7 @@ pub struct Locations {
 
 #[derive(Debug)]
 enum Node {
-    Map(Vec<(String, Spanned<Node>)>),
+    Map(Vec<(Spanned<KeyText>, Spanned<Node>)>),
     Seq(Vec<Spanned<Node>>),
     Scalar,
 }
@@ -70,13 +70,18 @@ impl Locations {
     }
 
     /// The location of the deepest node along `path` that exists: a missing field is
-    /// reported at the mapping that should hold it.
-    pub fn find(&self, path: &YamlPath) -> Option<(u64, u64)> {
+    /// reported at the mapping that should hold it. With `at_key`, the location of the
+    /// last key itself rather than of its value (for unknown fields).
+    pub fn find(&self, path: &YamlPath, at_key: bool) -> Option<(u64, u64)> {
         let mut node = self.root.as_ref()?;
-        for seg in &path.0 {
+        for (i, seg) in path.0.iter().enumerate() {
             let next = match (&node.value, seg) {
                 (Node::Map(entries), Seg::Key(k)) => {
-                    entries.iter().find(|(key, _)| key == k).map(|(_, v)| v)
+                    let entry = entries.iter().find(|(key, _)| key.value.0 == *k);
+                    if let (true, Some((key, _))) = (at_key && i + 1 == path.0.len(), entry) {
+                        return position(key.referenced);
+                    }
+                    entry.map(|(_, v)| v)
                 }
                 (Node::Seq(items), Seg::Index(i)) => items.get(*i),
                 _ => None,
@@ -86,9 +91,12 @@ impl Locations {
                 None => break,
             }
         }
-        let loc = node.referenced;
-        (loc.line() > 0).then(|| (loc.line(), loc.column()))
+        position(node.referenced)
     }
+}
+
+fn position(loc: serde_saphyr::Location) -> Option<(u64, u64)> {
+    (loc.line() > 0).then(|| (loc.line(), loc.column()))
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -108,8 +116,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<KeyText>()? {
-            entries.push((key.0, map.next_value::<Spanned<Node>>()?));
+        while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
+            entries.push((key, map.next_value::<Spanned<Node>>()?));
         }
         Ok(Node::Map(entries))
     }
@@ -149,6 +157,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// A mapping key of any scalar type, kept as text for path lookups.
+#[derive(Debug)]
 struct KeyText(String);
 
 impl<'de> Deserialize<'de> for KeyText {
@@ -166,23 +175,27 @@ mod tests {
         let yaml = "listen: 127.0.0.1:1\nproviders:\n  crm:\n    token_url: http://x\nroutes:\n  - provider: crm\n    match: { host: a.example }\n";
         let locs = Locations::index(yaml);
         let p = YamlPath::default();
-        assert_eq!(locs.find(&p.key("listen")), Some((1, 9)));
+        assert_eq!(locs.find(&p.key("listen"), false), Some((1, 9)));
         assert_eq!(
-            locs.find(&p.key("providers").key("crm").key("token_url")),
+            locs.find(&p.key("providers").key("crm").key("token_url"), true),
+            Some((4, 5))
+        );
+        assert_eq!(
+            locs.find(&p.key("providers").key("crm").key("token_url"), false),
             Some((4, 16))
         );
         assert_eq!(
-            locs.find(&p.key("routes").index(0).key("provider")),
+            locs.find(&p.key("routes").index(0).key("provider"), false),
             Some((6, 15))
         );
         assert_eq!(
-            locs.find(&p.key("routes").index(0).key("match").key("host"))
+            locs.find(&p.key("routes").index(0).key("match").key("host"), false)
                 .map(|l| l.0),
             Some(7)
         );
         // A missing field points at the mapping that should hold it.
         assert_eq!(
-            locs.find(&p.key("providers").key("crm").key("client_id"))
+            locs.find(&p.key("providers").key("crm").key("client_id"), false)
                 .map(|l| l.0),
             Some(4)
         );

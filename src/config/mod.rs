@@ -9,6 +9,7 @@
 mod compile;
 mod interp;
 mod locate;
+mod parse;
 pub(crate) mod raw;
 mod units;
 
@@ -161,6 +162,8 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// The upstream URL's path without a trailing `/` (empty for the root).
     pub base_path: String,
+    /// `authority` as a prebuilt `Host` header value.
+    pub host_header: http::HeaderValue,
 }
 
 #[derive(Clone, Debug)]

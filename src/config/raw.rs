@@ -55,10 +55,12 @@ pub struct RawConfig {
     pub shutdown_grace: Option<Text>,
     /// Recognised so that the error can say "not built yet" instead of "unknown field".
     pub tls_intercept: Option<IgnoredAny>,
-    #[serde(default)]
-    pub providers: BTreeMap<String, RawProvider>,
-    #[serde(default)]
-    pub routes: Vec<RawRoute>,
+    /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
+    /// only so that serde's field list knows the keys.
+    #[allow(dead_code)]
+    pub providers: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub routes: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]

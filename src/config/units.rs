@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// No setting needs more; it keeps instant arithmetic far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// Parses a duration made of one or more `<number><unit>` parts, unit one of
 /// `ms`, `s`, `m`, `h`, `d`. A bare `0` is accepted as zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -39,6 +42,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
+    }
+    if total > MAX_DURATION {
+        return Err(format!("duration {t:?} is longer than the maximum of 365d"));
     }
     Ok(total)
 }
@@ -106,7 +112,17 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "10", "s", "10x", "1.5s", "-1s", "10 s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10x",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "99999999999999999h",
+            "366d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(parse_duration("ten").unwrap_err().contains("\"ten\""));

@@ -5,30 +5,32 @@
 //! 3. take a token from the route's provider;
 //! 4. rewrite the request (destination, hop-by-hop headers, Host) and inject the header;
 //! 5. forward it on the pooled client, within `upstream_timeout`;
-//! 6. if the answer is in `retry_on`, renew the token and replay once (see [`replay`]).
+//! 6. if the answer is in `retry_on`, renew the token and replay once (see the rule at
+//!    the replay below).
 //!
 //! Every failure becomes a [`ProxyError`] and is rendered in `error`. One log line per
-//! request; it never holds a header value or a query string.
+//! request; it never holds a header value, userinfo or a query string.
 
 mod connect;
 mod rewrite;
 
-use crate::config::{OnTokenError, RouteConfig, Unmatched};
+use crate::config::{OnTokenError, Unmatched};
 use crate::error::{Body, ErrorContext, ProxyError};
 use crate::route::{self, Target};
 use crate::sidecar::{RouteRuntime, Snapshot};
 use crate::token::Token;
 use crate::upstream::{self, Client};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 pub use rewrite::strip_hop_by_hop;
 
 /// `upstream_timeout` for traffic that matched no route (routes default to the same).
-const UNMATCHED_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const UNMATCHED_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the request log line reports, filled in as the phases run.
 #[derive(Default)]
@@ -41,9 +43,10 @@ struct Outcome<'s> {
 /// Serves one request from the app on the snapshot it started with.
 pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    // Cheap handles (reference-counted) for the log line, read after the request is gone.
     let method = req.method().clone();
-    let host = target_host(&req).map(str::to_string).unwrap_or_default();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
+    let host_header = req.headers().get(http::header::HOST).cloned();
     let mut out = Outcome::default();
     let resp = match serve(&snap, req, &mut out).await {
         Ok(resp) => resp,
@@ -58,20 +61,21 @@ pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Bod
             e.to_response(ErrorContext { route, provider })
         }
     };
-    let route = out.route.map_or("-", |r| r.config.name.as_str());
-    let provider = out.route.map_or("-", |r| r.config.provider.as_str());
-    tracing::info!(
-        route,
-        provider,
-        method = %method,
-        host = %host,
-        path = %path,
-        status = resp.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        token = out.token,
-        replayed = out.replayed,
-        "request"
-    );
+    if tracing::enabled!(tracing::Level::INFO) {
+        let host = request_host(&uri, host_header.as_ref()).unwrap_or("-");
+        tracing::info!(
+            route = out.route.map_or("-", |r| r.config.name.as_str()),
+            provider = out.route.map_or("-", |r| r.config.provider.as_str()),
+            method = %method,
+            host,
+            path = uri.path(),
+            status = resp.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            token = out.token,
+            replayed = out.replayed,
+            "request"
+        );
+    }
     resp
 }
 
@@ -86,7 +90,10 @@ async fn serve<'s>(
     // Absolute-form (`GET http://host/path`) is forward-proxy traffic. HTTP/2 requests
     // always carry an authority, so they are treated as origin-form (reverse proxy).
     let absolute = req.version() < Version::HTTP_2 && req.uri().scheme().is_some();
-    let (host, port) = split_host_port(target_host(&req), req.uri());
+    let (host, port) = split_host_port(
+        request_host(req.uri(), req.headers().get(http::header::HOST)),
+        req.uri(),
+    );
     let target = Target {
         host,
         port,
@@ -109,24 +116,36 @@ async fn serve<'s>(
         Err(e) => return Err(ProxyError::Token(e)),
     };
 
-    let h2_in = req.version() == Version::HTTP_2;
+    let grpc = req.version() == Version::HTTP_2 && rewrite::is_grpc(req.headers());
+    let app_host = request_host(req.uri(), req.headers().get(http::header::HOST))
+        .and_then(|h| HeaderValue::from_str(h).ok());
     let (mut parts, body) = req.into_parts();
-    let dest = rewrite::destination(route, &parts.uri, parts.headers.get(http::header::HOST))?;
+    let dest = rewrite::destination(route, &parts.uri, app_host)?;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(http::header::HOST, dest.host);
+    if grpc {
+        // gRPC needs `TE: trailers` end to end; it is otherwise hop-by-hop.
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     // Inject unless the app set the header itself and the route keeps it (overwrite: false).
     let token = token.filter(|_| route.overwrite || !parts.headers.contains_key(&route.header));
     out.token = token.is_some();
 
-    let client = rt.client_for(&dest.uri, h2_in);
-    let version = if client.1 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
+    // gRPC from an HTTP/2 app to a plain-http upstream needs h2c; everything else goes
+    // as HTTP/1.1, upgraded to h2 by ALPN where a TLS upstream offers it.
+    let (client, version) = match grpc && dest.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+        true => (&rt.h2c_client, Version::HTTP_2),
+        false => (&rt.client, Version::HTTP_11),
     };
     let Some(token) = token else {
-        let req = outgoing(parts.method, dest.uri, version, parts.headers, body.boxed());
-        return send(client.0, req, route).await;
+        return send(
+            client,
+            outgoing(parts.method, dest.uri, version, parts.headers, body.boxed()),
+            route.upstream_timeout,
+        )
+        .await;
     };
 
     // Replay safety rule: a request is replayed only if its whole body is already in
@@ -140,12 +159,17 @@ async fn serve<'s>(
     if !replayable {
         let mut headers = parts.headers;
         headers.insert(&route.header, token.header_value(&route.value_prefix));
-        return send(
-            client.0,
+        let resp = send(
+            client,
             outgoing(parts.method, dest.uri, version, headers, body.boxed()),
-            route,
+            route.upstream_timeout,
         )
-        .await;
+        .await?;
+        if route.retry_on.contains(&resp.status()) {
+            // No replay, but the rejected token must not be used again.
+            rt.source.invalidate(&token);
+        }
+        return Ok(resp);
     }
     let bytes = body
         .collect()
@@ -154,8 +178,8 @@ async fn serve<'s>(
             detail: format!("reading the request body failed: {e}"),
         })?
         .to_bytes();
-    let attempt = |token: &Token| {
-        let mut headers = parts.headers.clone();
+    let attempt = |token: &Token, headers: HeaderMap| {
+        let mut headers = headers;
         headers.insert(&route.header, token.header_value(&route.value_prefix));
         outgoing(
             parts.method.clone(),
@@ -165,7 +189,12 @@ async fn serve<'s>(
             crate::error::full(bytes.clone()),
         )
     };
-    let first = send(client.0, attempt(&token), route).await?;
+    let first = send(
+        client,
+        attempt(&token, parts.headers.clone()),
+        route.upstream_timeout,
+    )
+    .await?;
     if !route.retry_on.contains(&first.status()) {
         return Ok(first);
     }
@@ -175,7 +204,12 @@ async fn serve<'s>(
     drop(first);
     out.replayed = true;
     tracing::debug!(route = %route.name, "replaying once with a renewed token");
-    send(client.0, attempt(&fresh), route).await
+    send(
+        client,
+        attempt(&fresh, parts.headers),
+        route.upstream_timeout,
+    )
+    .await
 }
 
 /// A request that matched no route: refused under `unmatched: deny`, otherwise forwarded
@@ -185,24 +219,19 @@ async fn unmatched(
     req: Request<Incoming>,
     absolute: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    let host = target_host(&req).unwrap_or("-").to_string();
+    let host = request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
     if snap.config.unmatched == Unmatched::Deny {
         return Err(ProxyError::NoRoute {
             detail: format!(
-                "no route matches {} {}{}",
+                "no route matches {} {host}{}",
                 req.method(),
-                host,
                 req.uri().path()
             ),
         });
     }
     if !absolute {
         return Err(ProxyError::BadRequest {
-            detail: format!(
-                "no route matches {}{}, and an origin-form request names no target to forward to",
-                host,
-                req.uri().path()
-            ),
+            detail: format!("no route matches {host}{}, and an origin-form request names no target to forward to", req.uri().path()),
         });
     }
     let (mut parts, body) = req.into_parts();
@@ -216,7 +245,7 @@ async fn unmatched(
         parts.headers,
         body.boxed(),
     );
-    send_plain(&snap.default_client, req, UNMATCHED_UPSTREAM_TIMEOUT).await
+    send(&snap.default_client, req, UNMATCHED_UPSTREAM_TIMEOUT).await
 }
 
 fn outgoing(
@@ -234,19 +263,11 @@ fn outgoing(
     req
 }
 
+/// Forwards on the pooled client; waits at most `timeout` for the response headers.
 async fn send(
     client: &Client,
     req: Request<Body>,
-    route: &RouteConfig,
-) -> Result<Response<Body>, ProxyError> {
-    send_plain(client, req, route.upstream_timeout).await
-}
-
-/// Forwards on the pooled client; waits at most `timeout` for the response headers.
-async fn send_plain(
-    client: &Client,
-    req: Request<Body>,
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> Result<Response<Body>, ProxyError> {
     let resp = match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => {
@@ -268,22 +289,21 @@ async fn send_plain(
     Ok(Response::from_parts(parts, body.boxed()))
 }
 
-/// The host the request is for: the URI's authority, else the Host header.
-fn target_host(req: &Request<Incoming>) -> Option<&str> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str());
-    }
-    req.headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+/// The `host[:port]` a request is for: the URI's authority, else the Host header; any
+/// `user:password@` is dropped so that it can reach neither a route match nor a log.
+fn request_host<'a>(uri: &'a Uri, host_header: Option<&'a HeaderValue>) -> Option<&'a str> {
+    let authority = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => host_header?.to_str().ok()?,
+    };
+    Some(authority.rsplit('@').next().unwrap_or(authority))
 }
 
-/// Splits `host[:port]` (userinfo dropped); the port defaults from the URI's scheme.
+/// Splits `host[:port]`; the port defaults from the URI's scheme.
 fn split_host_port<'a>(authority: Option<&'a str>, uri: &Uri) -> (Option<&'a str>, Option<u16>) {
     let Some(a) = authority else {
         return (None, None);
     };
-    let a = a.rsplit('@').next().unwrap_or(a);
     let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
         443
     } else {
@@ -304,17 +324,5 @@ fn split_host_port<'a>(authority: Option<&'a str>, uri: &Uri) -> (Option<&'a str
             Err(_) => (Some(a), Some(default_port)),
         },
         None => (Some(a), Some(default_port)),
-    }
-}
-
-impl RouteRuntime {
-    /// The client for a destination, and whether it speaks HTTP/2 with prior knowledge
-    /// (h2c: an HTTP/2 request from the app to a plain-http upstream, e.g. gRPC).
-    fn client_for(&self, dest: &Uri, h2_in: bool) -> (&Client, bool) {
-        if h2_in && dest.scheme() == Some(&http::uri::Scheme::HTTP) {
-            (&self.h2c_client, true)
-        } else {
-            (&self.client, false)
-        }
     }
 }

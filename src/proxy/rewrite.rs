@@ -19,8 +19,7 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers and the headers `Connection` names. `TE: trailers` survives,
-/// because gRPC over HTTP/2 requires it end to end.
+/// Removes hop-by-hop headers and the headers `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -34,19 +33,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+}
+
+/// A gRPC request (`content-type: application/grpc…`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Where a request goes: its scheme, authority and path with query.
@@ -57,43 +53,44 @@ pub struct Destination {
 }
 
 /// The destination of a routed request: the route's `upstream` (with `strip_prefix`), or
-/// the request's own target.
+/// the request's own target. `app_host` is the host the app addressed (Host header, or
+/// the HTTP/2 authority), kept with `preserve_host`.
 pub fn destination(
     route: &RouteConfig,
     target: &Uri,
-    host_header: Option<&HeaderValue>,
+    app_host: Option<HeaderValue>,
 ) -> Result<Destination, ProxyError> {
-    let path_and_query = target
+    let Some(up) = &route.upstream else {
+        return own_target(target, app_host.as_ref());
+    };
+    let original = target
         .path_and_query()
         .map(PathAndQuery::as_str)
         .unwrap_or("/");
-    let Some(up) = &route.upstream else {
-        return own_target(target, host_header);
-    };
     let rest = match (&route.path_prefix, route.strip_prefix) {
-        (Some(prefix), true) => {
-            let stripped = path_and_query
-                .strip_prefix(prefix.as_str())
-                .unwrap_or(path_and_query);
-            if stripped.is_empty() || stripped.starts_with('?') {
-                format!("/{stripped}")
-            } else {
-                stripped.to_string()
-            }
-        }
-        _ => path_and_query.to_string(),
+        (Some(prefix), true) => original.strip_prefix(prefix.as_str()).unwrap_or(original),
+        _ => original,
     };
-    let uri = Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(format!("{}{rest}", up.base_path))
-        .build()
-        .map_err(|_| {
-            bad_request("the request path cannot be joined to the route's upstream URL")
-        })?;
-    let host = match (route.preserve_host, host_header) {
-        (true, Some(h)) => h.clone(),
-        _ => authority_value(&up.authority)?,
+    let path_and_query = match (up.base_path.is_empty(), rest.starts_with('/')) {
+        // The common case: the request's own path, shared rather than copied.
+        (true, true) if rest.len() == original.len() => target
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Ok(PathAndQuery::from_static("/")), Ok),
+        (_, true) => PathAndQuery::try_from(format!("{}{rest}", up.base_path)),
+        (_, false) => PathAndQuery::try_from(format!("{}/{rest}", up.base_path)),
+    }
+    .map_err(|_| bad_request("the request path cannot be joined to the route's upstream URL"))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(up.scheme.clone());
+    parts.authority = Some(up.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    let uri = Uri::from_parts(parts).map_err(|_| {
+        bad_request("the request path cannot be joined to the route's upstream URL")
+    })?;
+    let host = match (route.preserve_host, app_host) {
+        (true, Some(h)) => h,
+        _ => up.host_header.clone(),
     };
     Ok(Destination { uri, host })
 }
@@ -109,7 +106,7 @@ pub fn own_target(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let (scheme, authority) = match (target.scheme(), target.authority()) {
-        (Some(s), Some(a)) => (s.clone(), a.clone()),
+        (Some(s), Some(a)) => (s.clone(), without_userinfo(a)?),
         _ => {
             let h = host_header.ok_or_else(|| bad_request("the request names no host"))?;
             let a = Authority::try_from(h.as_bytes())
@@ -133,9 +130,17 @@ pub fn own_target(
 }
 
 fn authority_value(a: &Authority) -> Result<HeaderValue, ProxyError> {
-    // Userinfo (`user:pass@host`) never goes into a Host header.
-    let host = a.as_str().rsplit('@').next().unwrap_or(a.as_str());
-    HeaderValue::from_str(host).map_err(|_| bad_request("invalid target host"))
+    HeaderValue::from_str(a.as_str()).map_err(|_| bad_request("invalid target host"))
+}
+
+/// `user:pass@host:port` → `host:port`: credentials in a URL go nowhere.
+fn without_userinfo(a: &Authority) -> Result<Authority, ProxyError> {
+    match a.as_str().rsplit_once('@') {
+        Some((_, host)) => {
+            Authority::try_from(host).map_err(|_| bad_request("invalid target host"))
+        }
+        None => Ok(a.clone()),
+    }
 }
 
 fn bad_request(detail: &str) -> ProxyError {
@@ -172,7 +177,7 @@ mod tests {
             let d = destination(
                 &r,
                 &path.parse().unwrap(),
-                Some(&HeaderValue::from_static("app.local")),
+                Some(HeaderValue::from_static("app.local")),
             )
             .unwrap();
             assert_eq!(d.uri.to_string(), want, "{path}");
@@ -188,7 +193,7 @@ mod tests {
         let d = destination(
             &r,
             &"/crm/x".parse().unwrap(),
-            Some(&HeaderValue::from_static("app.local")),
+            Some(HeaderValue::from_static("app.local")),
         )
         .unwrap();
         assert_eq!(d.uri.to_string(), "http://127.0.0.1:9/crm/x");
@@ -200,8 +205,8 @@ mod tests {
         let r = route("match: { host: api.test }");
         let d = destination(
             &r,
-            &"http://api.test:8080/a?b".parse().unwrap(),
-            Some(&HeaderValue::from_static("wrong")),
+            &"http://user:pw@api.test:8080/a?b".parse().unwrap(),
+            Some(HeaderValue::from_static("wrong")),
         )
         .unwrap();
         assert_eq!(d.uri.to_string(), "http://api.test:8080/a?b");
@@ -231,6 +236,6 @@ mod tests {
             .map(|(k, v)| format!("{k}={}", v.to_str().unwrap()))
             .collect();
         left.sort();
-        assert_eq!(left, vec!["te=trailers", "x-kept=yes"]);
+        assert_eq!(left, vec!["x-kept=yes"]);
     }
 }

@@ -106,7 +106,7 @@ impl IdpClient {
             return parse_token(&body).map_err(|detail| failure(FailureKind::Malformed, detail));
         }
         let what = oauth_error(&body)
-            .map(|e| format!(" {e}"))
+            .map(|e| format!(" {}", scrub(&e, cfg)))
             .unwrap_or_default();
         let detail = format!("token endpoint answered {}{what}", status.as_u16());
         let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
@@ -224,6 +224,15 @@ fn oauth_error(body: &[u8]) -> Option<String> {
     }
 }
 
+/// The IdP's own text goes into errors and `/status`; some IdPs echo what they were sent,
+/// so the client secret is cut out of it.
+fn scrub(text: &str, cfg: &ProviderConfig) -> String {
+    match &cfg.client_secret {
+        Some(secret) if !secret.is_empty() => text.replace(secret.expose(), "[redacted]"),
+        _ => text.to_string(),
+    }
+}
+
 fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
@@ -248,7 +257,7 @@ fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
                 .as_f64()
                 .or_else(|| e.as_str().and_then(|s| s.trim().parse().ok()));
             match secs {
-                Some(s) if s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+                Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s.min(1e10))),
                 _ => {
                     return Err(
                         "token endpoint answered an expires_in that is not a positive number"

@@ -6,28 +6,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Assumed when the IdP says nothing about expiry.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(300);
+/// Longer lifetimes are treated as this long: the token is simply refreshed sooner, and
+/// instant arithmetic can never overflow.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
 /// `expires_in`, else the JWT `exp` claim relative to when the request was sent, else
-/// five minutes.
+/// five minutes; at most [`MAX_LIFETIME`]. An `exp` already past gives zero: the token is
+/// expired on arrival and the caller treats it as unusable.
 pub fn lifetime(
     expires_in: Option<Duration>,
     jwt_exp: Option<u64>,
     sent_wall: SystemTime,
 ) -> Duration {
-    if let Some(e) = expires_in {
-        return e;
-    }
-    if let Some(exp) = jwt_exp {
-        let sent = sent_wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let exp = Duration::from_secs(exp);
-        // An `exp` already past gives a token that is never injected; one second keeps
-        // the arithmetic sane while it is replaced.
-        return exp
-            .checked_sub(sent)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(1));
-    }
-    DEFAULT_LIFETIME
+    let raw = match (expires_in, jwt_exp) {
+        (Some(e), _) => e,
+        (None, Some(exp)) => {
+            let sent = sent_wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            Duration::from_secs(exp).saturating_sub(sent)
+        }
+        (None, None) => DEFAULT_LIFETIME,
+    };
+    raw.min(MAX_LIFETIME)
 }
 
 /// How long before expiry a token stops being fresh: the configured
@@ -86,8 +85,13 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(lifetime(None, Some(1_600), sent), Duration::from_secs(600));
-        assert_eq!(lifetime(None, Some(900), sent), Duration::from_secs(1));
+        assert_eq!(lifetime(None, Some(900), sent), Duration::ZERO);
         assert_eq!(lifetime(None, None, sent), Duration::from_secs(300));
+        assert_eq!(lifetime(None, Some(u64::MAX), sent), MAX_LIFETIME);
+        assert_eq!(
+            lifetime(Some(Duration::from_secs(u64::MAX / 2)), None, sent),
+            MAX_LIFETIME
+        );
     }
 
     #[test]

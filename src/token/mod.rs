@@ -15,6 +15,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -110,6 +111,32 @@ pub struct TokenSource {
     fetch: Mutex<FetchState>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     stats: Mutex<Stats>,
+    /// A fetch task is running (read without the lock on the hot path).
+    refreshing: AtomicBool,
+    /// Background refreshes wait until this many ms after `epoch` after a failure.
+    retry_not_before: AtomicU64,
+    consecutive_failures: AtomicU32,
+    epoch: Instant,
+}
+
+/// What a rejected token leads to.
+enum Renewal {
+    /// A newer token is already cached.
+    Current(Arc<Token>),
+    /// A fetch (new or already running) will produce the replacement.
+    Fetch(SharedFetch),
+    /// Rejections re-fetched less than a second ago: no replay.
+    Guarded,
+}
+
+/// Marks the end of a fetch task when dropped.
+struct FetchDone<'a>(&'a Arc<TokenSource>);
+
+impl Drop for FetchDone<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_state().inflight = None;
+        self.0.refreshing.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Default)]
@@ -145,6 +172,10 @@ impl TokenSource {
             fetch: Mutex::new(FetchState::default()),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             stats: Mutex::new(Stats::default()),
+            refreshing: AtomicBool::new(false),
+            retry_not_before: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -172,11 +203,26 @@ impl TokenSource {
                 return Ok(token);
             }
             if token.is_valid(now) {
-                drop(self.start_fetch());
+                self.refresh_in_background(now);
                 return Ok(token);
             }
         }
         self.start_fetch().await
+    }
+
+    /// Starts one background refresh unless one is running or the last one failed less
+    /// than a backoff ago. Two atomic loads on the common path: no lock per request.
+    fn refresh_in_background(self: &Arc<Self>, now: Instant) {
+        if self.refreshing.load(Ordering::Acquire)
+            || self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
+        {
+            return;
+        }
+        drop(self.start_fetch());
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// The cached token if it is still valid, without fetching.
@@ -200,32 +246,42 @@ impl TokenSource {
     /// rejections happen at most once per [`REJECT_REFETCH_INTERVAL`], whatever the
     /// upstream keeps answering, so a broken API cannot turn into an IdP flood.
     pub async fn renew_after_reject(self: &Arc<Self>, used: &Arc<Token>) -> Option<Arc<Token>> {
-        let fetch = {
-            // The check and the invalidation happen under the fetch lock, so of many
-            // requests rejected at once exactly one invalidates and all share one fetch.
-            let mut state = self.fetch_state();
-            match self.current.load_full() {
-                Some(cur) if !Arc::ptr_eq(&cur, used) => {
-                    return Some(cur).filter(|t| t.is_valid(Instant::now()))
+        match self.reject(used) {
+            Renewal::Current(t) => Some(t).filter(|t| t.is_valid(Instant::now())),
+            Renewal::Fetch(f) => f.await.ok(),
+            Renewal::Guarded => None,
+        }
+    }
+
+    /// Like [`renew_after_reject`](Self::renew_after_reject) for a request that cannot be
+    /// replayed: the rejected token is still invalidated and a new one fetched in the
+    /// background, but nobody waits for it.
+    pub fn invalidate(self: &Arc<Self>, used: &Arc<Token>) {
+        drop(self.reject(used));
+    }
+
+    fn reject(self: &Arc<Self>, used: &Arc<Token>) -> Renewal {
+        // The check and the invalidation happen under the fetch lock, so of many
+        // requests rejected at once exactly one invalidates and all share one fetch.
+        let mut state = self.fetch_state();
+        match self.current.load_full() {
+            Some(cur) if !Arc::ptr_eq(&cur, used) => return Renewal::Current(cur),
+            Some(_) => {
+                let now = Instant::now();
+                if state
+                    .last_reject_refetch
+                    .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
+                {
+                    tracing::debug!(provider = %self.config.load().name, "token rejected again within 1s; not re-fetching");
+                    return Renewal::Guarded;
                 }
-                Some(_) => {
-                    let now = Instant::now();
-                    if state
-                        .last_reject_refetch
-                        .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
-                    {
-                        tracing::debug!(provider = %self.config.load().name, "token rejected again within 1s; not re-fetching");
-                        return None;
-                    }
-                    state.last_reject_refetch = Some(now);
-                    self.current.store(None);
-                    tracing::info!(provider = %self.config.load().name, "upstream rejected the token; fetching a new one");
-                }
-                None => {}
+                state.last_reject_refetch = Some(now);
+                self.current.store(None);
+                tracing::info!(provider = %self.config.load().name, "upstream rejected the token; fetching a new one");
             }
-            self.start_fetch_locked(&mut state)
-        };
-        fetch.await.ok()
+            None => {}
+        }
+        Renewal::Fetch(self.start_fetch_locked(&mut state))
     }
 
     pub fn stats(&self) -> Stats {
@@ -248,12 +304,26 @@ impl TokenSource {
             return f.clone();
         }
         let me = Arc::clone(self);
+        self.refreshing.store(true, Ordering::Release);
         let task = tokio::spawn(async move {
+            // Cleared however the task ends, a panic included, so that a failed fetch
+            // never leaves the provider stuck behind a finished future.
+            let _done = FetchDone(&me);
             let result = me.fetch_with_retries().await;
-            if let Ok(token) = &result {
-                me.current.store(Some(token.clone()));
+            match &result {
+                Ok(token) => {
+                    me.current.store(Some(token.clone()));
+                    me.consecutive_failures.store(0, Ordering::Release);
+                    me.retry_not_before.store(0, Ordering::Release);
+                }
+                Err(_) => {
+                    let failures = me.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+                    let wait = backoff(failures, &me.config.load().retries, None)
+                        .max(me.config.load().retries.initial_backoff);
+                    me.retry_not_before
+                        .store(me.millis(Instant::now() + wait), Ordering::Release);
+                }
             }
-            me.fetch_state().inflight = None;
             result
         });
         let fut = async move {
@@ -294,17 +364,26 @@ impl TokenSource {
                 }),
             };
             let failure = match result {
-                Ok(resp) => {
-                    let token = self.build_token(resp, sent_at, sent_wall, &cfg);
-                    self.record(Ok(&token), sent_wall);
-                    tracing::info!(
-                        provider = %cfg.name,
-                        expires_in = token.lifetime.as_secs(),
-                        attempt,
-                        "token fetched"
-                    );
-                    return Ok(token);
-                }
+                Ok(resp) => match self.build_token(resp, sent_at, sent_wall, &cfg) {
+                    // Never cache, let alone inject, a token that is already expired.
+                    token if !token.is_valid(Instant::now()) => Failure {
+                        kind: FailureKind::Malformed,
+                        detail: "token endpoint answered a token that had expired on arrival"
+                            .into(),
+                        retry_after: None,
+                        retryable: true,
+                    },
+                    token => {
+                        self.record(Ok(&token), sent_wall);
+                        tracing::info!(
+                            provider = %cfg.name,
+                            expires_in = token.lifetime.as_secs(),
+                            attempt,
+                            "token fetched"
+                        );
+                        return Ok(token);
+                    }
+                },
                 Err(f) => f,
             };
             self.record(Err(&failure.detail), sent_wall);

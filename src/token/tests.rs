@@ -31,6 +31,9 @@ fn harness(provider_yaml: &str, latency: Duration) -> Harness {
         let next = s.lock().unwrap().pop_front().unwrap_or(Ok(60));
         async move {
             tokio::time::sleep(latency).await;
+            if next == Ok(u64::MAX) {
+                panic!("scripted panic inside the fetch");
+            }
             match next {
                 Ok(ttl) => Ok(TokenResponse {
                     access_token: Secret::new(format!("token-{n}")),
@@ -219,4 +222,72 @@ async fn rejected_and_malformed_map_to_their_errors() {
         h.source.stats().last_error.as_deref(),
         Some("scripted Malformed")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_expired_on_arrival_is_retried_not_cached() {
+    let h = harness(
+        "    retries: { max_attempts: 3, initial_backoff: 10ms, max_backoff: 10ms }\n",
+        Duration::ZERO,
+    );
+    h.script.lock().unwrap().push_back(Ok(0));
+    let t = h.source.get().await.unwrap();
+    assert_eq!(value(&t), "Bearer token-2");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fetch_does_not_wedge_the_provider() {
+    let h = harness("", Duration::ZERO);
+    h.script.lock().unwrap().push_back(Ok(u64::MAX));
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::Unavailable { .. })
+    ));
+    let t = h.source.get().await.unwrap();
+    assert_eq!(value(&t), "Bearer token-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_background_refreshes_back_off() {
+    let h = harness(
+        "    retries: { max_attempts: 1, initial_backoff: 5s, max_backoff: 5s }\n",
+        Duration::ZERO,
+    );
+    let t1 = h.source.get().await.unwrap();
+    h.script
+        .lock()
+        .unwrap()
+        .extend([Err(FailureKind::Transient), Err(FailureKind::Transient)]);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    for _ in 0..20 {
+        assert!(
+            Arc::ptr_eq(&h.source.get().await.unwrap(), &t1),
+            "stale-while-valid"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        h.calls.load(Ordering::SeqCst),
+        2,
+        "one failed refresh, then quiet during the backoff"
+    );
+    tokio::time::advance(Duration::from_secs(6)).await;
+    h.source.get().await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(h.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidate_refetches_in_the_background_without_waiting() {
+    let h = harness("", Duration::from_millis(100));
+    let t1 = h.source.get().await.unwrap();
+    h.source.invalidate(&t1);
+    assert!(
+        h.source.peek().is_none(),
+        "the rejected token is gone at once"
+    );
+    let t2 = h.source.get().await.unwrap();
+    assert_eq!(value(&t2), "Bearer token-2");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
 }

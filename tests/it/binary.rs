@@ -69,14 +69,23 @@ fn validate_reports_every_problem_with_file_line_and_field() {
     ] {
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }
-    // Unknown field, found through $TOKEN_SIDECAR_CONFIG.
-    std::fs::write(&cfg, "listen: 127.0.0.1:1\nlisten_adress: x\n").unwrap();
+    // Unknown fields and wrong types, all at once, found through $TOKEN_SIDECAR_CONFIG.
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:1\nlisten_adress: x\nproviders:\n  a:\n    token_url: https://idp.test/t\n    client_id: c\n    client_secret: s\n    timeoutt: 1s\n    prefetch: maybe\nroutes:\n  - match: { host: x.test, methds: [GET] }\n    provider: a\n    connect_timeout: fast\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run_cli(&["validate"], &[("TOKEN_SIDECAR_CONFIG", path)]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains(&format!("{path}:2:1:")) && stderr.contains("listen_adress"),
-        "{stderr}"
-    );
+    for want in [
+        format!("{path}:2:1: listen_adress: unknown field `listen_adress`"),
+        format!("{path}:8:5: providers.a.timeoutt: unknown field `timeoutt`"),
+        format!("{path}:9:15: providers.a.prefetch: invalid type"),
+        format!("{path}:11:28: routes[0].match.methds: unknown field `methds`"),
+        format!("{path}:13:22: routes[0].connect_timeout: invalid duration"),
+    ] {
+        assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+    }
     // `run` refuses the same file and starts nothing.
     let (code, _, _) = run_cli(&["run", "-c", path], &[]);
     assert_eq!(code, 1);

@@ -250,3 +250,31 @@ async fn routed_connect_without_interception_is_refused_and_others_tunnel() {
     assert_eq!(&back, b"hello", "blind tunnel passes bytes unchanged");
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn credentials_in_the_target_url_reach_neither_errors_nor_upstreams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let base = format!(
+        "providers:\n{}routes:\n  - match: {{ host: api.example.com }}\n    provider: crm\n",
+        provider_yaml("crm", &idp, "")
+    );
+    for (policy, want) in [("deny", "403"), ("forward", "200")] {
+        let sc = TestSidecar::start(&format!("unmatched: {policy}\n{base}")).await;
+        let mut s = tokio::net::TcpStream::connect(sc.proxy).await.unwrap();
+        let req = format!(
+            "GET http://user:hunter2@{}/z HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            api.addr, api.addr
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with(&format!("HTTP/1.1 {want}")), "{resp}");
+        assert!(!resp.contains("hunter2"), "{resp}");
+        sc.stop().await;
+    }
+    let seen = api.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("host"), Some(api.addr.to_string().as_str()));
+}

@@ -214,3 +214,39 @@ async fn retry_on_other_statuses() {
     assert_eq!(idp.requests(), 2);
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejected_token_is_dropped_even_when_the_request_cannot_be_replayed() {
+    let idp = FakeIdp::builder().run().await;
+    let (api, rejected) = rejecting_first(&idp).await;
+    let sc = TestSidecar::start(&config(&idp, &api, "    max_replay_body: 16\n")).await;
+    assert_eq!(
+        direct_client()
+            .get(sc.url("/api/warm"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    rejected.lock().unwrap().push(idp.issued()[0].clone());
+    let resp = direct_client()
+        .post(sc.url("/api/upload"))
+        .body(vec![7u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "not replayable: the app sees the 401");
+    assert_eq!(api.count(), 2);
+    // The next request does not reuse the rejected token.
+    let resp = direct_client()
+        .post(sc.url("/api/upload"))
+        .body(vec![7u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(idp.requests(), 2);
+    assert_eq!(api.seen()[2].bearer(), Some(idp.issued()[1].as_str()));
+    sc.stop().await;
+}

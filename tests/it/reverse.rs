@@ -98,16 +98,46 @@ async fn h2c_prior_knowledge_clients_are_served() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let resp = client.get(sc.url("/crm/grpc-ish")).send().await.unwrap();
+    let resp = client.get(sc.url("/crm/plain")).send().await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
-    let seen = &api.seen()[0];
-    assert!(seen.bearer().is_some());
+    let resp = client
+        .post(sc.url("/crm/pkg.Service/Method"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = api.seen();
+    assert!(seen.iter().all(|s| s.bearer().is_some()));
     assert_eq!(
-        seen.version,
-        http::Version::HTTP_2,
-        "an HTTP/2 app reaches a plain-http upstream over h2c"
+        seen[0].version,
+        http::Version::HTTP_11,
+        "plain HTTP/2 requests reach an http:// upstream as HTTP/1.1"
     );
+    assert_eq!(
+        seen[1].version,
+        http::Version::HTTP_2,
+        "gRPC reaches a plain-http upstream over h2c"
+    );
+    assert_eq!(seen[1].header("te"), Some("trailers"));
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn te_is_never_forwarded_for_http1_requests() {
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let sc = TestSidecar::start(&config(&idp, &format!("    upstream: {}\n", api.url()))).await;
+    direct_client()
+        .get(sc.url("/crm/x"))
+        .header("te", "trailers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.seen()[0].header("te"), None);
     sc.stop().await;
 }
 

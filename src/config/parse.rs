@@ -1,0 +1,239 @@
+//! YAML text → [`RawConfig`], reporting every structural problem (unknown keys, wrong
+//! types) at once with its YAML path, instead of serde's first-error-only.
+//!
+//! The text is parsed once into a generic tree; unknown keys are found by comparing with
+//! the field lists serde derives for the raw structs, then each provider and each route
+//! is deserialized on its own, so one bad entry does not hide the problems of the next.
+
+use super::locate::YamlPath;
+use super::raw::{RawConfig, RawLog, RawMatch, RawProvider, RawRetries, RawRoute};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A structural problem: where, what, and whether the location is the key's (unknown
+/// fields) or the value's.
+pub struct Problem {
+    pub path: YamlPath,
+    pub message: String,
+    pub at_key: bool,
+}
+
+/// A config file as written, split into its entries.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The top-level keys (its `providers` and `routes` are always `None`).
+    pub top: RawConfig,
+    pub providers: BTreeMap<String, RawProvider>,
+    /// Providers that exist but did not parse (so routes naming them are not flagged).
+    pub broken_providers: Vec<String>,
+    /// One slot per route in file order; `None` where the route did not parse.
+    pub routes: Vec<Option<RawRoute>>,
+}
+
+/// Parses `text`: `Err` is a YAML syntax error. Structural problems come back with
+/// whatever entries did parse, so their semantic problems can be reported too.
+pub fn parse(text: &str) -> Result<(Parsed, Vec<Problem>), serde_saphyr::Error> {
+    let mut value: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_saphyr::from_str(text)?
+    };
+    let mut problems = Vec::new();
+    let root = YamlPath::default();
+    if value.is_null() {
+        value = Value::Object(Map::new());
+    }
+    let Some(top) = value.as_object_mut() else {
+        problems.push(Problem {
+            path: root,
+            message: "the config file must be a mapping of keys".into(),
+            at_key: false,
+        });
+        return Ok((Parsed::default(), problems));
+    };
+    unknown_keys(top, &root, fields_of::<RawConfig>(), &mut problems);
+    if let Some(Value::Object(log)) = top.get_mut("log") {
+        unknown_keys(log, &root.key("log"), fields_of::<RawLog>(), &mut problems);
+    }
+    let providers = top.remove("providers").unwrap_or(Value::Null);
+    let routes = top.remove("routes").unwrap_or(Value::Null);
+
+    let mut raw = Parsed {
+        top: typed(value, &root, &mut problems).unwrap_or_default(),
+        ..Parsed::default()
+    };
+
+    match providers {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (name, mut p) in map {
+                let path = root.key("providers").key(&name);
+                if let Value::Object(obj) = &mut p {
+                    unknown_keys(obj, &path, fields_of::<RawProvider>(), &mut problems);
+                    if let Some(Value::Object(r)) = obj.get_mut("retries") {
+                        unknown_keys(
+                            r,
+                            &path.key("retries"),
+                            fields_of::<RawRetries>(),
+                            &mut problems,
+                        );
+                    }
+                }
+                match typed::<RawProvider>(p, &path, &mut problems) {
+                    Some(p) => {
+                        raw.providers.insert(name, p);
+                    }
+                    None => raw.broken_providers.push(name),
+                }
+            }
+        }
+        _ => problems.push(Problem {
+            path: root.key("providers"),
+            message: "expected a mapping of provider names to providers".into(),
+            at_key: false,
+        }),
+    }
+    match routes {
+        Value::Null => {}
+        Value::Array(items) => {
+            for (i, mut r) in items.into_iter().enumerate() {
+                let path = root.key("routes").index(i);
+                if let Value::Object(obj) = &mut r {
+                    unknown_keys(obj, &path, fields_of::<RawRoute>(), &mut problems);
+                    if let Some(Value::Object(m)) = obj.get_mut("match") {
+                        unknown_keys(
+                            m,
+                            &path.key("match"),
+                            fields_of::<RawMatch>(),
+                            &mut problems,
+                        );
+                    }
+                }
+                // A route that does not parse keeps its slot, so later indexes stay right.
+                raw.routes.push(typed::<RawRoute>(r, &path, &mut problems));
+            }
+        }
+        _ => problems.push(Problem {
+            path: root.key("routes"),
+            message: "expected a list of routes".into(),
+            at_key: false,
+        }),
+    }
+    Ok((raw, problems))
+}
+
+/// Removes (and reports) keys that `fields` does not know.
+fn unknown_keys(
+    obj: &mut Map<String, Value>,
+    path: &YamlPath,
+    fields: &'static [&'static str],
+    problems: &mut Vec<Problem>,
+) {
+    let unknown: Vec<String> = obj
+        .keys()
+        .filter(|k| !fields.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        obj.remove(&key);
+        problems.push(Problem {
+            path: path.key(&key),
+            message: format!(
+                "unknown field `{key}`, expected one of: {}",
+                fields.join(", ")
+            ),
+            at_key: true,
+        });
+    }
+}
+
+/// Deserializes one entry, turning a failure into a problem at the failing field.
+fn typed<T: for<'de> Deserialize<'de>>(
+    value: Value,
+    base: &YamlPath,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut path = base.clone();
+            for seg in e.path().iter() {
+                path = match seg {
+                    serde_path_to_error::Segment::Map { key } => path.key(key),
+                    serde_path_to_error::Segment::Seq { index } => path.index(*index),
+                    _ => path,
+                };
+            }
+            problems.push(Problem {
+                path,
+                message: super::compile::redact_quoted(&e.inner().to_string()),
+                at_key: false,
+            });
+            None
+        }
+    }
+}
+
+/// The field names serde derived for `T` (its `deserialize_struct` call), so unknown keys
+/// are judged by exactly the list the deserializer would use.
+fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lists_come_from_serde() {
+        assert!(fields_of::<RawRoute>().contains(&"match"));
+        assert!(fields_of::<RawProvider>().contains(&"client_secret"));
+        assert_eq!(fields_of::<RawLog>(), &["format", "level"]);
+    }
+
+    #[test]
+    fn reports_problems_of_every_entry() {
+        let yaml = "bogus_top: 1\nlog: { formt: json }\nproviders:\n  a:\n    timeoutt: 1s\n    prefetch: hunter2\n  b:\n    retries: { tries: 3 }\nroutes:\n  - match: { hots: x }\n  - methods: GET\n  - provider: a\n";
+        let (raw, problems) = parse(yaml).unwrap();
+        let paths: Vec<String> = problems.iter().map(|p| p.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "bogus_top",
+                "log.formt",
+                "providers.a.timeoutt",
+                "providers.a.prefetch",
+                "providers.b.retries.tries",
+                "routes[0].match.hots",
+                "routes[1].methods"
+            ]
+        );
+        assert!(!problems.iter().any(|p| p.message.contains("hunter2")));
+        assert_eq!(raw.routes.len(), 3, "route slots are kept");
+        assert!(raw.routes[2].is_some());
+        assert_eq!(raw.broken_providers, ["a"]);
+    }
+}
