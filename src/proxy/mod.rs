@@ -171,13 +171,16 @@ async fn serve<'s>(
         }
         return Ok(resp);
     }
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|e| ProxyError::BadRequest {
-            detail: format!("reading the request body failed: {e}"),
-        })?
-        .to_bytes();
+    let bytes = if body.is_end_stream() {
+        bytes::Bytes::new()
+    } else {
+        body.collect()
+            .await
+            .map_err(|e| ProxyError::BadRequest {
+                detail: format!("reading the request body failed: {e}"),
+            })?
+            .to_bytes()
+    };
     let attempt = |token: &Token, headers: HeaderMap| {
         let mut headers = headers;
         headers.insert(&route.header, token.header_value(&route.value_prefix));

@@ -137,7 +137,7 @@ async fn token_command_prints_metadata_and_the_token_only_when_asked() {
 
 fn routes_yaml(idp: &FakeIdp, api: &FakeUpstream) -> String {
     format!(
-        "providers:\n{}routes:\n  - name: forward\n    match: {{ host: api.crm.test }}\n    provider: crm\n    upstream: {api}\n  - name: reverse\n    match: {{ path_prefix: /crm }}\n    provider: crm\n    upstream: {api}\n    strip_prefix: true\n",
+        "workers: 1\nproviders:\n{}routes:\n  - name: forward\n    match: {{ host: api.crm.test }}\n    provider: crm\n    upstream: {api}\n  - name: reverse\n    match: {{ path_prefix: /crm }}\n    provider: crm\n    upstream: {api}\n    strip_prefix: true\n",
         provider_yaml("crm", idp, "    prefetch: true\n"),
         api = api.url()
     )
