@@ -71,7 +71,7 @@ pub async fn serve<F, Fut>(
 }
 
 /// Completes once the shutdown flag is set (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
             return;

@@ -141,8 +141,13 @@ fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
     // One worker: a current-thread runtime does the same work without the cross-thread
     // scheduling machinery (measured in bench/: fewer CPU microseconds per request).
     let rt = match workers {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
     };
     rt.block_on(async move {
         let proxy = TcpListener::bind(config.listen)

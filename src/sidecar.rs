@@ -1,11 +1,14 @@
 //! The running sidecar: the current [`Snapshot`] (config plus the runtime objects it
-//! needs), the token sources and connection pools that outlive snapshots, and [`run`].
+//! needs), the token sources, connection pools and metrics that outlive snapshots,
+//! config reloads, and [`run`].
 
 use crate::config::{Config, ProviderConfig, RouteConfig};
+use crate::metrics::{GlobalMetrics, RouteMetrics};
 use crate::token::TokenSource;
 use crate::upstream::{Client, Pools};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, HashMap};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +24,8 @@ pub struct Snapshot {
     pub providers: BTreeMap<String, ProviderRuntime>,
     /// For traffic that matched no route.
     pub default_client: Client,
+    /// Metrics of traffic that matched no route (`route="-"`).
+    pub unmatched_metrics: Arc<RouteMetrics>,
 }
 
 /// A provider as configured, and the token source serving it. Providers whose token
@@ -35,15 +40,29 @@ pub struct RouteRuntime {
     pub source: Arc<TokenSource>,
     pub client: Client,
     pub h2c_client: Client,
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Process-wide state shared by the proxy and admin listeners.
 pub struct Sidecar {
     snapshot: ArcSwap<Snapshot>,
-    /// Token sources by provider identity, so that a snapshot rebuilt from an equivalent
-    /// provider keeps its cached token.
-    sources: Mutex<HashMap<String, Arc<TokenSource>>>,
+    registry: Mutex<Registry>,
     pools: Pools,
+    pub metrics: GlobalMetrics,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// Hash of the config text last loaded (or rejected), so the file watcher reloads
+    /// only on real changes.
+    loaded_hash: Mutex<Option<u64>>,
+}
+
+/// Objects kept across snapshots: token sources by provider identity (so an unchanged
+/// provider keeps its token and scheduler), route metrics by route name.
+#[derive(Default)]
+struct Registry {
+    sources: HashMap<String, Arc<TokenSource>>,
+    route_metrics: HashMap<String, Arc<RouteMetrics>>,
+    unmatched_metrics: Arc<RouteMetrics>,
 }
 
 /// The sockets the sidecar serves; the caller binds them (tests bind port 0).
@@ -56,15 +75,28 @@ pub struct Listeners {
 #[error("{0}")]
 pub struct SetupError(pub String);
 
+/// What a successful reload changed.
+#[derive(Debug, Serialize)]
+pub struct ReloadSummary {
+    pub outcome: &'static str,
+    pub providers_added: Vec<String>,
+    pub providers_removed: Vec<String>,
+    pub routes: usize,
+}
+
 impl Sidecar {
     pub fn new(config: Config) -> Result<Arc<Self>, SetupError> {
         let pools = Pools::default();
-        let sources = Mutex::new(HashMap::new());
-        let placeholder = Self::build(Arc::new(config), &sources, &pools)?;
+        let registry = Mutex::new(Registry::default());
+        let loaded_hash = Mutex::new(std::fs::read(&config.source).ok().map(|t| hash(&t)));
+        let first = Self::build(Arc::new(config), &registry, &pools)?;
         Ok(Arc::new(Sidecar {
-            snapshot: ArcSwap::from_pointee(placeholder),
-            sources,
+            snapshot: ArcSwap::from_pointee(first),
+            registry,
             pools,
+            metrics: GlobalMetrics::default(),
+            reloading: Mutex::new(()),
+            loaded_hash,
         }))
     }
 
@@ -72,17 +104,94 @@ impl Sidecar {
         self.snapshot.load_full()
     }
 
-    /// Replaces the snapshot with one built from `config`; token sources and pools that
-    /// still apply are kept.
+    /// Replaces the snapshot with one built from `config`. Token sources and pools that
+    /// still apply are kept; sources no provider uses any more are stopped.
     pub fn replace(&self, config: Config) -> Result<(), SetupError> {
-        let snap = Self::build(Arc::new(config), &self.sources, &self.pools)?;
+        let snap = Self::build(Arc::new(config), &self.registry, &self.pools)?;
+        let live: BTreeSet<*const TokenSource> = snap
+            .providers
+            .values()
+            .map(|p| Arc::as_ptr(&p.source))
+            .collect();
+        let routes: BTreeSet<&str> = snap.routes.iter().map(|r| r.config.name.as_str()).collect();
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.sources.retain(|_, s| {
+            let keep = live.contains(&Arc::as_ptr(s));
+            if !keep {
+                s.stop();
+            }
+            keep
+        });
+        registry
+            .route_metrics
+            .retain(|name, _| routes.contains(name.as_str()));
+        drop(registry);
         self.snapshot.store(Arc::new(snap));
+        self.start_schedulers();
         Ok(())
+    }
+
+    /// Reloads the config file the current snapshot came from. A file that does not
+    /// compile changes nothing: the old config keeps serving.
+    pub fn reload(&self, trigger: &str) -> Result<ReloadSummary, Vec<String>> {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.snapshot();
+        let path = old.config.source.clone();
+        *self.loaded_hash.lock().unwrap_or_else(|p| p.into_inner()) =
+            std::fs::read(&path).ok().map(|t| hash(&t));
+        let result = Config::load(&path)
+            .map_err(|e| e.problems)
+            .and_then(|config| {
+                if config.listen != old.config.listen
+                    || config.admin_listen != old.config.admin_listen
+                    || config.workers != old.config.workers
+                {
+                    tracing::warn!(
+                        "listen, admin_listen and workers take effect only after a restart"
+                    );
+                }
+                for w in &config.warnings {
+                    tracing::warn!("{w}");
+                }
+                self.replace(config).map_err(|e| vec![e.0])
+            });
+        match result {
+            Ok(()) => {
+                let new = self.snapshot();
+                let before: BTreeSet<&String> = old.providers.keys().collect();
+                let after: BTreeSet<&String> = new.providers.keys().collect();
+                let summary = ReloadSummary {
+                    outcome: "success",
+                    providers_added: after.difference(&before).map(|s| s.to_string()).collect(),
+                    providers_removed: before.difference(&after).map(|s| s.to_string()).collect(),
+                    routes: new.routes.len(),
+                };
+                self.metrics.reload(true);
+                tracing::info!(trigger, routes = summary.routes, "config reloaded");
+                tracing::info!(
+                    target: "audit",
+                    event = "config_reloaded",
+                    outcome = "success",
+                    providers_added = ?summary.providers_added,
+                    providers_removed = ?summary.providers_removed,
+                    routes = summary.routes,
+                );
+                Ok(summary)
+            }
+            Err(problems) => {
+                self.metrics.reload(false);
+                for p in &problems {
+                    tracing::error!(trigger, "config reload rejected: {p}");
+                }
+                tracing::warn!(target: "audit", event = "config_reloaded", outcome = "error", problems = problems.len());
+                Err(problems)
+            }
+        }
     }
 
     fn build(
         config: Arc<Config>,
-        registry: &Mutex<HashMap<String, Arc<TokenSource>>>,
+        registry: &Mutex<Registry>,
         pools: &Pools,
     ) -> Result<Snapshot, SetupError> {
         let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,14 +199,14 @@ impl Sidecar {
         let mut prefixes: HashMap<String, Vec<Box<str>>> = HashMap::new();
         for p in &config.providers {
             let identity = p.identity();
-            let source = match registry.get(&identity) {
+            let source = match registry.sources.get(&identity) {
                 Some(s) => {
                     s.set_config(p.clone());
                     s.clone()
                 }
                 None => {
                     let s = TokenSource::new(p.clone()).map_err(SetupError)?;
-                    registry.insert(identity.clone(), s.clone());
+                    registry.sources.insert(identity.clone(), s.clone());
                     s
                 }
             };
@@ -120,7 +229,7 @@ impl Sidecar {
         for (identity, mut used) in prefixes {
             used.sort();
             used.dedup();
-            if let Some(source) = registry.get(&identity) {
+            if let Some(source) = registry.sources.get(&identity) {
                 source.set_prefixes(used);
             }
         }
@@ -135,6 +244,11 @@ impl Sidecar {
                         r.name, r.provider
                     ))
                 })?;
+            let metrics = registry
+                .route_metrics
+                .entry(r.name.clone())
+                .or_default()
+                .clone();
             routes.push(RouteRuntime {
                 config: r.clone(),
                 source,
@@ -144,6 +258,7 @@ impl Sidecar {
                 h2c_client: pools
                     .client(r.ca_file.as_ref(), r.connect_timeout, true)
                     .map_err(SetupError)?,
+                metrics,
             });
         }
         let default_client = pools
@@ -154,28 +269,55 @@ impl Sidecar {
             routes,
             providers,
             default_client,
+            unmatched_metrics: registry.unmatched_metrics.clone(),
         })
+    }
+
+    /// Starts the refresh scheduler of every source in the current snapshot (once each).
+    fn start_schedulers(&self) {
+        for p in self.snapshot().providers.values() {
+            p.source.start_scheduler();
+        }
+    }
+
+    /// True when the config file's content differs from what was last loaded.
+    fn file_changed(&self) -> bool {
+        let path = self.snapshot().config.source.clone();
+        let now = std::fs::read(&path).ok().map(|t| hash(&t));
+        now.is_some() && now != *self.loaded_hash.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 /// Runs the sidecar on `listeners` until `shutdown` completes, then drains in-flight
-/// requests for up to `shutdown_grace`.
+/// requests for up to `shutdown_grace`. Reloads the config on file change, SIGHUP and
+/// `POST /reload` when it came from a file.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SetupError> {
     let grace = config.shutdown_grace;
+    let source = config.source.clone();
     let sidecar = Sidecar::new(config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-
-    for (name, p) in &sidecar.snapshot().providers {
-        if p.config.prefetch {
-            tokio::spawn(prefetch(name.clone(), p.source.clone(), stop_rx.clone()));
-        }
-    }
+    sidecar.start_schedulers();
 
     let mut tasks = tokio::task::JoinSet::new();
+    if source.is_file() {
+        tokio::spawn(crate::reload::watch(
+            sidecar.clone(),
+            source,
+            stop_rx.clone(),
+        ));
+        tokio::spawn(crate::reload::on_sighup(sidecar.clone(), stop_rx.clone()));
+    }
     if let Some(admin) = listeners.admin {
         let sc = sidecar.clone();
         let handler = move |req| crate::admin::handle(sc.clone(), req);
@@ -201,27 +343,17 @@ pub async fn run(
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    for p in sidecar.snapshot().providers.values() {
+        p.source.stop();
+    }
     Ok(())
 }
 
-/// Fetches a `prefetch` provider's first token at start-up, trying again with backoff
-/// until it succeeds (so `/readyz` turns 200 without waiting for app traffic) or the
-/// sidecar stops.
-async fn prefetch(name: String, source: Arc<TokenSource>, mut stop: watch::Receiver<bool>) {
-    let mut attempt = 0;
-    loop {
-        match source.get().await {
-            Ok(_) => return,
-            Err(e) => {
-                attempt += 1;
-                let wait = crate::token::backoff(attempt, &source.config().retries, None)
-                    .max(source.config().retries.initial_backoff);
-                tracing::warn!(provider = %name, error = %e, retry_in_ms = wait.as_millis() as u64, "prefetch failed; trying again");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
+impl Sidecar {
+    /// Reloads when the watched file really changed (called by the watcher).
+    pub(crate) fn reload_if_changed(&self) {
+        if self.file_changed() {
+            let _ = self.reload("file change");
         }
     }
 }

@@ -16,8 +16,10 @@ mod rewrite;
 
 use crate::config::{OnTokenError, Unmatched};
 use crate::error::{Body, ErrorContext, ProxyError};
+use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
 use crate::route::{self, Target};
 use crate::sidecar::{RouteRuntime, Snapshot};
+use crate::token::Rejection;
 use crate::token::Token;
 use crate::upstream::{self, Client};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
@@ -61,6 +63,11 @@ pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Bod
             e.to_response(ErrorContext { route, provider })
         }
     };
+    let took = started.elapsed();
+    match out.route {
+        Some(r) => r.metrics.request(resp.status().as_u16(), took),
+        None => snap.unmatched_metrics.request(resp.status().as_u16(), took),
+    }
     if tracing::enabled!(tracing::Level::INFO) {
         let host = request_host(&uri, host_header.as_ref()).unwrap_or("-");
         tracing::info!(
@@ -70,7 +77,7 @@ pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Bod
             host,
             path = uri.path(),
             status = resp.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = took.as_secs_f64() * 1000.0,
             token = out.token,
             replayed = out.replayed,
             "request"
@@ -144,6 +151,7 @@ async fn serve<'s>(
             client,
             outgoing(parts.method, dest.uri, version, parts.headers, body.boxed()),
             route.upstream_timeout,
+            &rt.metrics,
         )
         .await;
     };
@@ -163,11 +171,12 @@ async fn serve<'s>(
             client,
             outgoing(parts.method, dest.uri, version, headers, body.boxed()),
             route.upstream_timeout,
+            &rt.metrics,
         )
         .await?;
         if route.retry_on.contains(&resp.status()) {
             // No replay, but the rejected token must not be used again.
-            rt.source.invalidate(&token);
+            rt.source.invalidate(&token, rejection(route, &resp));
         }
         return Ok(resp);
     }
@@ -196,23 +205,43 @@ async fn serve<'s>(
         client,
         attempt(&token, parts.headers.clone()),
         route.upstream_timeout,
+        &rt.metrics,
     )
     .await?;
     if !route.retry_on.contains(&first.status()) {
         return Ok(first);
     }
-    let Some(fresh) = rt.source.renew_after_reject(&token).await else {
+    let Some(fresh) = rt
+        .source
+        .renew_after_reject(&token, rejection(route, &first))
+        .await
+    else {
         return Ok(first);
     };
     drop(first);
     out.replayed = true;
     tracing::debug!(route = %route.name, "replaying once with a renewed token");
-    send(
+    let second = send(
         client,
         attempt(&fresh, parts.headers),
         route.upstream_timeout,
+        &rt.metrics,
     )
-    .await
+    .await;
+    rt.metrics
+        .replay(match second.as_ref().map(|r| r.status().as_u16()) {
+            Ok(s) if s < 400 => ReplayOutcome::Success,
+            Ok(s) if s < 500 => ReplayOutcome::ClientError,
+            _ => ReplayOutcome::ServerError,
+        });
+    second
+}
+
+fn rejection<'a>(route: &'a crate::config::RouteConfig, resp: &Response<Body>) -> Rejection<'a> {
+    Rejection {
+        route: &route.name,
+        status: resp.status().as_u16(),
+    }
 }
 
 /// A request that matched no route: refused under `unmatched: deny`, otherwise forwarded
@@ -248,7 +277,13 @@ async fn unmatched(
         parts.headers,
         body.boxed(),
     );
-    send(&snap.default_client, req, UNMATCHED_UPSTREAM_TIMEOUT).await
+    send(
+        &snap.default_client,
+        req,
+        UNMATCHED_UPSTREAM_TIMEOUT,
+        &snap.unmatched_metrics,
+    )
+    .await
 }
 
 fn outgoing(
@@ -271,18 +306,26 @@ async fn send(
     client: &Client,
     req: Request<Body>,
     timeout: Duration,
+    metrics: &RouteMetrics,
 ) -> Result<Response<Body>, ProxyError> {
     let resp = match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => {
+            metrics.upstream_error(UpstreamErrorKind::Timeout);
             return Err(ProxyError::UpstreamTimeout {
                 detail: format!(
                     "no response headers within {}",
                     crate::config::format_duration(timeout)
                 ),
-            })
+            });
         }
         Ok(Err(e)) => {
-            let (_kind, detail) = upstream::describe(&e);
+            let (kind, detail) = upstream::describe(&e);
+            metrics.upstream_error(match kind {
+                upstream::FailureKind::Tls => UpstreamErrorKind::Tls,
+                upstream::FailureKind::Connect | upstream::FailureKind::Other => {
+                    UpstreamErrorKind::Connect
+                }
+            });
             return Err(ProxyError::UpstreamUnavailable { detail });
         }
         Ok(Ok(resp)) => resp,

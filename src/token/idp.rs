@@ -32,6 +32,8 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// SPEC §5: network errors, timeouts, 5xx, 429 and malformed 2xx bodies are retried.
     pub retryable: bool,
+    /// The IdP's HTTP status, when it answered.
+    pub status: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +105,10 @@ impl IdpClient {
             .await
             .map_err(|e| transport_failure(&e, cfg.timeout))?;
         if status.is_success() {
-            return parse_token(&body).map_err(|detail| failure(FailureKind::Malformed, detail));
+            return parse_token(&body).map_err(|detail| Failure {
+                status: Some(status.as_u16()),
+                ..failure(FailureKind::Malformed, detail)
+            });
         }
         let what = oauth_error(&body)
             .map(|e| format!(" {}", scrub(&e, cfg)))
@@ -117,6 +122,7 @@ impl IdpClient {
                 detail: format!("{detail} (a redirect; token requests never follow redirects)"),
                 retry_after: None,
                 retryable: false,
+                status: Some(status.as_u16()),
             });
         } else {
             FailureKind::Rejected
@@ -126,6 +132,7 @@ impl IdpClient {
             detail,
             retry_after,
             retryable: kind == FailureKind::Transient,
+            status: Some(status.as_u16()),
         })
     }
 }
@@ -167,6 +174,7 @@ fn failure(kind: FailureKind, detail: String) -> Failure {
         detail,
         retry_after: None,
         retryable: kind != FailureKind::Rejected,
+        status: None,
     }
 }
 

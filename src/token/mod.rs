@@ -1,27 +1,35 @@
 //! Tokens: the per-provider cache, single-flight fetching, compare-and-invalidate after a
-//! rejected token, and the IdP client. The only module that talks to an IdP.
+//! rejected token, the background refresh scheduler, and the IdP client. The only module
+//! that talks to an IdP.
 //!
-//! Hot path: [`TokenSource::get`] is one lock-free `ArcSwap` load and two `Instant`
-//! comparisons; the header value was built when the token arrived. Locks are taken only
-//! when a fetch has to start. No log line, error or status here contains a token.
+//! Hot path: [`TokenSource::get`] is one lock-free `ArcSwap` load, two `Instant`
+//! comparisons and a relaxed atomic load; the header value was built when the token
+//! arrived. Locks are taken only when a fetch has to start or a status is read. No log
+//! line, error, metric or status here contains a token.
 
+mod fetch;
 mod idp;
 pub mod jwt;
 mod lifetime;
+mod schedule;
 
 use crate::config::ProviderConfig;
+use crate::metrics::ProviderMetrics;
 use crate::secret::Secret;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
+use serde::Serialize;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use idp::{Failure, FailureKind, IdpClient, TokenResponse};
 pub use lifetime::{backoff, refresh_margin};
+pub use schedule::refresh_jitter;
 
 /// A token is re-fetched because an upstream rejected it at most this often.
 const REJECT_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -36,7 +44,10 @@ pub struct Token {
     /// The IdP's `expires_in` (or the JWT/default fallback).
     pub lifetime: Duration,
     pub expires_at: Instant,
+    /// End of freshness: `expires_at - refresh_before_expiry`.
     pub refresh_at: Instant,
+    /// When the scheduler refreshes it: shortly before `refresh_at` (jitter).
+    pub scheduled_at: Instant,
     pub expires_at_wall: SystemTime,
     pub refresh_at_wall: SystemTime,
 }
@@ -102,21 +113,38 @@ type FetchFn = Arc<
     dyn Fn(Arc<ProviderConfig>) -> BoxFuture<'static, Result<TokenResponse, Failure>> + Send + Sync,
 >;
 
-/// The token of one provider: cached, fetched once however many requests wait.
+/// The token of one provider: cached, fetched once however many requests wait, and
+/// refreshed in the background before it expires.
 pub struct TokenSource {
     config: ArcSwap<ProviderConfig>,
     fetch_fn: FetchFn,
     current: ArcSwapOption<Token>,
-    /// Taken only to start or join a fetch, never on the hot path.
+    /// Taken only to start or join a fetch, or to read the last error.
     fetch: Mutex<FetchState>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     stats: Mutex<Stats>,
+    pub metrics: ProviderMetrics,
     /// A fetch task is running (read without the lock on the hot path).
     refreshing: AtomicBool,
-    /// Background refreshes wait until this many ms after `epoch` after a failure.
+    /// After a failure, no new fetch starts before this many ms after `epoch` (0: none).
     retry_not_before: AtomicU64,
     consecutive_failures: AtomicU32,
+    /// Ms after `epoch` of the last use, written at most once a second.
+    last_used: AtomicU64,
+    /// The scheduler parked because the token was not used for `idle_timeout`.
+    idle: AtomicBool,
+    scheduler_started: AtomicBool,
+    stopped: AtomicBool,
+    /// Wakes the scheduler: new token, invalidation, use after idleness, stop.
+    wake: Notify,
     epoch: Instant,
+}
+
+/// Who rejected a token, for the log and the audit event.
+#[derive(Clone, Copy, Debug)]
+pub struct Rejection<'a> {
+    pub route: &'a str,
+    pub status: u16,
 }
 
 /// What a rejected token leads to.
@@ -129,21 +157,13 @@ enum Renewal {
     Guarded,
 }
 
-/// Marks the end of a fetch task when dropped.
-struct FetchDone<'a>(&'a Arc<TokenSource>);
-
-impl Drop for FetchDone<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_state().inflight = None;
-        self.0.refreshing.store(false, Ordering::Release);
-    }
-}
-
 #[derive(Default)]
 struct FetchState {
     inflight: Option<SharedFetch>,
     /// When a rejected token last caused a re-fetch.
     last_reject_refetch: Option<Instant>,
+    /// The error of the last failed fetch, answered at once during its backoff.
+    last_error: Option<TokenError>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -152,6 +172,23 @@ pub struct Stats {
     pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_fetch_at: Option<SystemTime>,
+}
+
+/// What `/status` shows of a provider (SPEC §7). Never a token.
+#[derive(Debug, Serialize)]
+pub struct ProviderStatus {
+    pub state: &'static str,
+    pub has_token: bool,
+    pub expires_at: Option<String>,
+    pub expires_in_seconds: Option<u64>,
+    pub refresh_at: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub consecutive_failures: u32,
+    pub scope: Option<String>,
+    pub fetches_total: u64,
+    pub failures_total: u64,
+    pub last_error: Option<String>,
+    pub last_fetch_at: Option<String>,
 }
 
 impl TokenSource {
@@ -172,9 +209,15 @@ impl TokenSource {
             fetch: Mutex::new(FetchState::default()),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             stats: Mutex::new(Stats::default()),
+            metrics: ProviderMetrics::default(),
             refreshing: AtomicBool::new(false),
             retry_not_before: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
+            last_used: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
+            scheduler_started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            wake: Notify::new(),
             epoch: Instant::now(),
         })
     }
@@ -183,9 +226,11 @@ impl TokenSource {
         self.config.load_full()
     }
 
-    /// Applies settings that do not change the token's identity (retries, refresh margin).
+    /// Applies settings that do not change the token's identity (retries, refresh margin,
+    /// prefetch, idle timeout).
     pub fn set_config(&self, config: Arc<ProviderConfig>) {
         self.config.store(config);
+        self.wake.notify_one();
     }
 
     /// The header prefixes the routes of this provider use, so tokens prebuild them.
@@ -195,9 +240,11 @@ impl TokenSource {
 
     /// A valid token: the cached one while it is fresh; the cached one plus a background
     /// refresh once it is past its refresh point; otherwise the result of a fetch that all
-    /// concurrent callers share. Never an expired token.
+    /// concurrent callers share. Never an expired token. While the last fetch failed and
+    /// its backoff runs, the error comes back at once instead of another IdP request.
     pub async fn get(self: &Arc<Self>) -> Result<Arc<Token>, TokenError> {
         let now = Instant::now();
+        self.touch(now);
         if let Some(token) = self.current.load_full() {
             if now < token.refresh_at {
                 return Ok(token);
@@ -207,22 +254,10 @@ impl TokenSource {
                 return Ok(token);
             }
         }
-        self.start_fetch().await
-    }
-
-    /// Starts one background refresh unless one is running or the last one failed less
-    /// than a backoff ago. Two atomic loads on the common path: no lock per request.
-    fn refresh_in_background(self: &Arc<Self>, now: Instant) {
-        if self.refreshing.load(Ordering::Acquire)
-            || self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
-        {
-            return;
+        if let Some(err) = self.failing_fast(now) {
+            return Err(err);
         }
-        drop(self.start_fetch());
-    }
-
-    fn millis(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.epoch).as_millis() as u64
+        self.start_fetch().await
     }
 
     /// The cached token if it is still valid, without fetching.
@@ -245,8 +280,12 @@ impl TokenSource {
     /// so a late 401 for an old token never discards a newer one. Re-fetches caused by
     /// rejections happen at most once per [`REJECT_REFETCH_INTERVAL`], whatever the
     /// upstream keeps answering, so a broken API cannot turn into an IdP flood.
-    pub async fn renew_after_reject(self: &Arc<Self>, used: &Arc<Token>) -> Option<Arc<Token>> {
-        match self.reject(used) {
+    pub async fn renew_after_reject(
+        self: &Arc<Self>,
+        used: &Arc<Token>,
+        cause: Rejection<'_>,
+    ) -> Option<Arc<Token>> {
+        match self.reject(used, cause) {
             Renewal::Current(t) => Some(t).filter(|t| t.is_valid(Instant::now())),
             Renewal::Fetch(f) => f.await.ok(),
             Renewal::Guarded => None,
@@ -256,11 +295,11 @@ impl TokenSource {
     /// Like [`renew_after_reject`](Self::renew_after_reject) for a request that cannot be
     /// replayed: the rejected token is still invalidated and a new one fetched in the
     /// background, but nobody waits for it.
-    pub fn invalidate(self: &Arc<Self>, used: &Arc<Token>) {
-        drop(self.reject(used));
+    pub fn invalidate(self: &Arc<Self>, used: &Arc<Token>, cause: Rejection<'_>) {
+        drop(self.reject(used, cause));
     }
 
-    fn reject(self: &Arc<Self>, used: &Arc<Token>) -> Renewal {
+    fn reject(self: &Arc<Self>, used: &Arc<Token>, cause: Rejection<'_>) -> Renewal {
         // The check and the invalidation happen under the fetch lock, so of many
         // requests rejected at once exactly one invalidates and all share one fetch.
         let mut state = self.fetch_state();
@@ -277,187 +316,150 @@ impl TokenSource {
                 }
                 state.last_reject_refetch = Some(now);
                 self.current.store(None);
-                tracing::info!(provider = %self.config.load().name, "upstream rejected the token; fetching a new one");
+                self.metrics.set_expiry(0);
+                let provider = &self.config.load().name;
+                tracing::info!(provider = %provider, route = cause.route, upstream_status = cause.status, "upstream rejected the token; fetching a new one");
+                tracing::info!(target: "audit", event = "token_invalidated", provider = %provider, route = cause.route, upstream_status = cause.status);
             }
             None => {}
         }
         Renewal::Fetch(self.start_fetch_locked(&mut state))
     }
 
+    /// Stops the background scheduler (the provider left the config).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
     pub fn stats(&self) -> Stats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Starts a fetch, or returns the one already under way. The fetch runs in its own
-    /// task so that a client hanging up does not cancel it for everyone else.
-    fn start_fetch(self: &Arc<Self>) -> SharedFetch {
-        let mut state = self.fetch_state();
-        self.start_fetch_locked(&mut state)
+    /// The provider's state for `/status`.
+    pub fn status(&self) -> ProviderStatus {
+        let stats = self.stats();
+        let now = Instant::now();
+        let wall = |t: Instant| rfc3339(instant_to_wall(t, now));
+        let current = self.current.load_full();
+        let token = current.as_ref().filter(|t| t.is_valid(now));
+        let failures = self.consecutive_failures.load(Ordering::Acquire);
+        let state = if self.refreshing.load(Ordering::Acquire) {
+            "refreshing"
+        } else if failures > 0 {
+            "failing"
+        } else {
+            match (&current, token) {
+                (None, _) => "empty",
+                (Some(t), Some(_)) if now < t.refresh_at => "fresh",
+                (Some(_), Some(_)) => "stale",
+                (Some(_), None) => "expired",
+            }
+        };
+        let retry = self.retry_not_before.load(Ordering::Acquire);
+        let next_attempt = match (failures > 0 && retry > 0, token) {
+            (true, _) => Some(self.epoch + Duration::from_millis(retry)),
+            (false, Some(t)) => Some(t.scheduled_at),
+            (false, None) => None,
+        };
+        ProviderStatus {
+            state,
+            has_token: token.is_some(),
+            expires_at: token.map(|t| rfc3339(t.expires_at_wall)),
+            expires_in_seconds: token
+                .map(|t| t.expires_at.saturating_duration_since(now).as_secs()),
+            refresh_at: token.map(|t| rfc3339(t.refresh_at_wall)),
+            next_attempt_at: next_attempt.map(wall),
+            consecutive_failures: failures,
+            scope: token.and_then(|t| t.scope.clone()),
+            fetches_total: stats.fetches_total,
+            failures_total: stats.failures_total,
+            last_error: stats.last_error,
+            last_fetch_at: stats.last_fetch_at.map(rfc3339),
+        }
+    }
+
+    /// Records a use (for `idle_timeout`), at most once a second, and wakes an idle
+    /// scheduler.
+    fn touch(&self, now: Instant) {
+        let ms = self.millis(now) + 1;
+        if ms >= self.last_used.load(Ordering::Relaxed) + 1000 {
+            self.last_used.store(ms, Ordering::Relaxed);
+            if self.idle.load(Ordering::Acquire) {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Starts one background refresh unless one is running or the last one failed less
+    /// than a backoff ago. Atomic loads only on the common path.
+    fn refresh_in_background(self: &Arc<Self>, now: Instant) {
+        if self.refreshing.load(Ordering::Acquire)
+            || self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
+        {
+            return;
+        }
+        drop(self.start_fetch());
+    }
+
+    /// During the backoff after a failed fetch (and with no fetch running), the error of
+    /// that fetch, with `Retry-After` set to the time left.
+    fn failing_fast(&self, now: Instant) -> Option<TokenError> {
+        let not_before = self.retry_not_before.load(Ordering::Acquire);
+        if self.refreshing.load(Ordering::Acquire) || self.millis(now) >= not_before {
+            return None;
+        }
+        let left = Duration::from_millis(not_before - self.millis(now));
+        Some(match self.fetch_state().last_error.clone()? {
+            TokenError::Unavailable { detail, .. } => TokenError::Unavailable {
+                detail,
+                retry_after: left,
+            },
+            other => other,
+        })
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     fn fetch_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
         self.fetch.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn start_fetch_locked(self: &Arc<Self>, state: &mut FetchState) -> SharedFetch {
-        if let Some(f) = state.inflight.as_ref() {
-            return f.clone();
-        }
-        let me = Arc::clone(self);
-        self.refreshing.store(true, Ordering::Release);
-        let task = tokio::spawn(async move {
-            // Cleared however the task ends, a panic included, so that a failed fetch
-            // never leaves the provider stuck behind a finished future.
-            let _done = FetchDone(&me);
-            let result = me.fetch_with_retries().await;
-            match &result {
-                Ok(token) => {
-                    me.current.store(Some(token.clone()));
-                    me.consecutive_failures.store(0, Ordering::Release);
-                    me.retry_not_before.store(0, Ordering::Release);
-                }
-                Err(_) => {
-                    let failures = me.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-                    let wait = backoff(failures, &me.config.load().retries, None)
-                        .max(me.config.load().retries.initial_backoff);
-                    me.retry_not_before
-                        .store(me.millis(Instant::now() + wait), Ordering::Release);
-                }
-            }
-            result
-        });
-        let fut = async move {
-            task.await.unwrap_or_else(|_| {
-                Err(TokenError::Unavailable {
-                    detail: "token fetch was aborted".into(),
-                    retry_after: Duration::from_secs(1),
-                })
-            })
-        }
-        .boxed()
-        .shared();
-        state.inflight = Some(fut.clone());
-        fut
-    }
+/// `2026-11-21T22:54:31Z`: RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (H. Hinnant), valid for all dates after 1970.
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
 
-    /// One fetch: up to `retries.max_attempts` token requests with backoff, all within the
-    /// provider's `timeout`, so a request waiting for it never waits longer than that.
-    async fn fetch_with_retries(&self) -> Result<Arc<Token>, TokenError> {
-        let cfg = self.config.load_full();
-        let deadline = Instant::now() + cfg.timeout;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent_at = Instant::now();
-            let sent_wall = SystemTime::now();
-            let remaining = deadline.saturating_duration_since(sent_at);
-            let result = match tokio::time::timeout(remaining, (self.fetch_fn)(cfg.clone())).await {
-                Ok(r) => r,
-                Err(_) => Err(Failure {
-                    kind: FailureKind::Transient,
-                    detail: format!(
-                        "token endpoint did not answer within {}",
-                        crate::config::format_duration(cfg.timeout)
-                    ),
-                    retry_after: None,
-                    retryable: false,
-                }),
-            };
-            let failure = match result {
-                Ok(resp) => match self.build_token(resp, sent_at, sent_wall, &cfg) {
-                    // Never cache, let alone inject, a token that is already expired.
-                    token if !token.is_valid(Instant::now()) => Failure {
-                        kind: FailureKind::Malformed,
-                        detail: "token endpoint answered a token that had expired on arrival"
-                            .into(),
-                        retry_after: None,
-                        retryable: true,
-                    },
-                    token => {
-                        self.record(Ok(&token), sent_wall);
-                        tracing::info!(
-                            provider = %cfg.name,
-                            expires_in = token.lifetime.as_secs(),
-                            attempt,
-                            "token fetched"
-                        );
-                        return Ok(token);
-                    }
-                },
-                Err(f) => f,
-            };
-            self.record(Err(&failure.detail), sent_wall);
-            let wait = backoff(attempt, &cfg.retries, failure.retry_after);
-            let give_up = !failure.retryable
-                || attempt >= cfg.retries.max_attempts
-                || Instant::now() + wait >= deadline;
-            tracing::warn!(provider = %cfg.name, attempt, error = %failure.detail, retrying = !give_up, "token fetch failed");
-            if give_up {
-                return Err(match failure.kind {
-                    FailureKind::Transient => TokenError::Unavailable {
-                        detail: failure.detail,
-                        retry_after: failure
-                            .retry_after
-                            .unwrap_or(cfg.retries.initial_backoff)
-                            .max(Duration::from_secs(1)),
-                    },
-                    FailureKind::Malformed => TokenError::InvalidResponse {
-                        detail: failure.detail,
-                    },
-                    FailureKind::Rejected => TokenError::Rejected {
-                        detail: failure.detail,
-                    },
-                });
-            }
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    fn build_token(
-        &self,
-        resp: idp::TokenResponse,
-        sent_at: Instant,
-        sent_wall: SystemTime,
-        cfg: &ProviderConfig,
-    ) -> Arc<Token> {
-        let lifetime = lifetime::lifetime(
-            resp.expires_in,
-            jwt::exp(resp.access_token.expose()),
-            sent_wall,
-        );
-        let margin = refresh_margin(lifetime, cfg.refresh_before_expiry);
-        let header_values = self
-            .prefixes
-            .load()
-            .iter()
-            .map(|p| (p.clone(), sensitive_value(p, &resp.access_token)))
-            .collect();
-        Arc::new(Token {
-            header_values,
-            token_type: resp.token_type,
-            scope: resp
-                .scope
-                .or_else(|| (!cfg.scopes.is_empty()).then(|| cfg.scopes.join(" "))),
-            lifetime,
-            expires_at: sent_at + lifetime,
-            refresh_at: sent_at + (lifetime - margin),
-            expires_at_wall: sent_wall + lifetime,
-            refresh_at_wall: sent_wall + (lifetime - margin),
-            access_token: resp.access_token,
-        })
-    }
-
-    fn record(&self, outcome: Result<&Arc<Token>, &str>, at: SystemTime) {
-        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        s.fetches_total += 1;
-        s.last_fetch_at = Some(at);
-        match outcome {
-            Ok(_) => s.last_error = None,
-            Err(e) => {
-                s.failures_total += 1;
-                s.last_error = Some(e.to_string());
-            }
-        }
+/// The wall-clock time of a monotonic instant (for display only).
+fn instant_to_wall(t: Instant, now: Instant) -> SystemTime {
+    let wall = SystemTime::now();
+    if t >= now {
+        wall + (t - now)
+    } else {
+        wall - (now - t)
     }
 }
 

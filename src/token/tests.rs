@@ -7,6 +7,11 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+const CAUSE: Rejection<'static> = Rejection {
+    route: "r",
+    status: 401,
+};
+
 type Script = Arc<Mutex<VecDeque<Result<u64, FailureKind>>>>;
 
 struct Harness {
@@ -46,6 +51,7 @@ fn harness(provider_yaml: &str, latency: Duration) -> Harness {
                     detail: format!("scripted {kind:?}"),
                     retry_after: None,
                     retryable: kind != FailureKind::Rejected,
+                    status: None,
                 }),
             }
         }
@@ -117,11 +123,11 @@ async fn fresh_then_refreshed_in_the_background_and_never_expired() {
 async fn a_late_rejection_of_an_old_token_keeps_the_newer_one() {
     let h = harness("", Duration::ZERO);
     let t1 = h.source.get().await.unwrap();
-    let t2 = h.source.renew_after_reject(&t1).await.unwrap();
+    let t2 = h.source.renew_after_reject(&t1, CAUSE).await.unwrap();
     assert_eq!(value(&t2), "Bearer token-2");
     tokio::time::advance(Duration::from_secs(5)).await;
     // Another request that had used t1 gets its 401 only now.
-    let again = h.source.renew_after_reject(&t1).await.unwrap();
+    let again = h.source.renew_after_reject(&t1, CAUSE).await.unwrap();
     assert!(Arc::ptr_eq(&again, &t2));
     assert_eq!(h.calls.load(Ordering::SeqCst), 2);
 }
@@ -130,14 +136,14 @@ async fn a_late_rejection_of_an_old_token_keeps_the_newer_one() {
 async fn rejections_refetch_at_most_once_per_second() {
     let h = harness("", Duration::ZERO);
     let t1 = h.source.get().await.unwrap();
-    let t2 = h.source.renew_after_reject(&t1).await.unwrap();
+    let t2 = h.source.renew_after_reject(&t1, CAUSE).await.unwrap();
     assert!(
-        h.source.renew_after_reject(&t2).await.is_none(),
+        h.source.renew_after_reject(&t2, CAUSE).await.is_none(),
         "within 1 s: no re-fetch, no replay"
     );
     assert_eq!(h.calls.load(Ordering::SeqCst), 2);
     tokio::time::advance(Duration::from_millis(1001)).await;
-    let t3 = h.source.renew_after_reject(&t2).await.unwrap();
+    let t3 = h.source.renew_after_reject(&t2, CAUSE).await.unwrap();
     assert_eq!(value(&t3), "Bearer token-3");
 }
 
@@ -148,7 +154,7 @@ async fn many_simultaneous_rejections_share_one_refetch() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (s, t) = (h.source.clone(), t1.clone());
-            tokio::spawn(async move { s.renew_after_reject(&t).await })
+            tokio::spawn(async move { s.renew_after_reject(&t, CAUSE).await })
         })
         .collect();
     for t in tasks {
@@ -209,6 +215,13 @@ async fn rejected_and_malformed_map_to_their_errors() {
         Err(TokenError::Rejected { .. })
     ));
     assert_eq!(h.calls.load(Ordering::SeqCst), 1, "4xx is not retried");
+    // Within the backoff, the same error comes back at once, without an IdP request.
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::Rejected { .. })
+    ));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    tokio::time::advance(Duration::from_millis(20)).await;
     h.script
         .lock()
         .unwrap()
@@ -282,7 +295,7 @@ async fn failed_background_refreshes_back_off() {
 async fn invalidate_refetches_in_the_background_without_waiting() {
     let h = harness("", Duration::from_millis(100));
     let t1 = h.source.get().await.unwrap();
-    h.source.invalidate(&t1);
+    h.source.invalidate(&t1, CAUSE);
     assert!(
         h.source.peek().is_none(),
         "the rejected token is gone at once"
@@ -290,4 +303,17 @@ async fn invalidate_refetches_in_the_background_without_waiting() {
     let t2 = h.source.get().await.unwrap();
     assert_eq!(value(&t2), "Bearer token-2");
     assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn formats_rfc3339() {
+    use std::time::UNIX_EPOCH;
+    let cases = [
+        (0, "1970-01-01T00:00:00Z"),
+        (951_782_400, "2000-02-29T00:00:00Z"),
+        (1_795_301_671, "2026-11-21T22:54:31Z"),
+    ];
+    for (secs, want) in cases {
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), want);
+    }
 }

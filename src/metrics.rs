@@ -1,0 +1,330 @@
+//! Prometheus metrics (SPEC §7). Every series is a set of atomics owned by the thing it
+//! measures (a route, a token source, the sidecar), so recording is a relaxed
+//! `fetch_add` and never takes a lock; `/metrics` reads them all and renders text format
+//! 0.0.4. Labels are route and provider names, never anything from a request.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// A latency histogram: per-bucket counts (not cumulative), a count and a sum.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_nanos.load(Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Final status class of a replayed request.
+#[derive(Clone, Copy)]
+pub enum ReplayOutcome {
+    Success,
+    ClientError,
+    ServerError,
+}
+
+/// Kinds of upstream failure.
+#[derive(Clone, Copy)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Tls,
+}
+
+/// The series of one route (or of `-`, traffic that matched none).
+pub struct RouteMetrics {
+    /// Indexed by status code (0..=599).
+    requests: Box<[AtomicU64]>,
+    duration: Histogram,
+    replays: [AtomicU64; 3],
+    upstream_errors: [AtomicU64; 3],
+}
+
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self {
+            requests: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            duration: Histogram::default(),
+            replays: Default::default(),
+            upstream_errors: Default::default(),
+        }
+    }
+}
+
+impl RouteMetrics {
+    pub fn request(&self, status: u16, took: Duration) {
+        if let Some(c) = self.requests.get(usize::from(status)) {
+            c.fetch_add(1, Relaxed);
+        }
+        self.duration.observe(took);
+    }
+
+    pub fn replay(&self, outcome: ReplayOutcome) {
+        self.replays[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind as usize].fetch_add(1, Relaxed);
+    }
+}
+
+/// The series of one token source.
+#[derive(Default)]
+pub struct ProviderMetrics {
+    fetch_success: AtomicU64,
+    fetch_error: AtomicU64,
+    fetch_duration: Histogram,
+    /// Unix seconds at which the current token expires (0: none yet).
+    expiry: AtomicU64,
+}
+
+impl ProviderMetrics {
+    pub fn fetch(&self, ok: bool, took: Duration) {
+        if ok {
+            &self.fetch_success
+        } else {
+            &self.fetch_error
+        }
+        .fetch_add(1, Relaxed);
+        self.fetch_duration.observe(took);
+    }
+
+    pub fn set_expiry(&self, unix_secs: u64) {
+        self.expiry.store(unix_secs, Relaxed);
+    }
+}
+
+/// Sidecar-wide series.
+#[derive(Default)]
+pub struct GlobalMetrics {
+    reload_success: AtomicU64,
+    reload_error: AtomicU64,
+}
+
+impl GlobalMetrics {
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            &self.reload_success
+        } else {
+            &self.reload_error
+        }
+        .fetch_add(1, Relaxed);
+    }
+}
+
+/// Renders every series. `routes` and `providers` are (name, series) in display order.
+pub fn render<'a>(
+    routes: impl Iterator<Item = (&'a str, &'a RouteMetrics)> + Clone,
+    providers: impl Iterator<Item = (&'a str, &'a ProviderMetrics)> + Clone,
+    global: &GlobalMetrics,
+) -> String {
+    let mut out = String::with_capacity(8192);
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+
+    header(
+        &mut out,
+        "token_sidecar_requests_total",
+        "counter",
+        "Requests served, by route and final status.",
+    );
+    for (route, m) in routes.clone() {
+        for (status, c) in m.requests.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "token_sidecar_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "token_sidecar_request_duration_seconds",
+        "histogram",
+        "Time to the response headers, by route.",
+    );
+    for (route, m) in routes.clone() {
+        m.duration.render(
+            &mut out,
+            "token_sidecar_request_duration_seconds",
+            &format!("route=\"{}\"", escape(route)),
+        );
+    }
+    header(
+        &mut out,
+        "token_sidecar_token_fetches_total",
+        "counter",
+        "Token requests to the IdP, by outcome.",
+    );
+    for (p, m) in providers.clone() {
+        let p = escape(p);
+        let _ = writeln!(
+            out,
+            "token_sidecar_token_fetches_total{{provider=\"{p}\",outcome=\"success\"}} {}",
+            m.fetch_success.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "token_sidecar_token_fetches_total{{provider=\"{p}\",outcome=\"error\"}} {}",
+            m.fetch_error.load(Relaxed)
+        );
+    }
+    header(
+        &mut out,
+        "token_sidecar_token_fetch_duration_seconds",
+        "histogram",
+        "Duration of token requests to the IdP.",
+    );
+    for (p, m) in providers.clone() {
+        m.fetch_duration.render(
+            &mut out,
+            "token_sidecar_token_fetch_duration_seconds",
+            &format!("provider=\"{}\"", escape(p)),
+        );
+    }
+    header(
+        &mut out,
+        "token_sidecar_token_expiry_timestamp_seconds",
+        "gauge",
+        "Unix time at which the current token expires (0: none).",
+    );
+    for (p, m) in providers {
+        let _ = writeln!(
+            out,
+            "token_sidecar_token_expiry_timestamp_seconds{{provider=\"{}\"}} {}",
+            escape(p),
+            m.expiry.load(Relaxed)
+        );
+    }
+    header(
+        &mut out,
+        "token_sidecar_token_replays_total",
+        "counter",
+        "Requests replayed with a renewed token, by final status class.",
+    );
+    for (route, m) in routes.clone() {
+        for (i, outcome) in ["2xx", "4xx", "5xx"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "token_sidecar_token_replays_total{{route=\"{}\",outcome=\"{outcome}\"}} {}",
+                escape(route),
+                m.replays[i].load(Relaxed)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "token_sidecar_config_reloads_total",
+        "counter",
+        "Config reloads, by outcome.",
+    );
+    let _ = writeln!(
+        out,
+        "token_sidecar_config_reloads_total{{outcome=\"success\"}} {}",
+        global.reload_success.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "token_sidecar_config_reloads_total{{outcome=\"error\"}} {}",
+        global.reload_error.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "token_sidecar_upstream_errors_total",
+        "counter",
+        "Upstream failures, by route and kind.",
+    );
+    for (route, m) in routes {
+        for (i, kind) in ["connect", "timeout", "tls"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "token_sidecar_upstream_errors_total{{route=\"{}\",kind=\"{kind}\"}} {}",
+                escape(route),
+                m.upstream_errors[i].load(Relaxed)
+            );
+        }
+    }
+    out
+}
+
+/// Prometheus label-value escaping.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let r = RouteMetrics::default();
+        r.request(200, Duration::from_millis(3));
+        r.request(200, Duration::from_millis(30));
+        r.request(503, Duration::from_secs(100));
+        r.replay(ReplayOutcome::Success);
+        r.upstream_error(UpstreamErrorKind::Tls);
+        let p = ProviderMetrics::default();
+        p.fetch(true, Duration::from_millis(20));
+        p.set_expiry(1_900_000_000);
+        let g = GlobalMetrics::default();
+        g.reload(false);
+        let text = render([("a\"b", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+        for line in [
+            "token_sidecar_requests_total{route=\"a\\\"b\",status=\"200\"} 2",
+            "token_sidecar_requests_total{route=\"a\\\"b\",status=\"503\"} 1",
+            "token_sidecar_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"0.005\"} 1",
+            "token_sidecar_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"0.05\"} 2",
+            "token_sidecar_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"60\"} 2",
+            "token_sidecar_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"+Inf\"} 3",
+            "token_sidecar_request_duration_seconds_count{route=\"a\\\"b\"} 3",
+            "token_sidecar_token_fetches_total{provider=\"crm\",outcome=\"success\"} 1",
+            "token_sidecar_token_expiry_timestamp_seconds{provider=\"crm\"} 1900000000",
+            "token_sidecar_token_replays_total{route=\"a\\\"b\",outcome=\"2xx\"} 1",
+            "token_sidecar_config_reloads_total{outcome=\"error\"} 1",
+            "token_sidecar_upstream_errors_total{route=\"a\\\"b\",kind=\"tls\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}
