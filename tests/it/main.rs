@@ -6,6 +6,8 @@ mod support;
 mod admin;
 mod binary;
 mod forward;
+mod lifecycle;
+mod reload;
 mod replay;
 mod reverse;
 mod tokens;

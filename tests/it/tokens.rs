@@ -183,9 +183,18 @@ async fn garbage_is_retried_then_reported_as_invalid_response() {
         "{body}"
     );
     assert_eq!(idp.requests(), 3);
-    // The IdP recovers: the next request gets a token (failures never stop fetching).
+    // The IdP recovers: once the short backoff is over, requests get a token again
+    // (failures never stop fetching).
     idp.set_default(Reply::Token(Some(3600)));
-    assert_eq!(get(&sc).await.0, 200);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(&sc).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
     sc.stop().await;
 }
 

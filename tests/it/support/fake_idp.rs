@@ -29,6 +29,7 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     issued: Mutex<Vec<String>>,
+    issued_at: Mutex<Vec<tokio::time::Instant>>,
     seen: Mutex<Vec<(Option<String>, String)>>,
 }
 
@@ -65,6 +66,11 @@ impl FakeIdp {
     /// Every token issued, in order.
     pub fn issued(&self) -> Vec<String> {
         self.state.issued.lock().unwrap().clone()
+    }
+
+    /// When each token was issued (before its response was sent), in order.
+    pub fn issued_at(&self) -> Vec<tokio::time::Instant> {
+        self.state.issued_at.lock().unwrap().clone()
     }
 
     /// (Authorization header, form body) of every request.
@@ -138,6 +144,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<TestBody>
         Reply::Token(ttl) => {
             let token = format!("at-{n}-{:016x}", fastrand::u64(..));
             state.issued.lock().unwrap().push(token.clone());
+            state
+                .issued_at
+                .lock()
+                .unwrap()
+                .push(tokio::time::Instant::now());
             let json = match ttl {
                 Some(t) => {
                     serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": t, "scope": "read"})

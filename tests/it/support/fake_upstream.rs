@@ -17,6 +17,8 @@ pub struct Seen {
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request's head arrived.
+    pub at: tokio::time::Instant,
 }
 
 impl Seen {
@@ -85,6 +87,7 @@ impl FakeUpstream {
         let addr = super::serve(move |req: Request<Incoming>| {
             let (seen, rule) = (s.clone(), rule.clone());
             async move {
+                let at = tokio::time::Instant::now();
                 let (parts, b) = req.into_parts();
                 let body_bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                 let record = Seen {
@@ -93,6 +96,7 @@ impl FakeUpstream {
                     version: parts.version,
                     headers: parts.headers,
                     body: body_bytes,
+                    at,
                 };
                 let index = {
                     let mut all = seen.lock().unwrap();

@@ -22,6 +22,16 @@ impl TestSidecar {
     pub async fn start(yaml: &str) -> TestSidecar {
         let config = Config::from_text(Path::new("test.yaml"), yaml, &|_| None)
             .unwrap_or_else(|e| panic!("bad test config:\n{e}\n---\n{yaml}"));
+        Self::start_config(config).await
+    }
+
+    /// Starts the sidecar from a config file (so it watches the file for reloads).
+    pub async fn start_file(path: &Path) -> TestSidecar {
+        let config = Config::load(path).unwrap_or_else(|e| panic!("bad test config:\n{e}"));
+        Self::start_config(config).await
+    }
+
+    async fn start_config(config: Config) -> TestSidecar {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (proxy_addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -72,6 +82,7 @@ pub struct Binary {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub stderr_path: std::path::PathBuf,
+    config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -111,6 +122,7 @@ impl Binary {
             proxy: ([127, 0, 0, 1], pp).into(),
             admin: ([127, 0, 0, 1], ap).into(),
             stderr_path,
+            config_path: cfg,
             _dir: dir,
         }
     }
@@ -137,6 +149,10 @@ impl Binary {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("token-sidecar did not become healthy: {}", self.stderr());
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.config_path.clone()
     }
 
     pub fn stderr(&self) -> String {
