@@ -107,10 +107,9 @@ impl ProxyError {
         );
         h.insert("x-token-sidecar-error", HeaderValue::from_static(code));
         if let Some(after) = retry_after {
-            h.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(after.as_secs().max(1)),
-            );
+            // Whole seconds, rounded up: never earlier than the next attempt.
+            let secs = after.as_millis().div_ceil(1000).max(1) as u64;
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

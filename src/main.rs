@@ -247,7 +247,15 @@ fn init_tracing(cli: &Cli, file_format: LogFormat, file_level: &str) {
         (None, Ok(env)) if !env.trim().is_empty() => env,
         _ => file_level.to_string(),
     };
+    // Audit events are kept at info whatever the general level, unless the filter names
+    // the `audit` target itself.
+    let audit = if base.contains("audit") {
+        None
+    } else {
+        Some("audit=info")
+    };
     let directives = std::iter::once(base.as_str())
+        .chain(audit)
         .chain(DEPENDENCY_CAPS.iter().copied())
         .collect::<Vec<_>>()
         .join(",");

@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Events closer together than this are one change (editors and `kubectl` write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(250);
+/// A burst never delays a reload longer than this, however busy the directory is.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
 /// Watches the directory of `path` until `stop`, reloading after each burst of changes
 /// that altered the file's content.
@@ -21,8 +23,20 @@ pub async fn watch(sidecar: Arc<Sidecar>, path: PathBuf, mut stop: watch::Receiv
         _ => PathBuf::from("."),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Only the config file itself, or a ConfigMap's `..data` link swap, matters.
+        let relevant = event.is_ok_and(|e| {
+            e.paths.iter().any(|p| {
+                p.file_name().is_some_and(|f| {
+                    f == name.as_os_str() || f.to_string_lossy().starts_with("..data")
+                })
+            })
+        });
+        if relevant {
             let _ = tx.send(());
         }
     });
@@ -44,9 +58,11 @@ pub async fn watch(sidecar: Arc<Sidecar>, path: PathBuf, mut stop: watch::Receiv
                 if event.is_none() {
                     return;
                 }
-                // Let the burst settle, then look once.
+                // Let the burst settle (at most DEBOUNCE_MAX), then look once.
+                let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
                 loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    let wait = DEBOUNCE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    match tokio::time::timeout(wait, rx.recv()).await {
                         Ok(Some(())) => continue,
                         Ok(None) => return,
                         Err(_) => break,

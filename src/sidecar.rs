@@ -56,8 +56,8 @@ pub struct Sidecar {
     loaded_hash: Mutex<Option<u64>>,
 }
 
-/// Objects kept across snapshots: token sources by provider identity (so an unchanged
-/// provider keeps its token and scheduler), route metrics by route name.
+/// Objects kept across snapshots: token sources by provider name and token identity (so
+/// an unchanged provider keeps its token and scheduler), route metrics by route name.
 #[derive(Default)]
 struct Registry {
     sources: HashMap<String, Arc<TokenSource>>,
@@ -172,8 +172,8 @@ impl Sidecar {
                     target: "audit",
                     event = "config_reloaded",
                     outcome = "success",
-                    providers_added = ?summary.providers_added,
-                    providers_removed = ?summary.providers_removed,
+                    providers_added = %summary.providers_added.join(","),
+                    providers_removed = %summary.providers_removed.join(","),
                     routes = summary.routes,
                 );
                 Ok(summary)
@@ -189,35 +189,29 @@ impl Sidecar {
         }
     }
 
+    /// Builds a snapshot for `config`. Nothing shared is changed unless every step
+    /// succeeds, so a config that fails here leaves the running one untouched.
     fn build(
         config: Arc<Config>,
         registry: &Mutex<Registry>,
         pools: &Pools,
     ) -> Result<Snapshot, SetupError> {
         let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Sources are kept per provider (name and token identity): an unchanged provider
+        // keeps its token across reloads, and each provider's own settings (prefetch,
+        // idle_timeout, retries) apply to its own source.
         let mut providers = BTreeMap::new();
-        let mut prefixes: HashMap<String, Vec<Box<str>>> = HashMap::new();
+        let mut new_sources = Vec::new();
         for p in &config.providers {
-            let identity = p.identity();
-            let source = match registry.sources.get(&identity) {
-                Some(s) => {
-                    s.set_config(p.clone());
-                    s.clone()
-                }
+            let key = source_key(p);
+            let source = match registry.sources.get(&key) {
+                Some(s) => s.clone(),
                 None => {
                     let s = TokenSource::new(p.clone()).map_err(SetupError)?;
-                    registry.sources.insert(identity.clone(), s.clone());
+                    new_sources.push((key, s.clone()));
                     s
                 }
             };
-            let used = prefixes.entry(identity).or_default();
-            used.extend(
-                config
-                    .routes
-                    .iter()
-                    .filter(|r| r.provider == p.name)
-                    .map(|r| r.value_prefix.as_str().into()),
-            );
             providers.insert(
                 p.name.clone(),
                 ProviderRuntime {
@@ -225,13 +219,6 @@ impl Sidecar {
                     source,
                 },
             );
-        }
-        for (identity, mut used) in prefixes {
-            used.sort();
-            used.dedup();
-            if let Some(source) = registry.sources.get(&identity) {
-                source.set_prefixes(used);
-            }
         }
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
@@ -244,11 +231,6 @@ impl Sidecar {
                         r.name, r.provider
                     ))
                 })?;
-            let metrics = registry
-                .route_metrics
-                .entry(r.name.clone())
-                .or_default()
-                .clone();
             routes.push(RouteRuntime {
                 config: r.clone(),
                 source,
@@ -258,12 +240,34 @@ impl Sidecar {
                 h2c_client: pools
                     .client(r.ca_file.as_ref(), r.connect_timeout, true)
                     .map_err(SetupError)?,
-                metrics,
+                metrics: Arc::new(RouteMetrics::default()),
             });
         }
         let default_client = pools
             .client(None, Duration::from_secs(5), false)
             .map_err(SetupError)?;
+
+        // Everything is built: now apply.
+        registry.sources.extend(new_sources);
+        for p in providers.values() {
+            p.source.set_config(p.config.clone());
+            let mut prefixes: Vec<Box<str>> = config
+                .routes
+                .iter()
+                .filter(|r| r.provider == p.config.name)
+                .map(|r| r.value_prefix.as_str().into())
+                .collect();
+            prefixes.sort();
+            prefixes.dedup();
+            p.source.set_prefixes(prefixes);
+        }
+        for r in &mut routes {
+            r.metrics = registry
+                .route_metrics
+                .entry(r.config.name.clone())
+                .or_default()
+                .clone();
+        }
         Ok(Snapshot {
             config,
             routes,
@@ -286,6 +290,11 @@ impl Sidecar {
         let now = std::fs::read(&path).ok().map(|t| hash(&t));
         now.is_some() && now != *self.loaded_hash.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What a token source is kept by across reloads.
+fn source_key(p: &ProviderConfig) -> String {
+    format!("{}\u{0}{}", p.name, p.identity())
 }
 
 fn hash(bytes: &[u8]) -> u64 {

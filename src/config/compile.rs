@@ -215,7 +215,8 @@ impl Cx<'_> {
 
     fn ca_file(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<PathBuf> {
         let file = PathBuf::from(self.text(path, raw)?);
-        if let Err(e) = crate::trust::load_pem_certs(&file) {
+        // The same check the TLS setup makes, so `validate` and a reload agree.
+        if let Err(e) = crate::trust::client_config(Some(&file), &[]) {
             self.problem(path, e);
         }
         Some(file)

@@ -104,7 +104,7 @@ impl ProviderConfig {
     pub fn identity(&self) -> String {
         let secret_fingerprint = self.client_secret.as_ref().map(|s| fingerprint(s.expose()));
         format!(
-            "{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
             self.token_url,
             self.client_id,
             secret_fingerprint,
@@ -113,8 +113,8 @@ impl ProviderConfig {
             self.audience,
             self.resource,
             self.extra_params,
+            // Trust for the IdP is part of the HTTP client a source is built with.
             self.ca_file,
-            self.timeout,
         )
     }
 }

@@ -9,8 +9,12 @@ struct FetchDone<'a>(&'a Arc<TokenSource>);
 
 impl Drop for FetchDone<'_> {
     fn drop(&mut self) {
-        self.0.fetch_state().inflight = None;
+        let mut state = self.0.fetch_state();
+        state.inflight = None;
+        // Under the lock, so a fetch started right after this one is never left looking
+        // like no fetch is running.
         self.0.refreshing.store(false, Ordering::Release);
+        drop(state);
         self.0.wake.notify_one();
     }
 }
@@ -33,9 +37,11 @@ impl TokenSource {
             // Cleared however the task ends, a panic included, so that a failed fetch
             // never leaves the provider stuck behind a finished future.
             let _done = FetchDone(&me);
-            let result = me.fetch_with_retries().await;
-            me.settle(&result);
-            result
+            let result = std::panic::AssertUnwindSafe(me.fetch_with_retries()).catch_unwind().await.unwrap_or_else(|_| {
+                tracing::error!(provider = %me.config.load().name, "token fetch failed unexpectedly; backing off");
+                Err(TokenError::Unavailable { detail: "token fetch failed unexpectedly".into(), retry_after: Duration::from_secs(1) })
+            });
+            me.settle(result)
         });
         let fut = async move {
             task.await.unwrap_or_else(|_| {
@@ -51,9 +57,11 @@ impl TokenSource {
         fut
     }
 
-    /// Publishes the result of a fetch: the new token, or the failure and its backoff.
-    fn settle(&self, result: &Result<Arc<Token>, TokenError>) {
-        match result {
+    /// Publishes the result of a fetch: the new token, or the failure and its backoff. A
+    /// failure comes back with `Retry-After` set to that backoff, the time of the next
+    /// attempt.
+    fn settle(&self, result: Result<Arc<Token>, TokenError>) -> Result<Arc<Token>, TokenError> {
+        match &result {
             Ok(token) => {
                 self.current.store(Some(token.clone()));
                 self.consecutive_failures.store(0, Ordering::Release);
@@ -76,9 +84,18 @@ impl TokenSource {
                 let wait = backoff(failures, &cfg.retries, hint).max(cfg.retries.initial_backoff);
                 self.retry_not_before
                     .store(self.millis(Instant::now() + wait) + 1, Ordering::Release);
+                let e = match e.clone() {
+                    TokenError::Unavailable { detail, .. } => TokenError::Unavailable {
+                        detail,
+                        retry_after: wait,
+                    },
+                    other => other,
+                };
                 self.fetch_state().last_error = Some(e.clone());
+                return Err(e);
             }
         }
+        result
     }
 
     async fn fetch_with_retries(&self) -> Result<Arc<Token>, TokenError> {
@@ -152,10 +169,11 @@ impl TokenSource {
                 return Err(match failure.kind {
                     FailureKind::Transient => TokenError::Unavailable {
                         detail: failure.detail,
+                        // Replaced by the real backoff when the fetch settles.
                         retry_after: failure
                             .retry_after
                             .unwrap_or(cfg.retries.initial_backoff)
-                            .max(Duration::from_secs(1)),
+                            .min(cfg.retries.max_backoff),
                     },
                     FailureKind::Malformed => TokenError::InvalidResponse {
                         detail: failure.detail,
@@ -189,6 +207,7 @@ impl TokenSource {
             .map(|p| (p.clone(), sensitive_value(p, &resp.access_token)))
             .collect();
         let refresh_at = sent_at + (lifetime - margin);
+        let arrived = Instant::now();
         Arc::new(Token {
             header_values,
             token_type: resp.token_type,
@@ -198,7 +217,13 @@ impl TokenSource {
             lifetime,
             expires_at: sent_at + lifetime,
             refresh_at,
-            scheduled_at: refresh_at - refresh_jitter(margin).mul_f64(fastrand::f64()),
+            scheduled_at: schedule::scheduled_at(
+                sent_at,
+                arrived,
+                refresh_at,
+                sent_at + lifetime,
+                margin,
+            ),
             expires_at_wall: sent_wall + lifetime,
             refresh_at_wall: sent_wall + (lifetime - margin),
             access_token: resp.access_token,

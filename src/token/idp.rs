@@ -55,8 +55,6 @@ impl IdpClient {
             .redirect(reqwest::redirect::Policy::none())
             // The sidecar may itself be the app's HTTP_PROXY: never send IdP calls there.
             .no_proxy()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
             .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
@@ -77,7 +75,9 @@ impl IdpClient {
                 http::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .header(http::header::ACCEPT, "application/json");
+            .header(http::header::ACCEPT, "application/json")
+            // Per request, so a reload can change `timeout` without a new client.
+            .timeout(cfg.timeout);
         if let (ClientAuth::Basic, Some(secret)) = (cfg.client_auth, &cfg.client_secret) {
             let mut value = http::HeaderValue::try_from(basic_auth(&cfg.client_id, secret))
                 .map_err(|_| {

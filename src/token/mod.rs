@@ -357,7 +357,9 @@ impl TokenSource {
             }
         };
         let retry = self.retry_not_before.load(Ordering::Acquire);
+        let parked = self.idle.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire);
         let next_attempt = match (failures > 0 && retry > 0, token) {
+            _ if parked => None,
             (true, _) => Some(self.epoch + Duration::from_millis(retry)),
             (false, Some(t)) => Some(t.scheduled_at),
             (false, None) => None,
@@ -384,8 +386,8 @@ impl TokenSource {
     fn touch(&self, now: Instant) {
         let ms = self.millis(now) + 1;
         if ms >= self.last_used.load(Ordering::Relaxed) + 1000 {
-            self.last_used.store(ms, Ordering::Relaxed);
-            if self.idle.load(Ordering::Acquire) {
+            self.last_used.store(ms, Ordering::SeqCst);
+            if self.idle.load(Ordering::SeqCst) {
                 self.wake.notify_one();
             }
         }

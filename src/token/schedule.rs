@@ -13,6 +13,26 @@ pub fn refresh_jitter(margin: Duration) -> Duration {
     (margin / 10).min(Duration::from_secs(30))
 }
 
+/// When the scheduler refreshes a token that was requested at `sent_at`, arrived at
+/// `arrived`, is fresh until `refresh_at` and valid until `expires_at`: a random moment in
+/// the jitter window before `refresh_at`, but never earlier than halfway between request
+/// and refresh point. A token that arrives already past its refresh point (a slow IdP,
+/// or a margin close to the lifetime) is refreshed after a pause, not back to back.
+pub(super) fn scheduled_at(
+    sent_at: Instant,
+    arrived: Instant,
+    refresh_at: Instant,
+    expires_at: Instant,
+    margin: Duration,
+) -> Instant {
+    if refresh_at > arrived {
+        let window = refresh_jitter(margin).min((refresh_at - sent_at) / 2);
+        return (refresh_at - window.mul_f64(fastrand::f64())).max(arrived);
+    }
+    let left = expires_at.saturating_duration_since(arrived);
+    arrived + (left / 10).max(Duration::from_secs(1)).min(left / 2)
+}
+
 /// What the scheduler does next.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -35,16 +55,20 @@ impl TokenSource {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.next(Instant::now()) {
+            let now = Instant::now();
+            match self.next(now) {
                 Next::Stop => return,
                 Next::Park => notified.await,
+                // Due: fetch, then decide again from the new state (the next refresh
+                // point, or the backoff after a failure), which always lies ahead.
+                Next::FetchAt(at) if at <= now => {
+                    let _ = self.start_fetch().await;
+                }
+                // Not due: wait, then decide again (the source may have gone idle, been
+                // refreshed by a request, or been stopped meanwhile).
                 Next::FetchAt(at) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {
-                            if !self.stopped.load(Ordering::Acquire) {
-                                let _ = self.start_fetch().await;
-                            }
-                        }
+                        _ = tokio::time::sleep_until(at) => {}
                         _ = &mut notified => {}
                     }
                 }
@@ -57,9 +81,18 @@ impl TokenSource {
             return Next::Stop;
         }
         let cfg = self.config.load();
-        let last_used = self.epoch + Duration::from_millis(self.last_used.load(Ordering::Relaxed));
-        let idle = !cfg.prefetch && now.saturating_duration_since(last_used) >= cfg.idle_timeout;
-        self.idle.store(idle, Ordering::Release);
+        let is_idle = || {
+            let last_used =
+                self.epoch + Duration::from_millis(self.last_used.load(Ordering::SeqCst));
+            !cfg.prefetch && now.saturating_duration_since(last_used) >= cfg.idle_timeout
+        };
+        // Announce idleness before checking the last use once more: a request that
+        // touched the source in between either sees the flag and wakes us, or is seen here.
+        let idle = is_idle() && {
+            self.idle.store(true, Ordering::SeqCst);
+            is_idle()
+        };
+        self.idle.store(idle, Ordering::SeqCst);
         if idle {
             tracing::debug!(provider = %cfg.name, "token not used for idle_timeout; background refresh paused");
             return Next::Park;

@@ -257,6 +257,9 @@ async fn a_panicking_fetch_does_not_wedge_the_provider() {
         h.source.get().await,
         Err(TokenError::Unavailable { .. })
     ));
+    // The panic counts as a failure: a backoff, then the next fetch works.
+    assert_eq!(h.source.status().consecutive_failures, 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
     let t = h.source.get().await.unwrap();
     assert_eq!(value(&t), "Bearer token-2");
 }
@@ -502,4 +505,53 @@ async fn status_states() {
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(h.source.status().state, "expired");
     assert!(!h.source.status().has_token);
+}
+
+#[test]
+fn scheduling_points() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    // Fresh on arrival: within the jitter window before the refresh point.
+    for _ in 0..100 {
+        let at = schedule::scheduled_at(t0, t0 + s(1), t0 + s(3300), t0 + s(3600), s(300));
+        assert!(at <= t0 + s(3300) && at >= t0 + s(3270), "{:?}", at - t0);
+    }
+    // A window larger than half the fresh span is clamped to it.
+    for _ in 0..100 {
+        let at = schedule::scheduled_at(t0, t0, t0 + s(10), t0 + s(310), s(300));
+        assert!(at >= t0 + s(5) && at <= t0 + s(10), "{:?}", at - t0);
+    }
+    // Stale on arrival (a slow IdP): a pause of a tenth of what is left, at least 1 s.
+    assert_eq!(
+        schedule::scheduled_at(t0, t0 + s(20), t0 + s(10), t0 + s(120), s(110)),
+        t0 + s(30)
+    );
+    assert_eq!(
+        schedule::scheduled_at(t0, t0 + s(20), t0 + s(10), t0 + s(25), s(15)),
+        t0 + s(21)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_the_next_attempt_and_capped() {
+    let h = harness(
+        "    retries: { max_attempts: 1, initial_backoff: 1s, max_backoff: 2s }\n",
+        Duration::ZERO,
+    );
+    h.script
+        .lock()
+        .unwrap()
+        .push_back(Err(FailureKind::Transient));
+    match h.source.get().await {
+        Err(TokenError::Unavailable { retry_after, .. }) => {
+            assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(2))
+        }
+        other => panic!("{other:?}"),
+    }
+    match h.source.get().await {
+        Err(TokenError::Unavailable { retry_after, .. }) => {
+            assert!(retry_after <= Duration::from_secs(2))
+        }
+        other => panic!("{other:?}"),
+    }
 }

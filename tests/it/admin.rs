@@ -157,3 +157,28 @@ async fn token_endpoint_only_for_providers_that_expose_it() {
     assert!(!text.contains("at-"), "{text}");
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn providers_with_the_same_identity_keep_their_own_settings() {
+    // Same IdP, client and secret; only one of them prefetches.
+    let idp = FakeIdp::builder().run().await;
+    let sc = TestSidecar::start(&format!(
+        "providers:\n{}{}",
+        provider_yaml("a", &idp, "    prefetch: true\n"),
+        provider_yaml("b", &idp, "")
+    ))
+    .await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if json(sc.admin_url("/readyz")).await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the prefetch provider fetched its token");
+    let (_, status, _) = json(sc.admin_url("/status")).await;
+    assert_eq!(status["providers"]["a"]["has_token"], true);
+    assert_eq!(status["providers"]["b"]["state"], "empty");
+    sc.stop().await;
+}
