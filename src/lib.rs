@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod intercept;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

@@ -78,11 +78,14 @@ fn main() -> ExitCode {
     let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Run => run(&cli, &config_path),
         Command::Validate => validate(&config_path),
-        Command::Token { provider, print_token } => token(&cli, &config_path, provider, *print_token),
+        Command::Token {
+            provider,
+            print_token,
+        } => token(&cli, &config_path, provider, *print_token),
         Command::Demo => demo(&cli),
-        Command::Ca { command: CaCommand::Init { .. } } => {
-            Err(anyhow::anyhow!("`ca init` is not built in this version yet: TLS interception is on the roadmap (see README, \"Not built yet\")"))
-        }
+        Command::Ca {
+            command: CaCommand::Init { out, force },
+        } => ca_init(out, *force),
     };
     match result {
         Ok(code) => code,
@@ -221,6 +224,59 @@ fn demo(cli: &Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(token_sidecar::demo::run_demo(shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ca init`: a CA for `tls_intercept`, and how to make apps trust it.
+fn ca_init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let (crt, key) = (out.join("ca.crt"), out.join("ca.key"));
+    if !force {
+        for p in [&crt, &key] {
+            if p.exists() {
+                anyhow::bail!(
+                    "{} exists; refusing to overwrite it (use --force to replace the CA)",
+                    p.display()
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (cert_pem, key_pem) = token_sidecar::intercept::generate_ca("token-sidecar local CA", 3650)
+        .map_err(anyhow::Error::msg)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&key)
+        .with_context(|| format!("cannot write {}", key.display()))?;
+    // An existing file keeps its mode on open: make sure the key is private.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(key_pem.as_bytes())?;
+    std::fs::write(&crt, cert_pem).with_context(|| format!("cannot write {}", crt.display()))?;
+    let (c, k) = (crt.display(), key.display());
+    println!(
+        "wrote {c} and {k} (mode 0600; keep it secret: it can sign certificates your apps will trust)
+
+1. Configure the sidecar:
+     tls_intercept:
+       ca_cert_file: {c}
+       ca_key_file: {k}
+
+2. Make the app trust the CA, and send HTTPS through the sidecar:
+     export HTTPS_PROXY=http://127.0.0.1:4140
+     curl:            curl --cacert {c} https://api.example.com/   (or CURL_CA_BUNDLE={c})
+     Python requests: export REQUESTS_CA_BUNDLE={c}
+     Node.js:         export NODE_EXTRA_CA_CERTS={c}
+     Go, OpenSSL:     export SSL_CERT_FILE={c}   (replaces the system bundle: cat both into one file)
+     Debian/Ubuntu:   cp {c} /usr/local/share/ca-certificates/token-sidecar.crt && update-ca-certificates
+
+3. Kubernetes: store both files in a Secret (kubectl create secret generic token-sidecar-ca
+   --from-file=ca.crt={c} --from-file=ca.key={k}), mount ca.crt (only) into the app container
+   and point the variables above at it; mount both into the sidecar."
+    );
     Ok(ExitCode::SUCCESS)
 }
 

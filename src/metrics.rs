@@ -133,6 +133,9 @@ impl ProviderMetrics {
 pub struct GlobalMetrics {
     reload_success: AtomicU64,
     reload_error: AtomicU64,
+    tunnels_blind: AtomicU64,
+    tunnels_intercepted: AtomicU64,
+    tunnels_active: AtomicU64,
 }
 
 impl GlobalMetrics {
@@ -143,6 +146,27 @@ impl GlobalMetrics {
             &self.reload_error
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// Counts a tunnel; the returned guard keeps it in the active gauge while it lives.
+    pub fn tunnel_opened(&self, intercepted: bool) -> ActiveTunnel<'_> {
+        if intercepted {
+            &self.tunnels_intercepted
+        } else {
+            &self.tunnels_blind
+        }
+        .fetch_add(1, Relaxed);
+        self.tunnels_active.fetch_add(1, Relaxed);
+        ActiveTunnel(&self.tunnels_active)
+    }
+}
+
+/// Decrements the active-tunnel gauge when dropped.
+pub struct ActiveTunnel<'a>(&'a AtomicU64);
+
+impl Drop for ActiveTunnel<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -265,6 +289,33 @@ pub fn render<'a>(
         out,
         "token_sidecar_config_reloads_total{{outcome=\"error\"}} {}",
         global.reload_error.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "token_sidecar_tunnels_total",
+        "counter",
+        "CONNECT tunnels opened, by kind.",
+    );
+    let _ = writeln!(
+        out,
+        "token_sidecar_tunnels_total{{kind=\"blind\"}} {}",
+        global.tunnels_blind.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "token_sidecar_tunnels_total{{kind=\"intercepted\"}} {}",
+        global.tunnels_intercepted.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "token_sidecar_tunnels_active",
+        "gauge",
+        "CONNECT tunnels open now.",
+    );
+    let _ = writeln!(
+        out,
+        "token_sidecar_tunnels_active {}",
+        global.tunnels_active.load(Relaxed)
     );
     header(
         &mut out,

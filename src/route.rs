@@ -20,12 +20,14 @@ pub fn find(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
     routes.iter().position(|r| matches(r, target))
 }
 
-/// True when some route names this host (for CONNECT, which carries no path or method).
+/// True when some route that takes part in interception (`intercept`, default true)
+/// names this host (for CONNECT, which carries no path or method).
 pub fn names_host(routes: &[Arc<RouteConfig>], host: &str, port: u16) -> bool {
     routes.iter().any(|r| {
-        r.host
-            .as_ref()
-            .is_some_and(|p| host_matches(p, host, Some(port)))
+        r.intercept
+            && r.host
+                .as_ref()
+                .is_some_and(|p| host_matches(p, host, Some(port)))
     })
 }
 

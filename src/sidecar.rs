@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub default_client: Client,
     /// Metrics of traffic that matched no route (`route="-"`).
     pub unmatched_metrics: Arc<RouteMetrics>,
+    /// Mints certificates for intercepted CONNECTs (`tls_intercept`).
+    pub interceptor: Option<Arc<crate::intercept::Interceptor>>,
 }
 
 /// A provider as configured, and the token source serving it. Providers whose token
@@ -246,6 +248,12 @@ impl Sidecar {
         let default_client = pools
             .client(None, Duration::from_secs(5), false)
             .map_err(SetupError)?;
+        let interceptor = match &config.tls_intercept {
+            Some(t) => Some(Arc::new(
+                crate::intercept::Interceptor::load(t).map_err(SetupError)?,
+            )),
+            None => None,
+        };
 
         // Everything is built: now apply.
         registry.sources.extend(new_sources);
@@ -274,6 +282,7 @@ impl Sidecar {
             providers,
             default_client,
             unmatched_metrics: registry.unmatched_metrics.clone(),
+            interceptor,
         })
     }
 
@@ -339,7 +348,7 @@ pub async fn run(
         ));
     }
     let sc = sidecar.clone();
-    let handler = move |req| crate::proxy::handle(sc.snapshot(), req);
+    let handler = move |req| crate::proxy::handle(sc.clone(), req);
     tasks.spawn(crate::listener::serve(
         listeners.proxy,
         handler,

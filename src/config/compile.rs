@@ -222,6 +222,62 @@ impl Cx<'_> {
         Some(file)
     }
 
+    fn tls_intercept(
+        &mut self,
+        path: &YamlPath,
+        raw: &super::raw::RawTlsIntercept,
+    ) -> Option<crate::intercept::InterceptConfig> {
+        let before = self.problems.len();
+        let cert = self.required(
+            &path.key("ca_cert_file"),
+            &raw.ca_cert_file,
+            "the CA certificate file (PEM)",
+        );
+        let key = self.required(
+            &path.key("ca_key_file"),
+            &raw.ca_key_file,
+            "the CA key file (PEM)",
+        );
+        let leaf_validity = self.positive_duration(
+            &path.key("leaf_validity"),
+            &raw.leaf_validity,
+            Duration::from_secs(24 * 3600),
+        );
+        if leaf_validity < Duration::from_secs(3600) {
+            self.problem(&path.key("leaf_validity"), "must be at least 1h");
+        }
+        let cache_size = match self.text(&path.key("cache_size"), &raw.cache_size) {
+            None => 1000,
+            Some(t) => t
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .unwrap_or_else(|| {
+                    self.problem(
+                        &path.key("cache_size"),
+                        format!("invalid cache size {t:?}: expected 1 to 1000000"),
+                    );
+                    1000
+                }),
+        };
+        let cfg = crate::intercept::InterceptConfig {
+            ca_cert_file: PathBuf::from(cert?),
+            ca_key_file: PathBuf::from(key?),
+            leaf_validity,
+            cache_size,
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        // Load it once here, so `validate` reports a bad CA before anything starts.
+        if let Err(e) = crate::intercept::Interceptor::load(&cfg) {
+            self.problem(path, e);
+            return None;
+        }
+        Some(cfg)
+    }
+
     fn config(&mut self, source: &Path, parsed: super::parse::Parsed) -> Config {
         let raw = &parsed.top;
         let root = YamlPath::default();
@@ -278,12 +334,10 @@ impl Cx<'_> {
             &raw.shutdown_grace,
             Duration::from_secs(10),
         );
-        if raw.tls_intercept.is_some() {
-            self.problem(
-                &root.key("tls_intercept"),
-                "TLS interception is not built in this version yet (see README, \"Not built yet\")",
-            );
-        }
+        let tls_intercept = raw
+            .tls_intercept
+            .as_ref()
+            .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
         let provider_names: BTreeSet<&str> = parsed
             .providers
             .keys()
@@ -335,6 +389,7 @@ impl Cx<'_> {
             unmatched,
             workers,
             shutdown_grace,
+            tls_intercept,
             providers,
             routes,
             warnings: Vec::new(),

@@ -178,7 +178,7 @@ fn unbuilt_features_fail_loudly() {
         (
             "listen: 127.0.0.1:4140",
             "listen: 127.0.0.1:4140\ntls_intercept: { ca_cert_file: a, ca_key_file: b }",
-            "tls_intercept: TLS interception is not built",
+            "tls_intercept: cannot read the CA certificate a: no such file",
         ),
     ] {
         let problems = load(&GOOD.replace(from, to)).unwrap_err().join("\n");

@@ -35,6 +35,7 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub workers: Option<usize>,
     pub shutdown_grace: Duration,
+    pub tls_intercept: Option<crate::intercept::InterceptConfig>,
     /// Sorted by name.
     pub providers: Vec<Arc<ProviderConfig>>,
     /// In file order: the first matching route wins.

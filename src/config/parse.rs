@@ -6,7 +6,7 @@
 //! is deserialized on its own, so one bad entry does not hide the problems of the next.
 
 use super::locate::YamlPath;
-use super::raw::{RawConfig, RawLog, RawMatch, RawProvider, RawRetries, RawRoute};
+use super::raw::{RawConfig, RawLog, RawMatch, RawProvider, RawRetries, RawRoute, RawTlsIntercept};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -53,6 +53,14 @@ pub fn parse(text: &str) -> Result<(Parsed, Vec<Problem>), serde_saphyr::Error> 
         return Ok((Parsed::default(), problems));
     };
     unknown_keys(top, &root, fields_of::<RawConfig>(), &mut problems);
+    if let Some(Value::Object(t)) = top.get_mut("tls_intercept") {
+        unknown_keys(
+            t,
+            &root.key("tls_intercept"),
+            fields_of::<RawTlsIntercept>(),
+            &mut problems,
+        );
+    }
     if let Some(Value::Object(log)) = top.get_mut("log") {
         unknown_keys(log, &root.key("log"), fields_of::<RawLog>(), &mut problems);
     }

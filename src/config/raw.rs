@@ -53,14 +53,22 @@ pub struct RawConfig {
     pub unmatched: Option<Text>,
     pub workers: Option<Text>,
     pub shutdown_grace: Option<Text>,
-    /// Recognised so that the error can say "not built yet" instead of "unknown field".
-    pub tls_intercept: Option<IgnoredAny>,
+    pub tls_intercept: Option<RawTlsIntercept>,
     /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
     /// only so that serde's field list knows the keys.
     #[allow(dead_code)]
     pub providers: Option<IgnoredAny>,
     #[allow(dead_code)]
     pub routes: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsIntercept {
+    pub ca_cert_file: Option<Text>,
+    pub ca_key_file: Option<Text>,
+    pub leaf_validity: Option<Text>,
+    pub cache_size: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

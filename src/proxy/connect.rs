@@ -1,21 +1,39 @@
 //! CONNECT (`HTTPS_PROXY` traffic). A header cannot be added inside TLS that the sidecar
-//! does not terminate, so a CONNECT to a routed host is refused with an explanation
-//! (interception is not built yet). Other CONNECTs follow `unmatched`: a blind tunnel,
-//! or 403 `no_route`.
+//! does not terminate, so a CONNECT to a host that an intercepting route names is
+//! terminated with a minted certificate (`tls_intercept`) and the requests inside are
+//! proxied like plain ones; without `tls_intercept` it is refused with an explanation.
+//! Other CONNECTs follow `unmatched`: a blind tunnel, or 403 `no_route`. Tunnels close when
+//! either side closes, or after [`TUNNEL_IDLE_TIMEOUT`] without a byte either way.
 
 use super::Snapshot;
 use crate::config::Unmatched;
 use crate::error::{Body, ProxyError};
 use crate::route;
+use crate::sidecar::Sidecar;
+use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A tunnel (or an upgraded connection) with no traffic either way for this long is closed.
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn handle(snap: &Snapshot, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+pub async fn handle(
+    sidecar: &Arc<Sidecar>,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
     let bad = |d: &str| ProxyError::BadRequest {
         detail: d.to_string(),
     };
@@ -29,19 +47,34 @@ pub async fn handle(snap: &Snapshot, req: Request<Incoming>) -> Result<Response<
         .ok_or_else(|| bad("CONNECT needs a host:port target"))?;
     let host = authority.host();
     if route::names_host(&snap.config.routes, host, port) {
-        return Err(ProxyError::InterceptUnavailable {
-            detail: format!(
-                "{host}:{port} is routed, but its traffic is TLS-encrypted and tls_intercept is not configured, so no header can be added; \
-                 send plain http:// through the proxy and let the route's upstream speak https"
-            ),
+        let Some(interceptor) = &snap.interceptor else {
+            return Err(ProxyError::InterceptUnavailable {
+                detail: format!(
+                    "{host}:{port} is routed, but its traffic is TLS-encrypted and tls_intercept is not configured, so no header can be added; \
+                     send plain http:// through the proxy and let the route's upstream speak https, or configure tls_intercept"
+                ),
+            });
+        };
+        let tls = interceptor
+            .server_config(host)
+            .map_err(|e| ProxyError::UpstreamUnavailable {
+                detail: format!("cannot intercept {host}: {e}"),
+            })?;
+        let sidecar = sidecar.clone();
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => intercept(sidecar, upgraded, tls, authority).await,
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
         });
+        return Ok(established());
     }
     if snap.config.unmatched == Unmatched::Deny {
         return Err(ProxyError::NoRoute {
             detail: format!("no route matches CONNECT {host}:{port}"),
         });
     }
-    let mut upstream = match tokio::time::timeout(
+    let upstream = match tokio::time::timeout(
         TUNNEL_CONNECT_TIMEOUT,
         TcpStream::connect(authority.as_str()),
     )
@@ -60,18 +93,150 @@ pub async fn handle(snap: &Snapshot, req: Request<Incoming>) -> Result<Response<
         Ok(Ok(s)) => s,
     };
     let _ = upstream.set_nodelay(true);
+    let sidecar = sidecar.clone();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let mut client = TokioIo::new(upgraded);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(error = %e, "tunnel closed with an error");
-                }
+                let _active = sidecar.metrics.tunnel_opened(false);
+                splice(TokioIo::new(upgraded), upstream, TUNNEL_IDLE_TIMEOUT).await;
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
+    Ok(established())
+}
+
+fn established() -> Response<Body> {
     let mut resp = Response::new(crate::error::full(""));
     *resp.status_mut() = StatusCode::OK;
-    Ok(resp)
+    resp
+}
+
+/// Terminates TLS on the app's side of the tunnel and serves the requests inside
+/// (HTTP/1.1 or h2, by ALPN) through the normal request path, as `https://authority`.
+async fn intercept(
+    sidecar: Arc<Sidecar>,
+    upgraded: hyper::upgrade::Upgraded,
+    tls: Arc<rustls::ServerConfig>,
+    authority: Authority,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream = match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        acceptor.accept(TokioIo::new(upgraded)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            // Typically the app does not trust the CA yet: say so once, clearly.
+            tracing::warn!(host = %authority, error = %e, "TLS handshake with the app failed (does the app trust the tls_intercept CA?)");
+            return;
+        }
+        Err(_) => return,
+    };
+    let metrics = sidecar.clone();
+    let _active = metrics.metrics.tunnel_opened(true);
+    let svc = service_fn(move |req| {
+        let (sidecar, authority) = (sidecar.clone(), authority.clone());
+        async move {
+            Ok::<_, std::convert::Infallible>(super::handle_tunneled(sidecar, req, authority).await)
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(TUNNEL_IDLE_TIMEOUT);
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+        .await
+    {
+        tracing::debug!(error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// Copies bytes both ways until either side closes or nothing moves for `idle`.
+pub(crate) async fn splice<A, B>(a: A, b: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let epoch = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut a = Activity {
+        inner: a,
+        last: last.clone(),
+        epoch,
+    };
+    let mut b = Activity {
+        inner: b,
+        last: last.clone(),
+        epoch,
+    };
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(idle / 4).await;
+            let quiet = epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                tracing::debug!("closing an idle tunnel");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "tunnel closed with an error");
+            }
+        }
+        _ = watchdog => {}
+    }
+}
+
+/// A stream that records when bytes last moved through it.
+struct Activity<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<S> Activity<S> {
+    fn touch(&self) {
+        self.last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Activity<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

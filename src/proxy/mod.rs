@@ -18,13 +18,15 @@ use crate::config::{OnTokenError, Unmatched};
 use crate::error::{Body, ErrorContext, ProxyError};
 use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
 use crate::route::{self, Target};
-use crate::sidecar::{RouteRuntime, Snapshot};
+use crate::sidecar::{RouteRuntime, Sidecar, Snapshot};
 use crate::token::Rejection;
 use crate::token::Token;
 use crate::upstream::{self, Client};
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -42,15 +44,55 @@ struct Outcome<'s> {
     replayed: bool,
 }
 
-/// Serves one request from the app on the snapshot it started with.
-pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Body> {
+/// Serves one request from the app on the current snapshot, which it keeps to the end.
+pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<Body> {
+    serve_logged(sidecar, req, false).await
+}
+
+/// Serves a request that arrived inside an intercepted CONNECT tunnel to `authority`:
+/// it is proxied as `https://authority/path`, whatever its Host header says.
+///
+/// Boxed, because a tunnel's requests go through the same path that opened the tunnel.
+pub(crate) fn handle_tunneled(
+    sidecar: Arc<Sidecar>,
+    mut req: Request<Incoming>,
+    authority: Authority,
+) -> futures_util::future::BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some(authority);
+        parts.path_and_query = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return ProxyError::BadRequest {
+                    detail: "invalid request target inside the tunnel".into(),
+                }
+                .to_response(ErrorContext::default())
+            }
+        }
+        serve_logged(sidecar, req, true).await
+    })
+}
+
+async fn serve_logged(
+    sidecar: Arc<Sidecar>,
+    req: Request<Incoming>,
+    tunneled: bool,
+) -> Response<Body> {
+    let snap = sidecar.snapshot();
     let started = Instant::now();
     // Cheap handles (reference-counted) for the log line, read after the request is gone.
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host_header = req.headers().get(http::header::HOST).cloned();
     let mut out = Outcome::default();
-    let resp = match serve(&snap, req, &mut out).await {
+    let resp = match serve(&sidecar, &snap, req, tunneled, &mut out).await {
         Ok(resp) => resp,
         Err(e) => {
             let (route, provider) = out
@@ -87,16 +129,19 @@ pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>) -> Response<Bod
 }
 
 async fn serve<'s>(
+    sidecar: &Arc<Sidecar>,
     snap: &'s Snapshot,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
+    tunneled: bool,
     out: &mut Outcome<'s>,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == Method::CONNECT {
-        return connect::handle(snap, req).await;
+        return connect::handle(sidecar, snap, req).await;
     }
-    // Absolute-form (`GET http://host/path`) is forward-proxy traffic. HTTP/2 requests
-    // always carry an authority, so they are treated as origin-form (reverse proxy).
-    let absolute = req.version() < Version::HTTP_2 && req.uri().scheme().is_some();
+    // Absolute-form (`GET http://host/path`) is forward-proxy traffic, and so is every
+    // request inside an intercepted tunnel. Other HTTP/2 requests always carry an
+    // authority, so they are treated as origin-form (reverse proxy).
+    let absolute = tunneled || (req.version() < Version::HTTP_2 && req.uri().scheme().is_some());
     let (host, port) = split_host_port(
         request_host(req.uri(), req.headers().get(http::header::HOST)),
         req.uri(),
@@ -123,6 +168,9 @@ async fn serve<'s>(
         Err(e) => return Err(ProxyError::Token(e)),
     };
 
+    // An HTTP/1.1 Upgrade (WebSocket): forwarded with its token, then spliced after 101.
+    let upgrade =
+        rewrite::upgrade_protocol(req.headers()).map(|proto| (proto, hyper::upgrade::on(&mut req)));
     let grpc = req.version() == Version::HTTP_2 && rewrite::is_grpc(req.headers());
     let app_host = request_host(req.uri(), req.headers().get(http::header::HOST))
         .and_then(|h| HeaderValue::from_str(h).ok());
@@ -135,6 +183,13 @@ async fn serve<'s>(
         parts
             .headers
             .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some((proto, _)) = &upgrade {
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.headers.insert(http::header::UPGRADE, proto.clone());
     }
     // Inject unless the app set the header itself and the route keeps it (overwrite: false).
     let token = token.filter(|_| route.overwrite || !parts.headers.contains_key(&route.header));
@@ -155,6 +210,40 @@ async fn serve<'s>(
         )
         .await;
     };
+
+    if let Some((_, client_side)) = upgrade {
+        let mut headers = parts.headers;
+        headers.insert(&route.header, token.header_value(&route.value_prefix));
+        let req = outgoing(
+            parts.method,
+            dest.uri,
+            Version::HTTP_11,
+            headers,
+            body.boxed(),
+        );
+        let mut resp = send(&rt.client, req, route.upstream_timeout, &rt.metrics).await?;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let sidecar = sidecar.clone();
+            tokio::spawn(async move {
+                match (client_side.await, upstream_side.await) {
+                    (Ok(a), Ok(b)) => {
+                        let _active = sidecar.metrics.tunnel_opened(false);
+                        connect::splice(
+                            TokioIo::new(a),
+                            TokioIo::new(b),
+                            connect::TUNNEL_IDLE_TIMEOUT,
+                        )
+                        .await;
+                    }
+                    _ => tracing::debug!("upgrade did not complete"),
+                }
+            });
+        } else if route.retry_on.contains(&resp.status()) {
+            rt.source.invalidate(&token, rejection(route, &resp));
+        }
+        return Ok(resp);
+    }
 
     // Replay safety rule: a request is replayed only if its whole body is already in
     // memory (known length, at most `max_replay_body`) and only once. A streamed body has
@@ -331,7 +420,18 @@ async fn send(
         Ok(Ok(resp)) => resp,
     };
     let (mut parts, body) = resp.into_parts();
+    // A 101 keeps `Connection: upgrade` and `Upgrade`: they are the answer itself.
+    let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(http::header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(proto) = upgrade {
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.headers.insert(http::header::UPGRADE, proto);
+    }
     Ok(Response::from_parts(parts, body.boxed()))
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod binary;
 mod forward;
+mod intercept;
 mod lifecycle;
 mod reload;
 mod replay;

@@ -38,6 +38,7 @@ type Rule = Arc<dyn Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Bytes
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    scheme: &'static str,
 }
 
 impl FakeUpstream {
@@ -81,46 +82,76 @@ impl FakeUpstream {
         .await
     }
 
+    /// Answers by `rule` over TLS with a certificate for 127.0.0.1 from `ca`.
+    pub async fn tls(
+        ca: &super::tls::TestCa,
+        rule: impl Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, Bytes) + Send + Sync + 'static,
+    ) -> FakeUpstream {
+        let mut up = Self::start_on(
+            Arc::new(rule),
+            Duration::ZERO,
+            Some(ca.server_config("127.0.0.1")),
+        )
+        .await;
+        up.scheme = "https";
+        up
+    }
+
     async fn start(rule: Rule, delay: Duration) -> FakeUpstream {
+        Self::start_on(rule, delay, None).await
+    }
+
+    async fn start_on(
+        rule: Rule,
+        delay: Duration,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> FakeUpstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
-        let addr = super::serve(move |req: Request<Incoming>| {
-            let (seen, rule) = (s.clone(), rule.clone());
-            async move {
-                let at = tokio::time::Instant::now();
-                let (parts, b) = req.into_parts();
-                let body_bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                let record = Seen {
-                    method: parts.method.to_string(),
-                    uri: parts.uri.to_string(),
-                    version: parts.version,
-                    headers: parts.headers,
-                    body: body_bytes,
-                    at,
-                };
-                let index = {
-                    let mut all = seen.lock().unwrap();
-                    all.push(record.clone());
-                    all.len() - 1
-                };
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+        let addr = super::serve_tls(
+            move |req: Request<Incoming>| {
+                let (seen, rule) = (s.clone(), rule.clone());
+                async move {
+                    let at = tokio::time::Instant::now();
+                    let (parts, b) = req.into_parts();
+                    let body_bytes = b.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    let record = Seen {
+                        method: parts.method.to_string(),
+                        uri: parts.uri.to_string(),
+                        version: parts.version,
+                        headers: parts.headers,
+                        body: body_bytes,
+                        at,
+                    };
+                    let index = {
+                        let mut all = seen.lock().unwrap();
+                        all.push(record.clone());
+                        all.len() - 1
+                    };
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let (status, headers, bytes) = rule(&record, index);
+                    let mut resp = Response::new(body(bytes));
+                    *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+                    for (k, v) in headers {
+                        resp.headers_mut().insert(k, v.parse().unwrap());
+                    }
+                    resp
                 }
-                let (status, headers, bytes) = rule(&record, index);
-                let mut resp = Response::new(body(bytes));
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-                for (k, v) in headers {
-                    resp.headers_mut().insert(k, v.parse().unwrap());
-                }
-                resp
-            }
-        })
+            },
+            tls,
+        )
         .await;
-        FakeUpstream { addr, seen }
+        FakeUpstream {
+            addr,
+            seen,
+            scheme: "http",
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
