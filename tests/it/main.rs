@@ -8,6 +8,7 @@ mod binary;
 mod forward;
 mod intercept;
 mod lifecycle;
+mod packaging;
 mod reload;
 mod replay;
 mod reverse;
