@@ -31,6 +31,7 @@ pub struct InterceptConfig {
 pub struct Interceptor {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
+    ca_not_after: OffsetDateTime,
     leaf_key: KeyPair,
     validity: Duration,
     cache_size: usize,
@@ -64,18 +65,29 @@ impl Interceptor {
                 cfg.ca_cert_file.display()
             )
         })?;
-        if !cert_matches_key(&ca_der, &ca_pub) {
+        let Some(ca_not_after) = cert_matches_key(&ca_der, &ca_pub) else {
             return Err(format!(
                 "{} does not belong to the key in {}",
                 cfg.ca_cert_file.display(),
                 cfg.ca_key_file.display()
             ));
+        };
+        let left = ca_not_after - OffsetDateTime::now_utc();
+        if left <= time::Duration::ZERO {
+            return Err(format!(
+                "the CA certificate {} has expired",
+                cfg.ca_cert_file.display()
+            ));
+        }
+        if left < time::Duration::days(30) {
+            tracing::warn!(ca = %cfg.ca_cert_file.display(), days_left = left.whole_days(), "the tls_intercept CA expires soon");
         }
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| format!("cannot generate a key: {e}"))?;
         Ok(Self {
             issuer,
             ca_der,
+            ca_not_after,
             leaf_key,
             validity: cfg.leaf_validity,
             cache_size: cfg.cache_size.max(1),
@@ -91,15 +103,24 @@ impl Interceptor {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let now = SystemTime::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((cfg, renew_at)) = cache.by_name.get(&name) {
-            if now < *renew_at {
-                return Ok(cfg.clone());
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((cfg, renew_at)) = cache.by_name.get(&name).cloned() {
+                if now < renew_at {
+                    // Least recently used goes first: move this name to the back.
+                    if let Some(i) = cache.order.iter().position(|n| *n == name) {
+                        let n = cache.order.remove(i).unwrap_or_default();
+                        cache.order.push_back(n);
+                    }
+                    return Ok(cfg);
+                }
             }
         }
+        // Minted outside the lock: one signature must not hold up other CONNECTs.
         let cfg = Arc::new(self.mint(&name)?);
         // Re-mint when 90% of the validity has passed.
         let renew_at = now + self.validity.mul_f64(0.9);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache
             .by_name
             .insert(name.clone(), (cfg.clone(), renew_at))
@@ -130,7 +151,9 @@ impl Interceptor {
         let now = OffsetDateTime::now_utc();
         // An hour of slack for clients whose clocks run behind.
         params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::seconds(self.validity.as_secs() as i64);
+        // Never beyond the CA itself: clients would reject the chain.
+        params.not_after =
+            (now + time::Duration::seconds(self.validity.as_secs() as i64)).min(self.ca_not_after);
         params.serial_number = Some(SerialNumber::from_slice(&fastrand::u64(1..).to_be_bytes()));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -188,13 +211,12 @@ fn read(path: &Path, what: &str) -> Result<String, String> {
     })
 }
 
-/// True when the certificate's SubjectPublicKeyInfo carries `public_key`.
-fn cert_matches_key(cert: &CertificateDer<'_>, public_key: &[u8]) -> bool {
+/// The certificate's end of validity, if its SubjectPublicKeyInfo carries `public_key`.
+fn cert_matches_key(cert: &CertificateDer<'_>, public_key: &[u8]) -> Option<OffsetDateTime> {
     use x509_parser::prelude::FromDer;
-    match x509_parser::certificate::X509Certificate::from_der(cert.as_ref()) {
-        Ok((_, c)) => *c.public_key().subject_public_key.data == *public_key,
-        Err(_) => false,
-    }
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert.as_ref()).ok()?;
+    (*c.public_key().subject_public_key.data == *public_key)
+        .then(|| c.validity().not_after.to_datetime())
 }
 
 #[cfg(test)]
@@ -216,38 +238,66 @@ mod tests {
         (Interceptor::load(&cfg).unwrap(), dir)
     }
 
-    #[test]
-    fn minted_leaves_name_the_host_are_signed_by_the_ca_and_cached() {
+    /// Handshakes with the config served for `host` and returns the chain the client got.
+    async fn served_chain(ic: &Interceptor, host: &str) -> Vec<CertificateDer<'static>> {
+        let server = ic.server_config(host).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ic.ca_der.clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .unwrap();
+        let accept = tokio::spawn(async move {
+            tokio_rustls::TlsAcceptor::from(server)
+                .accept(b)
+                .await
+                .map(|_| ())
+        });
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, a)
+            .await
+            .expect("the client trusts the minted leaf");
+        accept.await.unwrap().unwrap();
+        tls.get_ref().1.peer_certificates().unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn served_leaves_name_the_host_are_signed_by_the_ca_and_cached() {
         let (ic, _dir) = interceptor();
-        for (host, want_ip) in [
+        let cases: [(&str, Option<Vec<u8>>); 3] = [
             ("API.Example.com", None),
-            ("127.0.0.1", Some([127u8, 0, 0, 1].to_vec())),
+            ("127.0.0.1", Some(vec![127, 0, 0, 1])),
             (
                 "[::1]",
                 Some(std::net::Ipv6Addr::LOCALHOST.octets().to_vec()),
             ),
-        ] {
-            let name = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_ascii_lowercase();
-            let mut params = CertificateParams::new(vec![name.clone()]).unwrap();
-            params.use_authority_key_identifier_extension = true;
-            let der = params
-                .signed_by(&ic.leaf_key, &ic.issuer)
-                .unwrap()
-                .der()
-                .clone();
-            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        ];
+        for (host, want_ip) in cases {
+            let chain = served_chain(&ic, &host.to_ascii_lowercase()).await;
+            assert_eq!(chain.len(), 2, "leaf and CA");
+            let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
             let (_, ca) = X509Certificate::from_der(&ic.ca_der).unwrap();
             assert_eq!(cert.issuer(), ca.subject());
             cert.verify_signature(Some(ca.public_key())).unwrap();
             let san = cert.subject_alternative_name().unwrap().unwrap();
-            match (&san.value.general_names[0], want_ip) {
-                (GeneralName::DNSName(d), None) => assert_eq!(*d, "api.example.com"),
-                (GeneralName::IPAddress(ip), Some(want)) => assert_eq!(ip.to_vec(), want),
+            match (&san.value.general_names[..], want_ip) {
+                ([GeneralName::DNSName(d)], None) => assert_eq!(*d, "api.example.com"),
+                ([GeneralName::IPAddress(ip)], Some(want)) => assert_eq!(ip.to_vec(), want),
                 (other, _) => panic!("{other:?}"),
             }
+            let eku = cert.extended_key_usage().unwrap().unwrap();
+            assert!(eku.value.server_auth);
+            assert!(!cert.is_ca());
             let a = ic.server_config(host).unwrap();
             let b = ic.server_config(host).unwrap();
             assert!(Arc::ptr_eq(&a, &b), "reused from the cache");

@@ -133,9 +133,19 @@ impl ProviderMetrics {
 pub struct GlobalMetrics {
     reload_success: AtomicU64,
     reload_error: AtomicU64,
-    tunnels_blind: AtomicU64,
-    tunnels_intercepted: AtomicU64,
+    tunnels: [AtomicU64; 3],
     tunnels_active: AtomicU64,
+}
+
+/// What a tunnel carries.
+#[derive(Clone, Copy)]
+pub enum TunnelKind {
+    /// CONNECT to a host no intercepting route names: bytes pass untouched.
+    Blind,
+    /// CONNECT terminated with a minted certificate.
+    Intercepted,
+    /// An HTTP/1.1 upgrade (WebSocket) after `101`.
+    Upgrade,
 }
 
 impl GlobalMetrics {
@@ -149,13 +159,8 @@ impl GlobalMetrics {
     }
 
     /// Counts a tunnel; the returned guard keeps it in the active gauge while it lives.
-    pub fn tunnel_opened(&self, intercepted: bool) -> ActiveTunnel<'_> {
-        if intercepted {
-            &self.tunnels_intercepted
-        } else {
-            &self.tunnels_blind
-        }
-        .fetch_add(1, Relaxed);
+    pub fn tunnel_opened(&self, kind: TunnelKind) -> ActiveTunnel<'_> {
+        self.tunnels[kind as usize].fetch_add(1, Relaxed);
         self.tunnels_active.fetch_add(1, Relaxed);
         ActiveTunnel(&self.tunnels_active)
     }
@@ -296,16 +301,13 @@ pub fn render<'a>(
         "counter",
         "CONNECT tunnels opened, by kind.",
     );
-    let _ = writeln!(
-        out,
-        "token_sidecar_tunnels_total{{kind=\"blind\"}} {}",
-        global.tunnels_blind.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "token_sidecar_tunnels_total{{kind=\"intercepted\"}} {}",
-        global.tunnels_intercepted.load(Relaxed)
-    );
+    for (i, kind) in ["blind", "intercepted", "upgrade"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "token_sidecar_tunnels_total{{kind=\"{kind}\"}} {}",
+            global.tunnels[i].load(Relaxed)
+        );
+    }
     header(
         &mut out,
         "token_sidecar_tunnels_active",

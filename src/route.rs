@@ -20,6 +20,14 @@ pub fn find(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
     routes.iter().position(|r| matches(r, target))
 }
 
+/// Like [`find`], among the routes that take part in interception (for requests inside
+/// an intercepted tunnel).
+pub fn find_intercepting(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
+    routes
+        .iter()
+        .position(|r| r.intercept && matches(r, target))
+}
+
 /// True when some route that takes part in interception (`intercept`, default true)
 /// names this host (for CONNECT, which carries no path or method).
 pub fn names_host(routes: &[Arc<RouteConfig>], host: &str, port: u16) -> bool {

@@ -5,7 +5,7 @@
 use crate::config::{Config, ProviderConfig, RouteConfig};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
 use crate::token::TokenSource;
-use crate::upstream::{Client, Pools};
+use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,6 +42,8 @@ pub struct RouteRuntime {
     pub source: Arc<TokenSource>,
     pub client: Client,
     pub h2c_client: Client,
+    /// HTTP/1.1 only, for upgrades (WebSocket).
+    pub h1_client: Client,
     pub metrics: Arc<RouteMetrics>,
 }
 
@@ -237,16 +239,19 @@ impl Sidecar {
                 config: r.clone(),
                 source,
                 client: pools
-                    .client(r.ca_file.as_ref(), r.connect_timeout, false)
+                    .client(r.ca_file.as_ref(), r.connect_timeout, Protocol::Auto)
                     .map_err(SetupError)?,
                 h2c_client: pools
-                    .client(r.ca_file.as_ref(), r.connect_timeout, true)
+                    .client(r.ca_file.as_ref(), r.connect_timeout, Protocol::H2c)
+                    .map_err(SetupError)?,
+                h1_client: pools
+                    .client(r.ca_file.as_ref(), r.connect_timeout, Protocol::Http1)
                     .map_err(SetupError)?,
                 metrics: Arc::new(RouteMetrics::default()),
             });
         }
         let default_client = pools
-            .client(None, Duration::from_secs(5), false)
+            .client(None, Duration::from_secs(5), Protocol::Auto)
             .map_err(SetupError)?;
         let interceptor = match &config.tls_intercept {
             Some(t) => Some(Arc::new(

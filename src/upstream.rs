@@ -24,8 +24,19 @@ pub enum FailureKind {
     Other,
 }
 
-/// What makes two upstream clients different: extra trust, connect timeout, h2c.
-type PoolKey = (Option<PathBuf>, Duration, bool);
+/// Which HTTP versions a client speaks to upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1, or HTTP/2 where a TLS upstream offers it (ALPN).
+    Auto,
+    /// HTTP/2 with prior knowledge over plain TCP: gRPC apps in front of http:// upstreams.
+    H2c,
+    /// HTTP/1.1 only, also over TLS: upgrades (WebSocket) exist only in HTTP/1.1.
+    Http1,
+}
+
+/// What makes two upstream clients different: extra trust, connect timeout, protocol.
+type PoolKey = (Option<PathBuf>, Duration, Protocol);
 
 /// Clients by [`PoolKey`], so that reloads reuse warm pools.
 #[derive(Default)]
@@ -34,20 +45,18 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// `h2c`: HTTP/2 with prior knowledge over plain TCP, for HTTP/2 apps (gRPC) in front
-    /// of plain-http upstreams; otherwise HTTP/1.1, or HTTP/2 where TLS ALPN offers it.
     pub fn client(
         &self,
         ca_file: Option<&PathBuf>,
         connect_timeout: Duration,
-        h2c: bool,
+        protocol: Protocol,
     ) -> Result<Client, String> {
-        let key = (ca_file.cloned(), connect_timeout, h2c);
+        let key = (ca_file.cloned(), connect_timeout, protocol);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = build(ca_file, connect_timeout, h2c)?;
+        let client = build(ca_file, connect_timeout, protocol)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -56,7 +65,7 @@ impl Pools {
 fn build(
     ca_file: Option<&PathBuf>,
     connect_timeout: Duration,
-    h2c: bool,
+    protocol: Protocol,
 ) -> Result<Client, String> {
     // ALPN (h2, http/1.1) is set by the connector builder below.
     let tls = crate::trust::client_config(ca_file.map(|p| p.as_path()), &[])?;
@@ -65,19 +74,21 @@ fn build(
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = match protocol {
+        Protocol::Http1 => builder.wrap_connector(http),
+        Protocol::Auto | Protocol::H2c => builder.enable_http2().wrap_connector(http),
+    };
     Ok(
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .http2_only(h2c)
+            .http2_only(protocol == Protocol::H2c)
             .build(https),
     )
 }

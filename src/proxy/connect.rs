@@ -8,6 +8,7 @@
 use super::Snapshot;
 use crate::config::Unmatched;
 use crate::error::{Body, ProxyError};
+use crate::metrics::TunnelKind;
 use crate::route;
 use crate::sidecar::Sidecar;
 use http::uri::Authority;
@@ -97,7 +98,7 @@ pub async fn handle(
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let _active = sidecar.metrics.tunnel_opened(false);
+                let _active = sidecar.metrics.tunnel_opened(TunnelKind::Blind);
                 splice(TokioIo::new(upgraded), upstream, TUNNEL_IDLE_TIMEOUT).await;
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -129,14 +130,14 @@ async fn intercept(
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            // Typically the app does not trust the CA yet: say so once, clearly.
-            tracing::warn!(host = %authority, error = %e, "TLS handshake with the app failed (does the app trust the tls_intercept CA?)");
+            // Typically the app does not trust the CA yet: say so clearly.
+            tracing::warn!(host = authority.host(), port = authority.port_u16(), error = %e, "TLS handshake with the app failed (does the app trust the tls_intercept CA?)");
             return;
         }
         Err(_) => return,
     };
     let metrics = sidecar.clone();
-    let _active = metrics.metrics.tunnel_opened(true);
+    let _active = metrics.metrics.tunnel_opened(TunnelKind::Intercepted);
     let svc = service_fn(move |req| {
         let (sidecar, authority) = (sidecar.clone(), authority.clone());
         async move {
@@ -148,11 +149,15 @@ async fn intercept(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(TUNNEL_IDLE_TIMEOUT);
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-        .await
-    {
-        tracing::debug!(error = %e, "intercepted connection ended with an error");
+    // HTTP/1.1 and h2 alike: the connection ends after TUNNEL_IDLE_TIMEOUT without traffic.
+    let (io, idle) = watched(stream, TUNNEL_IDLE_TIMEOUT);
+    tokio::select! {
+        r = builder.serve_connection_with_upgrades(TokioIo::new(io), svc) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "intercepted connection ended with an error");
+            }
+        }
+        _ = idle => tracing::debug!("closing an idle intercepted tunnel"),
     }
 }
 
@@ -162,38 +167,45 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let epoch = Instant::now();
-    let last = Arc::new(AtomicU64::new(0));
-    let mut a = Activity {
-        inner: a,
-        last: last.clone(),
-        epoch,
-    };
-    let mut b = Activity {
-        inner: b,
-        last: last.clone(),
-        epoch,
-    };
-    let watchdog = async {
-        loop {
-            tokio::time::sleep(idle / 4).await;
-            let quiet = epoch
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-            if quiet >= idle {
-                tracing::debug!("closing an idle tunnel");
-                return;
-            }
-        }
-    };
+    let (mut a, quiet) = watched(a, idle);
+    let mut b = b;
     tokio::select! {
         r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "tunnel closed with an error");
             }
         }
-        _ = watchdog => {}
+        _ = quiet => tracing::debug!("closing an idle tunnel"),
     }
+}
+
+/// `stream`, recording when bytes last moved through it either way, and a future that
+/// completes once nothing has moved for `idle`.
+fn watched<S>(stream: S, idle: Duration) -> (Activity<S>, impl std::future::Future<Output = ()>) {
+    let epoch = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let watchdog = {
+        let last = last.clone();
+        async move {
+            loop {
+                tokio::time::sleep(idle / 4).await;
+                let quiet = epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                if quiet >= idle {
+                    return;
+                }
+            }
+        }
+    };
+    (
+        Activity {
+            inner: stream,
+            last,
+            epoch,
+        },
+        watchdog,
+    )
 }
 
 /// A stream that records when bytes last moved through it.
@@ -231,7 +243,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)

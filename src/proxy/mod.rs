@@ -16,7 +16,7 @@ mod rewrite;
 
 use crate::config::{OnTokenError, Unmatched};
 use crate::error::{Body, ErrorContext, ProxyError};
-use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
+use crate::metrics::{ReplayOutcome, RouteMetrics, TunnelKind, UpstreamErrorKind};
 use crate::route::{self, Target};
 use crate::sidecar::{RouteRuntime, Sidecar, Snapshot};
 use crate::token::Rejection;
@@ -136,6 +136,11 @@ async fn serve<'s>(
     out: &mut Outcome<'s>,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == Method::CONNECT {
+        if tunneled {
+            return Err(ProxyError::BadRequest {
+                detail: "CONNECT inside an intercepted tunnel is not supported".into(),
+            });
+        }
         return connect::handle(sidecar, snap, req).await;
     }
     // Absolute-form (`GET http://host/path`) is forward-proxy traffic, and so is every
@@ -152,7 +157,12 @@ async fn serve<'s>(
         path: req.uri().path(),
         method: req.method(),
     };
-    let Some(index) = route::find(&snap.config.routes, &target) else {
+    // Inside an intercepted tunnel, routes that opted out of interception do not apply.
+    let found = match tunneled {
+        true => route::find_intercepting(&snap.config.routes, &target),
+        false => route::find(&snap.config.routes, &target),
+    };
+    let Some(index) = found else {
         return unmatched(snap, req, absolute).await;
     };
     let rt = &snap.routes[index];
@@ -201,19 +211,12 @@ async fn serve<'s>(
         true => (&rt.h2c_client, Version::HTTP_2),
         false => (&rt.client, Version::HTTP_11),
     };
-    let Some(token) = token else {
-        return send(
-            client,
-            outgoing(parts.method, dest.uri, version, parts.headers, body.boxed()),
-            route.upstream_timeout,
-            &rt.metrics,
-        )
-        .await;
-    };
-
     if let Some((_, client_side)) = upgrade {
+        // Upgrades exist only in HTTP/1.1: never let ALPN pick h2 for them.
         let mut headers = parts.headers;
-        headers.insert(&route.header, token.header_value(&route.value_prefix));
+        if let Some(t) = &token {
+            headers.insert(&route.header, t.header_value(&route.value_prefix));
+        }
         let req = outgoing(
             parts.method,
             dest.uri,
@@ -221,14 +224,14 @@ async fn serve<'s>(
             headers,
             body.boxed(),
         );
-        let mut resp = send(&rt.client, req, route.upstream_timeout, &rt.metrics).await?;
+        let mut resp = send(&rt.h1_client, req, route.upstream_timeout, &rt.metrics).await?;
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             let upstream_side = hyper::upgrade::on(&mut resp);
             let sidecar = sidecar.clone();
             tokio::spawn(async move {
                 match (client_side.await, upstream_side.await) {
                     (Ok(a), Ok(b)) => {
-                        let _active = sidecar.metrics.tunnel_opened(false);
+                        let _active = sidecar.metrics.tunnel_opened(TunnelKind::Upgrade);
                         connect::splice(
                             TokioIo::new(a),
                             TokioIo::new(b),
@@ -239,11 +242,21 @@ async fn serve<'s>(
                     _ => tracing::debug!("upgrade did not complete"),
                 }
             });
-        } else if route.retry_on.contains(&resp.status()) {
-            rt.source.invalidate(&token, rejection(route, &resp));
+        } else if let Some(t) = token.filter(|_| route.retry_on.contains(&resp.status())) {
+            // No replay for upgrades; the rejected token is still dropped.
+            rt.source.invalidate(&t, rejection(route, &resp));
         }
         return Ok(resp);
     }
+    let Some(token) = token else {
+        return send(
+            client,
+            outgoing(parts.method, dest.uri, version, parts.headers, body.boxed()),
+            route.upstream_timeout,
+            &rt.metrics,
+        )
+        .await;
+    };
 
     // Replay safety rule: a request is replayed only if its whole body is already in
     // memory (known length, at most `max_replay_body`) and only once. A streamed body has

@@ -47,8 +47,11 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    // `h2c` upgrades would take the connection out of the proxy's hands (and need the
+    // stripped HTTP2-Settings): they are not forwarded as upgrades.
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
+        .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
 }
 
 /// A gRPC request (`content-type: application/grpc…`).

