@@ -71,6 +71,8 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
         (&Method::GET, ["providers", name, "token"]) => match snap.providers.get(*name) {
             Some(p) if p.config.expose_token => match p.source.get().await {
                 Ok(t) => {
+                    p.source.metrics.exposed();
+                    tracing::info!(target: "audit", event = "token_exposed", provider = %name);
                     let expires_in = t
                         .expires_at
                         .saturating_duration_since(Instant::now())

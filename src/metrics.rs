@@ -110,6 +110,8 @@ pub struct ProviderMetrics {
     fetch_duration: Histogram,
     /// Unix seconds at which the current token expires (0: none yet).
     expiry: AtomicU64,
+    /// Tokens handed out by `GET /providers/{name}/token`.
+    exposed: AtomicU64,
 }
 
 impl ProviderMetrics {
@@ -121,6 +123,10 @@ impl ProviderMetrics {
         }
         .fetch_add(1, Relaxed);
         self.fetch_duration.observe(took);
+    }
+
+    pub fn exposed(&self) {
+        self.exposed.fetch_add(1, Relaxed);
     }
 
     pub fn set_expiry(&self, unix_secs: u64) {
@@ -255,12 +261,26 @@ pub fn render<'a>(
         "gauge",
         "Unix time at which the current token expires (0: none).",
     );
-    for (p, m) in providers {
+    for (p, m) in providers.clone() {
         let _ = writeln!(
             out,
             "token_sidecar_token_expiry_timestamp_seconds{{provider=\"{}\"}} {}",
             escape(p),
             m.expiry.load(Relaxed)
+        );
+    }
+    header(
+        &mut out,
+        "token_sidecar_token_exposed_total",
+        "counter",
+        "Tokens served by GET /providers/{name}/token (expose_token).",
+    );
+    for (p, m) in providers {
+        let _ = writeln!(
+            out,
+            "token_sidecar_token_exposed_total{{provider=\"{}\"}} {}",
+            escape(p),
+            m.exposed.load(Relaxed)
         );
     }
     header(

@@ -3,7 +3,7 @@
 //! code path here that could do so.
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -53,8 +53,32 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
+/// A client certificate chain and its key (RFC 8705 `tls_client_auth`). Errors name the
+/// files, never their content.
+pub fn client_identity(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs =
+        load_pem_certs(cert_file).map_err(|e| e.replace("CA file", "client certificate"))?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|_| format!("{} holds no PEM private key", key_file.display()))?;
+    // Prove the pair works before anything depends on it.
+    client_config_with(None, &[], Some((certs.clone(), key.clone_key())))?;
+    Ok((certs, key))
+}
+
 /// A rustls client config trusting the system roots plus `ca_file`, offering `alpn`.
 pub fn client_config(ca_file: Option<&Path>, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
+    client_config_with(ca_file, alpn, None)
+}
+
+/// Like [`client_config`], presenting `identity` when the server asks for a certificate.
+pub fn client_config_with(
+    ca_file: Option<&Path>,
+    alpn: &[&[u8]],
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -65,11 +89,16 @@ pub fn client_config(ca_file: Option<&Path>, alpn: &[&[u8]]) -> Result<ClientCon
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => config.with_no_client_auth(),
+        Some((certs, key)) => config
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("the client certificate and key do not fit together: {e}"))?,
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

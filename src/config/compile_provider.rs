@@ -7,6 +7,8 @@ const RESERVED_PARAMS: &[&str] = &[
     "grant_type",
     "client_id",
     "client_secret",
+    "client_assertion",
+    "client_assertion_type",
     "scope",
     "audience",
     "resource",
@@ -26,43 +28,28 @@ impl Cx<'_> {
                 format!("invalid provider name {name:?}: use letters, digits, '-', '_' and '.'"),
             );
         }
-        if let Some(kind) = self.text(&path.key("kind"), &raw.kind) {
-            match kind.as_str() {
-                "azure_ad" | "static_file" => {
-                    self.problem(&path.key("kind"), format!("kind {kind:?} is not built in this version yet (see README, \"Not built yet\")"))
-                }
-                _ => self.problem(&path.key("kind"), format!("unknown kind {kind:?}: expected azure_ad or static_file")),
-            }
-        }
         for key in raw.unbuilt_keys() {
             self.problem(
                 &path.key(key),
                 "this key is not built in this version yet (see README, \"Not built yet\")",
             );
         }
-        let client_auth = match self
-            .text(&path.key("client_auth"), &raw.client_auth)
-            .as_deref()
-        {
-            None | Some("basic") => ClientAuth::Basic,
-            Some("post") => ClientAuth::Post,
-            Some(other @ ("private_key_jwt" | "client_assertion_file" | "tls_client_auth")) => {
-                self.problem(
-                    &path.key("client_auth"),
-                    format!(
-                        "{other} is not built in this version yet (see README, \"Not built yet\")"
-                    ),
-                );
-                ClientAuth::Basic
+        let kind = self.text(&path.key("kind"), &raw.kind);
+        let kind_name = kind.as_deref().unwrap_or("oauth2");
+        if !matches!(kind_name, "oauth2" | "azure_ad" | "static_file") {
+            self.problem(
+                &path.key("kind"),
+                format!("unknown kind {kind_name:?}: expected azure_ad or static_file (or none)"),
+            );
+        }
+        if kind_name == "static_file" {
+            return self.static_file_provider(path, name, raw, before);
+        }
+        for (key, present) in [("token_file", raw.token_file.is_some())] {
+            if present {
+                self.problem(&path.key(key), "only for kind: static_file");
             }
-            Some(other) => {
-                self.problem(
-                    &path.key("client_auth"),
-                    format!("unknown value {other:?}: expected basic or post"),
-                );
-                ClientAuth::Basic
-            }
-        };
+        }
         match self
             .text(&path.key("grant_type"), &raw.grant_type)
             .as_deref()
@@ -79,19 +66,48 @@ impl Cx<'_> {
         }
 
         let allow_http = raw.allow_http.unwrap_or(false);
-        let token_url = self.token_url(&path.key("token_url"), &raw.token_url, name, allow_http);
+        let token_url = if kind_name == "azure_ad" {
+            self.azure_token_url(path, raw, name, allow_http)
+        } else {
+            for key in ["tenant_id", "authority"] {
+                if (key == "tenant_id" && raw.tenant_id.is_some())
+                    || (key == "authority" && raw.authority.is_some())
+                {
+                    self.problem(&path.key(key), "only for kind: azure_ad");
+                }
+            }
+            self.token_url(&path.key("token_url"), &raw.token_url, name, allow_http)
+        };
+        if kind_name == "azure_ad" && raw.scopes.as_ref().is_none_or(|s| s.is_empty()) {
+            self.problem(
+                &path.key("scopes"),
+                "kind: azure_ad needs scopes (e.g. https://management.azure.com/.default)",
+            );
+        }
         let client_id = self.required(
             &path.key("client_id"),
             &raw.client_id,
             "the OAuth2 client id",
         );
-        let client_secret = self
-            .required(
-                &path.key("client_secret"),
-                &raw.client_secret,
-                "the client secret",
-            )
-            .map(Secret::new);
+        let client_auth = self.client_auth(path, raw, token_url.as_ref());
+        let client_secret = match client_auth {
+            ClientAuth::Basic | ClientAuth::Post => self
+                .required(
+                    &path.key("client_secret"),
+                    &raw.client_secret,
+                    "the client secret",
+                )
+                .map(Secret::new),
+            _ => {
+                if raw.client_secret.is_some() {
+                    self.problem(
+                        &path.key("client_secret"),
+                        "not used with this client_auth: remove it",
+                    );
+                }
+                None
+            }
+        };
 
         let mut scopes = Vec::new();
         for (i, s) in raw.scopes.iter().flatten().enumerate() {
@@ -150,6 +166,7 @@ impl Cx<'_> {
         }
         Some(ProviderConfig {
             name: name.to_string(),
+            kind: ProviderKind::OAuth,
             token_url: token_url?,
             client_id: client_id?,
             client_secret,
@@ -164,6 +181,250 @@ impl Cx<'_> {
             prefetch: raw.prefetch.unwrap_or(false),
             idle_timeout,
             ca_file,
+            expose_token: raw.expose_token.unwrap_or(false),
+        })
+    }
+
+    /// `client_auth` and the keys that belong to it; keys of another method are errors.
+    fn client_auth(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+        token_url: Option<&reqwest::Url>,
+    ) -> ClientAuth {
+        let method = self
+            .text(&path.key("client_auth"), &raw.client_auth)
+            .unwrap_or_else(|| "basic".to_string());
+        let owned: [(&str, bool, &str); 7] = [
+            (
+                "private_key_file",
+                raw.private_key_file.is_some(),
+                "private_key_jwt",
+            ),
+            ("signing_alg", raw.signing_alg.is_some(), "private_key_jwt"),
+            ("key_id", raw.key_id.is_some(), "private_key_jwt"),
+            (
+                "assertion_audience",
+                raw.assertion_audience.is_some(),
+                "private_key_jwt",
+            ),
+            (
+                "client_assertion_file",
+                raw.client_assertion_file.is_some(),
+                "client_assertion_file",
+            ),
+            (
+                "client_cert_file",
+                raw.client_cert_file.is_some(),
+                "tls_client_auth",
+            ),
+            (
+                "client_key_file",
+                raw.client_key_file.is_some(),
+                "tls_client_auth",
+            ),
+        ];
+        for (key, present, belongs) in owned {
+            if present && method != belongs {
+                self.problem(&path.key(key), format!("only with client_auth: {belongs}"));
+            }
+        }
+        match method.as_str() {
+            "basic" => ClientAuth::Basic,
+            "post" => ClientAuth::Post,
+            "private_key_jwt" => {
+                let alg = match self
+                    .text(&path.key("signing_alg"), &raw.signing_alg)
+                    .as_deref()
+                {
+                    None | Some("RS256") => crate::token::SigningAlg::Rs256,
+                    Some("ES256") => crate::token::SigningAlg::Es256,
+                    Some("PS256") => crate::token::SigningAlg::Ps256,
+                    Some(other) => {
+                        self.problem(
+                            &path.key("signing_alg"),
+                            format!("unknown value {other:?}: expected RS256, ES256 or PS256"),
+                        );
+                        crate::token::SigningAlg::Rs256
+                    }
+                };
+                let key_file = self
+                    .required(
+                        &path.key("private_key_file"),
+                        &raw.private_key_file,
+                        "the client's private key (PEM)",
+                    )
+                    .map(PathBuf::from);
+                let key_id = self.text(&path.key("key_id"), &raw.key_id);
+                if let Some(f) = &key_file {
+                    if let Err(e) = crate::token::AssertionSigner::load(f, alg, None) {
+                        self.problem(&path.key("private_key_file"), e);
+                    }
+                }
+                let audience = self
+                    .text(&path.key("assertion_audience"), &raw.assertion_audience)
+                    .or_else(|| token_url.map(|u| u.to_string()));
+                match (key_file, audience) {
+                    (Some(key_file), Some(audience)) => ClientAuth::PrivateKeyJwt(PrivateKeyJwt {
+                        key_file,
+                        alg,
+                        key_id,
+                        audience,
+                    }),
+                    _ => ClientAuth::Basic,
+                }
+            }
+            "client_assertion_file" => {
+                let file = self.required(
+                    &path.key("client_assertion_file"),
+                    &raw.client_assertion_file,
+                    "the assertion file (e.g. a projected service-account token)",
+                );
+                // Read at every token request: it may appear or rotate after start-up.
+                if let Some(f) = &file {
+                    if !Path::new(f).exists() {
+                        self.warnings.push(format!("{path}.client_assertion_file {f} does not exist yet; token requests fail until it does"));
+                    }
+                }
+                file.map_or(ClientAuth::Basic, |f| {
+                    ClientAuth::AssertionFile(PathBuf::from(f))
+                })
+            }
+            "tls_client_auth" => {
+                let cert = self.required(
+                    &path.key("client_cert_file"),
+                    &raw.client_cert_file,
+                    "the client certificate (PEM)",
+                );
+                let key = self.required(
+                    &path.key("client_key_file"),
+                    &raw.client_key_file,
+                    "the client key (PEM)",
+                );
+                match (cert, key) {
+                    (Some(c), Some(k)) => {
+                        let (cert_file, key_file) = (PathBuf::from(c), PathBuf::from(k));
+                        if let Err(e) = crate::trust::client_identity(&cert_file, &key_file) {
+                            self.problem(&path.key("client_cert_file"), e);
+                        }
+                        ClientAuth::TlsClientAuth {
+                            cert_file,
+                            key_file,
+                        }
+                    }
+                    _ => ClientAuth::Basic,
+                }
+            }
+            other => {
+                self.problem(
+                    &path.key("client_auth"),
+                    format!("unknown value {other:?}: expected basic, post, private_key_jwt, client_assertion_file or tls_client_auth"),
+                );
+                ClientAuth::Basic
+            }
+        }
+    }
+
+    /// `{authority}/{tenant_id}/oauth2/v2.0/token` for `kind: azure_ad`.
+    fn azure_token_url(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+        name: &str,
+        allow_http: bool,
+    ) -> Option<reqwest::Url> {
+        if raw.token_url.is_some() {
+            self.problem(&path.key("token_url"), "kind: azure_ad builds the token URL from authority and tenant_id: remove token_url");
+        }
+        let tenant = self.required(
+            &path.key("tenant_id"),
+            &raw.tenant_id,
+            "the Entra ID tenant (directory) id",
+        )?;
+        if !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            self.problem(
+                &path.key("tenant_id"),
+                "a tenant id is a GUID or a domain name",
+            );
+            return None;
+        }
+        let authority = self
+            .text(&path.key("authority"), &raw.authority)
+            .unwrap_or_else(|| "https://login.microsoftonline.com".to_string());
+        let url = Text(format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            authority.trim_end_matches('/')
+        ));
+        self.token_url(&path.key("authority"), &Some(url), name, allow_http)
+    }
+
+    /// `kind: static_file`: a bearer token read from `token_file`.
+    fn static_file_provider(
+        &mut self,
+        path: &YamlPath,
+        name: &str,
+        raw: &RawProvider,
+        before: usize,
+    ) -> Option<ProviderConfig> {
+        let file = self.required(
+            &path.key("token_file"),
+            &raw.token_file,
+            "the file holding the token",
+        )?;
+        for (key, present) in [
+            ("token_url", raw.token_url.is_some()),
+            ("client_id", raw.client_id.is_some()),
+            ("client_secret", raw.client_secret.is_some()),
+            ("client_auth", raw.client_auth.is_some()),
+            ("grant_type", raw.grant_type.is_some()),
+            ("scopes", raw.scopes.is_some()),
+        ] {
+            if present {
+                self.problem(&path.key(key), "not used with kind: static_file");
+            }
+        }
+        let file = PathBuf::from(file);
+        let abs = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
+        let token_url = reqwest::Url::from_file_path(&abs).ok()?;
+        let refresh_before_expiry = raw.refresh_before_expiry.as_ref().map(|_| {
+            self.duration(
+                &path.key("refresh_before_expiry"),
+                &raw.refresh_before_expiry,
+                Duration::ZERO,
+            )
+        });
+        let idle_timeout = self.positive_duration(
+            &path.key("idle_timeout"),
+            &raw.idle_timeout,
+            Duration::from_secs(3600),
+        );
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ProviderConfig {
+            name: name.to_string(),
+            kind: ProviderKind::StaticFile(file),
+            token_url,
+            client_id: String::new(),
+            client_secret: None,
+            client_auth: ClientAuth::Basic,
+            scopes: Vec::new(),
+            audience: None,
+            resource: None,
+            extra_params: Vec::new(),
+            refresh_before_expiry,
+            timeout: Duration::from_secs(10),
+            retries: Retries {
+                max_attempts: 1,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(10),
+            },
+            prefetch: raw.prefetch.unwrap_or(false),
+            idle_timeout,
+            ca_file: None,
             expose_token: raw.expose_token.unwrap_or(false),
         })
     }

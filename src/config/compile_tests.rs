@@ -163,7 +163,17 @@ fn unbuilt_features_fail_loudly() {
         (
             "client_id: ${CRM_ID}",
             "client_id: x\n    client_auth: private_key_jwt",
-            "not built",
+            "providers.crm.private_key_file: missing required field",
+        ),
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: x\n    client_cert_file: /c.pem",
+            "providers.crm.client_cert_file: only with client_auth: tls_client_auth",
+        ),
+        (
+            "client_id: ${CRM_ID}",
+            "client_id: x\n    kind: static_file\n    token_file: /t",
+            "providers.crm.token_url: not used with kind: static_file",
         ),
         (
             "client_id: ${CRM_ID}",
@@ -173,7 +183,7 @@ fn unbuilt_features_fail_loudly() {
         (
             "client_id: ${CRM_ID}",
             "client_id: x\n    tenant_id: t",
-            "providers.crm.tenant_id: this key is not built",
+            "providers.crm.tenant_id: only for kind: azure_ad",
         ),
         (
             "listen: 127.0.0.1:4140",
@@ -229,4 +239,35 @@ fn empty_file_is_valid_with_defaults() {
     let c = load("").unwrap();
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(c.unmatched, Unmatched::Forward);
+}
+
+#[test]
+fn azure_ad_builds_the_token_url() {
+    let yaml = "providers:\n  az:\n    kind: azure_ad\n    tenant_id: 11111111-2222-3333-4444-555555555555\n    client_id: app\n    client_secret: s\n    scopes: [https://management.azure.com/.default]\n";
+    let c = load(yaml).unwrap();
+    assert_eq!(
+        c.providers[0].token_url.as_str(),
+        "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token"
+    );
+    let sovereign = yaml.replace(
+        "    client_id: app",
+        "    authority: https://login.microsoftonline.us/\n    client_id: app",
+    );
+    assert!(load(&sovereign).unwrap().providers[0]
+        .token_url
+        .as_str()
+        .starts_with("https://login.microsoftonline.us/1111"));
+    let no_scopes = yaml.replace("    scopes: [https://management.azure.com/.default]\n", "");
+    assert!(load(&no_scopes)
+        .unwrap_err()
+        .join("\n")
+        .contains("providers.az.scopes: kind: azure_ad needs scopes"));
+    let with_url = yaml.replace(
+        "    client_id: app",
+        "    token_url: https://x.test/t\n    client_id: app",
+    );
+    assert!(load(&with_url)
+        .unwrap_err()
+        .join("\n")
+        .contains("remove token_url"));
 }

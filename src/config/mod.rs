@@ -62,12 +62,39 @@ pub enum Unmatched {
     Deny,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientAuth {
     /// RFC 6749 §2.3.1: HTTP Basic with form-urlencoded id and secret.
     Basic,
     /// RFC 6749 §2.3.1: `client_id` and `client_secret` in the request body.
     Post,
+    /// RFC 7523 §2.2: a JWT signed with the client's private key, new per request.
+    PrivateKeyJwt(PrivateKeyJwt),
+    /// A JWT read from a file at every request (a projected service-account token).
+    AssertionFile(PathBuf),
+    /// RFC 8705: a client certificate on the TLS connection to the token endpoint.
+    TlsClientAuth {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PrivateKeyJwt {
+    pub key_file: PathBuf,
+    pub alg: crate::token::SigningAlg,
+    pub key_id: Option<String>,
+    /// The assertion's `aud`: `assertion_audience`, default the token URL.
+    pub audience: String,
+}
+
+/// Where a provider's token comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// An OAuth2 token endpoint (including the `azure_ad` preset).
+    OAuth,
+    /// A bearer token in a file, re-read when it changes.
+    StaticFile(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +108,7 @@ pub struct Retries {
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     pub name: String,
+    pub kind: ProviderKind,
     pub token_url: reqwest::Url,
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -105,7 +133,8 @@ impl ProviderConfig {
     pub fn identity(&self) -> String {
         let secret_fingerprint = self.client_secret.as_ref().map(|s| fingerprint(s.expose()));
         format!(
-            "{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+            self.kind,
             self.token_url,
             self.client_id,
             secret_fingerprint,

@@ -99,15 +99,18 @@ pub struct RawProvider {
     pub allow_http: Option<bool>,
     pub ca_file: Option<Text>,
     pub expose_token: Option<bool>,
+    pub private_key_file: Option<Text>,
+    pub signing_alg: Option<Text>,
+    pub key_id: Option<Text>,
+    pub assertion_audience: Option<Text>,
+    pub client_assertion_file: Option<Text>,
+    pub client_cert_file: Option<Text>,
+    pub client_key_file: Option<Text>,
+    pub tenant_id: Option<Text>,
+    pub authority: Option<Text>,
+    pub token_file: Option<Text>,
     // Keys of token sources that are specified (SPEC §3) but not built yet. They are
     // recognised so that `compile` can refuse them by name instead of "unknown field".
-    pub private_key_file: Option<IgnoredAny>,
-    pub signing_alg: Option<IgnoredAny>,
-    pub key_id: Option<IgnoredAny>,
-    pub assertion_audience: Option<IgnoredAny>,
-    pub client_assertion_file: Option<IgnoredAny>,
-    pub client_cert_file: Option<IgnoredAny>,
-    pub client_key_file: Option<IgnoredAny>,
     pub subject_token_from: Option<IgnoredAny>,
     pub subject_token_type: Option<IgnoredAny>,
     pub actor_token_file: Option<IgnoredAny>,
@@ -117,25 +120,12 @@ pub struct RawProvider {
     pub forward_subject_header: Option<IgnoredAny>,
     pub refresh_token: Option<IgnoredAny>,
     pub refresh_token_store: Option<IgnoredAny>,
-    pub tenant_id: Option<IgnoredAny>,
-    pub authority: Option<IgnoredAny>,
-    pub token_file: Option<IgnoredAny>,
 }
 
 impl RawProvider {
     /// The names of the specified-but-unbuilt keys that are present, in schema order.
     pub fn unbuilt_keys(&self) -> Vec<&'static str> {
         let all = [
-            ("private_key_file", self.private_key_file.is_some()),
-            ("signing_alg", self.signing_alg.is_some()),
-            ("key_id", self.key_id.is_some()),
-            ("assertion_audience", self.assertion_audience.is_some()),
-            (
-                "client_assertion_file",
-                self.client_assertion_file.is_some(),
-            ),
-            ("client_cert_file", self.client_cert_file.is_some()),
-            ("client_key_file", self.client_key_file.is_some()),
             ("subject_token_from", self.subject_token_from.is_some()),
             ("subject_token_type", self.subject_token_type.is_some()),
             ("actor_token_file", self.actor_token_file.is_some()),
@@ -148,9 +138,6 @@ impl RawProvider {
             ),
             ("refresh_token", self.refresh_token.is_some()),
             ("refresh_token_store", self.refresh_token_store.is_some()),
-            ("tenant_id", self.tenant_id.is_some()),
-            ("authority", self.authority.is_some()),
-            ("token_file", self.token_file.is_some()),
         ];
         all.into_iter()
             .filter(|(_, on)| *on)

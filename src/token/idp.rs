@@ -13,6 +13,8 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 pub struct IdpClient {
     http: reqwest::Client,
+    /// For `private_key_jwt`: loaded once, signs a new assertion per request.
+    signer: Option<super::AssertionSigner>,
 }
 
 /// A successful token response.
@@ -48,7 +50,26 @@ pub enum FailureKind {
 
 impl IdpClient {
     pub fn new(cfg: &ProviderConfig) -> Result<Self, String> {
-        let tls = crate::trust::client_config(cfg.ca_file.as_deref(), &[b"h2", b"http/1.1"])?;
+        let identity = match &cfg.client_auth {
+            ClientAuth::TlsClientAuth {
+                cert_file,
+                key_file,
+            } => Some(crate::trust::client_identity(cert_file, key_file)?),
+            _ => None,
+        };
+        let signer = match &cfg.client_auth {
+            ClientAuth::PrivateKeyJwt(p) => Some(super::AssertionSigner::load(
+                &p.key_file,
+                p.alg,
+                p.key_id.clone(),
+            )?),
+            _ => None,
+        };
+        let tls = crate::trust::client_config_with(
+            cfg.ca_file.as_deref(),
+            &[b"h2", b"http/1.1"],
+            identity,
+        )?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             // A redirect could carry the client secret to another host: never follow one.
@@ -63,7 +84,7 @@ impl IdpClient {
                     cfg.name
                 )
             })?;
-        Ok(Self { http })
+        Ok(Self { http, signer })
     }
 
     /// Sends one token request.
@@ -78,7 +99,7 @@ impl IdpClient {
             .header(http::header::ACCEPT, "application/json")
             // Per request, so a reload can change `timeout` without a new client.
             .timeout(cfg.timeout);
-        if let (ClientAuth::Basic, Some(secret)) = (cfg.client_auth, &cfg.client_secret) {
+        if let (ClientAuth::Basic, Some(secret)) = (&cfg.client_auth, &cfg.client_secret) {
             let mut value = http::HeaderValue::try_from(basic_auth(&cfg.client_id, secret))
                 .map_err(|_| {
                     failure(
@@ -89,8 +110,9 @@ impl IdpClient {
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
+        let assertion = self.assertion(cfg)?;
         let resp = req
-            .body(token_form(cfg))
+            .body(token_form(cfg, assertion.as_ref()))
             .send()
             .await
             .map_err(|e| transport_failure(&e, cfg.timeout))?;
@@ -138,7 +160,66 @@ impl IdpClient {
 }
 
 /// The form body of a client-credentials token request (RFC 6749 §4.4.2).
-fn token_form(cfg: &ProviderConfig) -> String {
+impl IdpClient {
+    /// The client assertion for this request, for the assertion-based methods.
+    fn assertion(&self, cfg: &ProviderConfig) -> Result<Option<Secret>, Failure> {
+        match (&cfg.client_auth, &self.signer) {
+            (ClientAuth::PrivateKeyJwt(p), Some(signer)) => signer
+                .sign(&cfg.client_id, &p.audience)
+                .map(Some)
+                .map_err(|e| failure(FailureKind::Rejected, e)),
+            // Re-read every time: Kubernetes rotates projected service-account tokens.
+            (ClientAuth::AssertionFile(path), _) => match std::fs::read_to_string(path) {
+                Ok(t) if !t.trim().is_empty() => Ok(Some(Secret::new(t.trim()))),
+                Ok(_) => Err(failure(
+                    FailureKind::Transient,
+                    format!("the client assertion file {} is empty", path.display()),
+                )),
+                Err(e) => Err(failure(
+                    FailureKind::Transient,
+                    format!(
+                        "cannot read the client assertion file {}: {}",
+                        path.display(),
+                        e.kind()
+                    ),
+                )),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
+/// RFC 7521 §4.2 / RFC 7523 §2.2.
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A `static_file` token: the file's content, re-read at every fetch.
+pub fn read_token_file(path: &std::path::Path) -> Result<TokenResponse, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        failure(
+            FailureKind::Transient,
+            format!(
+                "cannot read the token file {}: {}",
+                path.display(),
+                e.kind()
+            ),
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
+        return Err(failure(
+            FailureKind::Malformed,
+            format!("the token file {} holds no usable token", path.display()),
+        ));
+    }
+    Ok(TokenResponse {
+        access_token: Secret::new(token),
+        token_type: "Bearer".into(),
+        expires_in: None,
+        scope: None,
+    })
+}
+
+fn token_form(cfg: &ProviderConfig, assertion: Option<&Secret>) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if !cfg.scopes.is_empty() {
@@ -153,17 +234,19 @@ fn token_form(cfg: &ProviderConfig) -> String {
     for (k, v) in &cfg.extra_params {
         form.append_pair(k, v);
     }
-    match (cfg.client_auth, &cfg.client_secret) {
+    match (&cfg.client_auth, &cfg.client_secret) {
         (ClientAuth::Basic, Some(_)) => {}
-        (ClientAuth::Basic, None) => {
+        (ClientAuth::Post, Some(secret)) => {
+            form.append_pair("client_id", &cfg.client_id);
+            form.append_pair("client_secret", secret.expose());
+        }
+        _ => {
             form.append_pair("client_id", &cfg.client_id);
         }
-        (ClientAuth::Post, secret) => {
-            form.append_pair("client_id", &cfg.client_id);
-            if let Some(s) = secret {
-                form.append_pair("client_secret", s.expose());
-            }
-        }
+    }
+    if let Some(a) = assertion {
+        form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION);
+        form.append_pair("client_assertion", a.expose());
     }
     form.finish()
 }

@@ -7,6 +7,7 @@
 //! arrived. Locks are taken only when a fetch has to start or a status is read. No log
 //! line, error, metric or status here contains a token.
 
+mod assertion;
 mod fetch;
 mod idp;
 pub mod jwt;
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use assertion::{AssertionSigner, SigningAlg};
 pub use idp::{Failure, FailureKind, IdpClient, TokenResponse};
 pub use lifetime::{backoff, refresh_margin};
 pub use schedule::refresh_jitter;
@@ -105,6 +107,9 @@ pub enum TokenError {
     InvalidResponse { detail: String },
 }
 
+/// A file's (modification time, size), to notice changes.
+type FileSignature = (Option<SystemTime>, u64);
+
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Token>, TokenError>>>;
 
 /// Sends one token request. In production this is [`IdpClient::request`]; unit tests
@@ -137,6 +142,8 @@ pub struct TokenSource {
     stopped: AtomicBool,
     /// Wakes the scheduler: new token, invalidation, use after idleness, stop.
     wake: Notify,
+    /// For `static_file`: the token file's (mtime, size) when last looked at.
+    file_sig: Mutex<Option<Option<FileSignature>>>,
     epoch: Instant,
 }
 
@@ -193,6 +200,14 @@ pub struct ProviderStatus {
 
 impl TokenSource {
     pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
+        if let crate::config::ProviderKind::StaticFile(path) = &config.kind {
+            let path = path.clone();
+            let fetch_fn: FetchFn = Arc::new(move |_cfg| {
+                let path = path.clone();
+                async move { idp::read_token_file(&path) }.boxed()
+            });
+            return Ok(Self::with_fetch_fn(config, fetch_fn));
+        }
         let idp = Arc::new(IdpClient::new(&config)?);
         let fetch_fn: FetchFn = Arc::new(move |cfg| {
             let idp = idp.clone();
@@ -218,6 +233,7 @@ impl TokenSource {
             scheduler_started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             wake: Notify::new(),
+            file_sig: Mutex::new(None),
             epoch: Instant::now(),
         })
     }

@@ -33,6 +33,9 @@ pub(super) fn scheduled_at(
     arrived + (left / 10).max(Duration::from_secs(1)).min(left / 2)
 }
 
+/// How often a `static_file` token's file is checked for changes.
+const STATIC_FILE_POLL: Duration = Duration::from_secs(2);
+
 /// What the scheduler does next.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -67,6 +70,12 @@ impl TokenSource {
                 // Not due: wait, then decide again (the source may have gone idle, been
                 // refreshed by a request, or been stopped meanwhile).
                 Next::FetchAt(at) => {
+                    // A token file is looked at every couple of seconds for changes.
+                    let at = if self.static_file().is_some() {
+                        at.min(now + STATIC_FILE_POLL)
+                    } else {
+                        at
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {}
                         _ = &mut notified => {}
@@ -105,11 +114,37 @@ impl TokenSource {
                 self.epoch + Duration::from_millis(self.retry_not_before.load(Ordering::Acquire)),
             );
         }
+        if self.static_file_changed() {
+            return Next::FetchAt(now);
+        }
         match self.current.load_full() {
             Some(t) => Next::FetchAt(t.scheduled_at),
             None if cfg.prefetch => Next::FetchAt(now),
             // The first token of a non-prefetch provider is fetched by the first request.
             None => Next::Park,
         }
+    }
+}
+
+impl TokenSource {
+    fn static_file(&self) -> Option<std::path::PathBuf> {
+        match &self.config.load().kind {
+            crate::config::ProviderKind::StaticFile(p) => Some(p.clone()),
+            crate::config::ProviderKind::OAuth => None,
+        }
+    }
+
+    /// True (once) when a `static_file` token's file changed since it was last looked at.
+    fn static_file_changed(&self) -> bool {
+        let Some(path) = self.static_file() else {
+            return false;
+        };
+        let sig = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()));
+        let mut last = self.file_sig.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = last.is_some() && *last != Some(sig) && self.current.load().is_some();
+        *last = Some(sig);
+        changed
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod binary;
+mod client_auth;
 mod forward;
 mod intercept;
 mod lifecycle;

@@ -31,18 +31,21 @@ struct State {
     issued: Mutex<Vec<String>>,
     issued_at: Mutex<Vec<tokio::time::Instant>>,
     seen: Mutex<Vec<(Option<String>, String)>>,
+    paths: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
 pub struct FakeIdp {
     pub addr: SocketAddr,
     state: Arc<State>,
+    scheme: &'static str,
 }
 
 pub struct Builder {
     ttl: Option<u64>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl FakeIdp {
@@ -51,11 +54,22 @@ impl FakeIdp {
             ttl: Some(3600),
             script: VecDeque::new(),
             default: None,
+            tls: None,
         }
     }
 
     pub fn token_url(&self) -> String {
-        format!("http://{}/oauth2/token", self.addr)
+        format!("{}://{}/oauth2/token", self.scheme, self.addr)
+    }
+
+    /// `scheme://host:port`, for presets that build the token URL themselves.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The request paths seen, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.state.paths.lock().unwrap().clone()
     }
 
     /// Token requests received so far.
@@ -109,6 +123,12 @@ impl Builder {
         self
     }
 
+    /// Serve over TLS with this config (which may require client certificates).
+    pub fn tls(mut self, cfg: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(cfg);
+        self
+    }
+
     pub async fn run(self) -> FakeIdp {
         let state = Arc::new(State {
             script: Mutex::new(self.script),
@@ -116,8 +136,13 @@ impl Builder {
             ..State::default()
         });
         let st = state.clone();
-        let addr = super::serve(move |req| handle(st.clone(), req)).await;
-        FakeIdp { addr, state }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let addr = super::serve_tls(move |req| handle(st.clone(), req), self.tls).await;
+        FakeIdp {
+            addr,
+            state,
+            scheme,
+        }
     }
 }
 
@@ -127,6 +152,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<TestBody>
         .headers()
         .get("authorization")
         .map(|v| v.to_str().unwrap().to_string());
+    state
+        .paths
+        .lock()
+        .unwrap()
+        .push(req.uri().path().to_string());
     let form =
         String::from_utf8(req.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     state.seen.lock().unwrap().push((auth, form));
