@@ -3,7 +3,7 @@
 //! `GET /providers/{name}/token` for providers that opted in with `expose_token: true`.
 
 use crate::error::{json_response, Body, ErrorContext, ProxyError};
-use crate::sidecar::Sidecar;
+use crate::sidecar::{ProviderRuntime, Sidecar, Tokens};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
@@ -20,7 +20,9 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
             let not_ready: Vec<String> = snap
                 .providers
                 .iter()
-                .filter(|(_, p)| p.config.prefetch && p.source.peek().is_none())
+                .filter(|(_, p)| {
+                    p.config.prefetch && p.tokens.single().is_some_and(|s| s.peek().is_none())
+                })
                 .map(|(name, _)| format!("provider {name} holds no valid token yet"))
                 .collect();
             let status = if not_ready.is_empty() {
@@ -37,7 +39,7 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
             let providers: std::collections::BTreeMap<&str, _> = snap
                 .providers
                 .iter()
-                .map(|(name, p)| (name.as_str(), p.source.status()))
+                .map(|(name, p)| (name.as_str(), p.tokens.status()))
                 .collect();
             let routes: Vec<Value> = snap
                 .config
@@ -60,8 +62,18 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
         }
         (&Method::POST, ["providers", name, "refresh"]) => match snap.providers.get(*name) {
             None => not_found(&format!("no provider named {name}")),
-            Some(p) => match p.source.refresh_now().await {
-                Ok(_) => json_response(StatusCode::OK, &p.source.status()),
+            Some(ProviderRuntime {
+                tokens: Tokens::Exchange(_),
+                ..
+            }) => json_response(
+                StatusCode::CONFLICT,
+                &json!({"error": "per_subject", "detail": format!("provider {name} exchanges one token per subject; there is no single token to refresh")}),
+            ),
+            Some(ProviderRuntime {
+                tokens: Tokens::Single(source),
+                ..
+            }) => match source.refresh_now().await {
+                Ok(_) => json_response(StatusCode::OK, &source.status()),
                 Err(e) => ProxyError::Token(e).to_response(ErrorContext {
                     route: None,
                     provider: Some(name),
@@ -69,9 +81,12 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
             },
         },
         (&Method::GET, ["providers", name, "token"]) => match snap.providers.get(*name) {
-            Some(p) if p.config.expose_token => match p.source.get().await {
+            Some(ProviderRuntime {
+                config,
+                tokens: Tokens::Single(source),
+            }) if config.expose_token => match source.get().await {
                 Ok(t) => {
-                    p.source.metrics.exposed();
+                    source.metrics.exposed();
                     tracing::info!(target: "audit", event = "token_exposed", provider = %name);
                     let expires_in = t
                         .expires_at
@@ -100,7 +115,7 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
             let providers = snap
                 .providers
                 .iter()
-                .map(|(name, p)| (name.as_str(), &p.source.metrics));
+                .map(|(name, p)| (name.as_str(), p.tokens.metrics()));
             let body = crate::metrics::render(routes, providers, &sidecar.metrics);
             let mut resp = Response::new(crate::error::full(body));
             resp.headers_mut().insert(

@@ -25,6 +25,8 @@ pub enum ProxyError {
     BadRequest { detail: String },
     #[error("TLS traffic cannot be intercepted: {detail}")]
     InterceptUnavailable { detail: String },
+    #[error("no subject token: {detail}")]
+    SubjectTokenMissing { detail: String },
 }
 
 /// Which route and provider an error concerns, when known.
@@ -82,6 +84,12 @@ impl ProxyError {
             ProxyError::BadRequest { detail } => {
                 (StatusCode::BAD_REQUEST, "bad_request", detail, None)
             }
+            ProxyError::SubjectTokenMissing { detail } => (
+                StatusCode::UNAUTHORIZED,
+                "subject_token_missing",
+                detail,
+                None,
+            ),
             ProxyError::InterceptUnavailable { detail } => {
                 (StatusCode::FORBIDDEN, "tls_not_intercepted", detail, None)
             }
@@ -173,6 +181,11 @@ mod tests {
                 "upstream_timeout",
             ),
             (ProxyError::BadRequest { detail: d() }, 400, "bad_request"),
+            (
+                ProxyError::SubjectTokenMissing { detail: d() },
+                401,
+                "subject_token_missing",
+            ),
         ];
         for (err, status, code) in cases {
             let resp = err.to_response(ErrorContext {

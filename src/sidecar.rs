@@ -2,9 +2,9 @@
 //! needs), the token sources, connection pools and metrics that outlive snapshots,
 //! config reloads, and [`run`].
 
-use crate::config::{Config, ProviderConfig, RouteConfig};
+use crate::config::{Config, Grant, ProviderConfig, RouteConfig};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
-use crate::token::TokenSource;
+use crate::token::{ExchangeSource, TokenSource};
 use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -34,12 +34,84 @@ pub struct Snapshot {
 /// would be identical (same IdP, client, scopes, …) share one source and one token.
 pub struct ProviderRuntime {
     pub config: Arc<ProviderConfig>,
-    pub source: Arc<TokenSource>,
+    pub tokens: Tokens,
+}
+
+/// Where a provider's tokens come from: one cached token, or one per subject (token
+/// exchange).
+#[derive(Clone)]
+pub enum Tokens {
+    Single(Arc<TokenSource>),
+    Exchange(Arc<ExchangeSource>),
+}
+
+impl Tokens {
+    fn new(config: Arc<ProviderConfig>) -> Result<Tokens, String> {
+        Ok(match config.grant {
+            Grant::TokenExchange(_) => Tokens::Exchange(ExchangeSource::new(config)?),
+            _ => Tokens::Single(TokenSource::new(config)?),
+        })
+    }
+
+    /// The single token source (not for token exchange).
+    pub fn single(&self) -> Option<&Arc<TokenSource>> {
+        match self {
+            Tokens::Single(s) => Some(s),
+            Tokens::Exchange(_) => None,
+        }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::ProviderMetrics {
+        match self {
+            Tokens::Single(s) => &s.metrics,
+            Tokens::Exchange(x) => &x.metrics,
+        }
+    }
+
+    pub fn status(&self) -> crate::token::ProviderStatus {
+        match self {
+            Tokens::Single(s) => s.status(),
+            Tokens::Exchange(x) => x.status(),
+        }
+    }
+
+    fn set_config(&self, c: Arc<ProviderConfig>) {
+        match self {
+            Tokens::Single(s) => s.set_config(c),
+            Tokens::Exchange(x) => x.set_config(c),
+        }
+    }
+
+    fn set_prefixes(&self, p: Vec<Box<str>>) {
+        match self {
+            Tokens::Single(s) => s.set_prefixes(p),
+            Tokens::Exchange(x) => x.set_prefixes(p),
+        }
+    }
+
+    fn start_scheduler(&self) {
+        if let Tokens::Single(s) = self {
+            s.start_scheduler();
+        }
+    }
+
+    fn stop(&self) {
+        if let Tokens::Single(s) = self {
+            s.stop();
+        }
+    }
+
+    fn ptr(&self) -> *const () {
+        match self {
+            Tokens::Single(s) => Arc::as_ptr(s) as *const (),
+            Tokens::Exchange(x) => Arc::as_ptr(x) as *const (),
+        }
+    }
 }
 
 pub struct RouteRuntime {
     pub config: Arc<RouteConfig>,
-    pub source: Arc<TokenSource>,
+    pub tokens: Tokens,
     pub client: Client,
     pub h2c_client: Client,
     /// HTTP/1.1 only, for upgrades (WebSocket).
@@ -64,7 +136,7 @@ pub struct Sidecar {
 /// an unchanged provider keeps its token and scheduler), route metrics by route name.
 #[derive(Default)]
 struct Registry {
-    sources: HashMap<String, Arc<TokenSource>>,
+    sources: HashMap<String, Tokens>,
     route_metrics: HashMap<String, Arc<RouteMetrics>>,
     unmatched_metrics: Arc<RouteMetrics>,
 }
@@ -112,15 +184,11 @@ impl Sidecar {
     /// still apply are kept; sources no provider uses any more are stopped.
     pub fn replace(&self, config: Config) -> Result<(), SetupError> {
         let snap = Self::build(Arc::new(config), &self.registry, &self.pools)?;
-        let live: BTreeSet<*const TokenSource> = snap
-            .providers
-            .values()
-            .map(|p| Arc::as_ptr(&p.source))
-            .collect();
+        let live: BTreeSet<*const ()> = snap.providers.values().map(|p| p.tokens.ptr()).collect();
         let routes: BTreeSet<&str> = snap.routes.iter().map(|r| r.config.name.as_str()).collect();
         let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry.sources.retain(|_, s| {
-            let keep = live.contains(&Arc::as_ptr(s));
+            let keep = live.contains(&s.ptr());
             if !keep {
                 s.stop();
             }
@@ -211,7 +279,7 @@ impl Sidecar {
             let source = match registry.sources.get(&key) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = TokenSource::new(p.clone()).map_err(SetupError)?;
+                    let s = Tokens::new(p.clone()).map_err(SetupError)?;
                     new_sources.push((key, s.clone()));
                     s
                 }
@@ -220,7 +288,7 @@ impl Sidecar {
                 p.name.clone(),
                 ProviderRuntime {
                     config: p.clone(),
-                    source,
+                    tokens: source,
                 },
             );
         }
@@ -228,7 +296,7 @@ impl Sidecar {
         for r in &config.routes {
             let source = providers
                 .get(&r.provider)
-                .map(|p| p.source.clone())
+                .map(|p| p.tokens.clone())
                 .ok_or_else(|| {
                     SetupError(format!(
                         "route {} names unknown provider {}",
@@ -237,7 +305,7 @@ impl Sidecar {
                 })?;
             routes.push(RouteRuntime {
                 config: r.clone(),
-                source,
+                tokens: source,
                 client: pools
                     .client(r.ca_file.as_ref(), r.connect_timeout, Protocol::Auto)
                     .map_err(SetupError)?,
@@ -263,7 +331,7 @@ impl Sidecar {
         // Everything is built: now apply.
         registry.sources.extend(new_sources);
         for p in providers.values() {
-            p.source.set_config(p.config.clone());
+            p.tokens.set_config(p.config.clone());
             let mut prefixes: Vec<Box<str>> = config
                 .routes
                 .iter()
@@ -272,7 +340,7 @@ impl Sidecar {
                 .collect();
             prefixes.sort();
             prefixes.dedup();
-            p.source.set_prefixes(prefixes);
+            p.tokens.set_prefixes(prefixes);
         }
         for r in &mut routes {
             r.metrics = registry
@@ -294,7 +362,7 @@ impl Sidecar {
     /// Starts the refresh scheduler of every source in the current snapshot (once each).
     fn start_schedulers(&self) {
         for p in self.snapshot().providers.values() {
-            p.source.start_scheduler();
+            p.tokens.start_scheduler();
         }
     }
 
@@ -367,7 +435,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     for p in sidecar.snapshot().providers.values() {
-        p.source.stop();
+        p.tokens.stop();
     }
     Ok(())
 }

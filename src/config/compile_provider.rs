@@ -28,12 +28,6 @@ impl Cx<'_> {
                 format!("invalid provider name {name:?}: use letters, digits, '-', '_' and '.'"),
             );
         }
-        for key in raw.unbuilt_keys() {
-            self.problem(
-                &path.key(key),
-                "this key is not built in this version yet (see README, \"Not built yet\")",
-            );
-        }
         let kind = self.text(&path.key("kind"), &raw.kind);
         let kind_name = kind.as_deref().unwrap_or("oauth2");
         if !matches!(kind_name, "oauth2" | "azure_ad" | "static_file") {
@@ -50,21 +44,6 @@ impl Cx<'_> {
                 self.problem(&path.key(key), "only for kind: static_file");
             }
         }
-        match self
-            .text(&path.key("grant_type"), &raw.grant_type)
-            .as_deref()
-        {
-            None | Some("client_credentials") => {}
-            Some(other @ ("token_exchange" | "refresh_token")) => self.problem(
-                &path.key("grant_type"),
-                format!("{other} is not built in this version yet (see README, \"Not built yet\")"),
-            ),
-            Some(other) => self.problem(
-                &path.key("grant_type"),
-                format!("unknown value {other:?}: expected client_credentials"),
-            ),
-        }
-
         let allow_http = raw.allow_http.unwrap_or(false);
         let token_url = if kind_name == "azure_ad" {
             self.azure_token_url(path, raw, name, allow_http)
@@ -90,7 +69,15 @@ impl Cx<'_> {
             "the OAuth2 client id",
         );
         let client_auth = self.client_auth(path, raw, token_url.as_ref());
+        let grant = self.grant(path, raw);
         let client_secret = match client_auth {
+            // A refresh token may belong to a public client, which has no secret.
+            ClientAuth::Basic | ClientAuth::Post
+                if matches!(grant, Some(Grant::RefreshToken { .. }))
+                    && raw.client_secret.is_none() =>
+            {
+                None
+            }
             ClientAuth::Basic | ClientAuth::Post => self
                 .required(
                     &path.key("client_secret"),
@@ -164,9 +151,29 @@ impl Cx<'_> {
         if self.problems.len() > before {
             return None;
         }
+        let grant = grant?;
+        if matches!(grant, Grant::TokenExchange(_)) {
+            // One token per subject: nothing to prefetch or hand out.
+            if raw.prefetch == Some(true) {
+                self.problem(
+                    &path.key("prefetch"),
+                    "not possible with grant_type: token_exchange (tokens are per subject)",
+                );
+            }
+            if raw.expose_token == Some(true) {
+                self.problem(
+                    &path.key("expose_token"),
+                    "not possible with grant_type: token_exchange (tokens are per subject)",
+                );
+            }
+            if self.problems.len() > before {
+                return None;
+            }
+        }
         Some(ProviderConfig {
             name: name.to_string(),
             kind: ProviderKind::OAuth,
+            grant,
             token_url: token_url?,
             client_id: client_id?,
             client_secret,
@@ -183,6 +190,159 @@ impl Cx<'_> {
             ca_file,
             expose_token: raw.expose_token.unwrap_or(false),
         })
+    }
+
+    /// `grant_type` and the keys that belong to it; keys of another grant are errors.
+    fn grant(&mut self, path: &YamlPath, raw: &RawProvider) -> Option<Grant> {
+        let grant = self
+            .text(&path.key("grant_type"), &raw.grant_type)
+            .unwrap_or_else(|| "client_credentials".to_string());
+        let owned: [(&str, bool, &str); 9] = [
+            (
+                "refresh_token",
+                raw.refresh_token.is_some(),
+                "refresh_token",
+            ),
+            (
+                "refresh_token_store",
+                raw.refresh_token_store.is_some(),
+                "refresh_token",
+            ),
+            (
+                "subject_token_from",
+                raw.subject_token_from.is_some(),
+                "token_exchange",
+            ),
+            (
+                "subject_token_type",
+                raw.subject_token_type.is_some(),
+                "token_exchange",
+            ),
+            (
+                "actor_token_file",
+                raw.actor_token_file.is_some(),
+                "token_exchange",
+            ),
+            (
+                "actor_token_type",
+                raw.actor_token_type.is_some(),
+                "token_exchange",
+            ),
+            (
+                "requested_token_type",
+                raw.requested_token_type.is_some(),
+                "token_exchange",
+            ),
+            ("max_subjects", raw.max_subjects.is_some(), "token_exchange"),
+            (
+                "forward_subject_header",
+                raw.forward_subject_header.is_some(),
+                "token_exchange",
+            ),
+        ];
+        for (key, present, belongs) in owned {
+            if present && grant != belongs {
+                self.problem(&path.key(key), format!("only with grant_type: {belongs}"));
+            }
+        }
+        match grant.as_str() {
+            "client_credentials" => Some(Grant::ClientCredentials),
+            "refresh_token" => {
+                let store = self
+                    .text(&path.key("refresh_token_store"), &raw.refresh_token_store)
+                    .map(PathBuf::from);
+                let stored = store
+                    .as_ref()
+                    .and_then(|s| std::fs::read_to_string(s).ok())
+                    .filter(|t| !t.trim().is_empty());
+                let configured = self
+                    .text(&path.key("refresh_token"), &raw.refresh_token)
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| Secret::new(t.trim()));
+                // The store holds the latest rotated token: it wins over the configured one.
+                let initial = match (stored, &configured) {
+                    (Some(t), _) => Secret::new(t.trim()),
+                    (None, Some(t)) => t.clone(),
+                    (None, None) => {
+                        self.problem(
+                            &path.key("refresh_token"),
+                            "missing required field (the initial refresh token)",
+                        );
+                        return None;
+                    }
+                };
+                Some(Grant::RefreshToken {
+                    initial,
+                    configured,
+                    store,
+                })
+            }
+            "token_exchange" => {
+                let from = raw.subject_token_from.as_ref();
+                let fpath = path.key("subject_token_from");
+                let none = None;
+                let header = self.required(
+                    &fpath.key("header"),
+                    from.map_or(&none, |f| &f.header),
+                    "the request header with the subject token",
+                );
+                let header = header.and_then(|h| match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(h) => Some(h),
+                    Err(_) => {
+                        self.problem(&fpath.key("header"), format!("invalid header name {h:?}"));
+                        None
+                    }
+                });
+                let prefix = self
+                    .text(&fpath.key("prefix"), from.map_or(&none, |f| &f.prefix))
+                    .unwrap_or_default();
+                let actor_token_file = self
+                    .text(&path.key("actor_token_file"), &raw.actor_token_file)
+                    .map(PathBuf::from);
+                let actor_token_type =
+                    self.text(&path.key("actor_token_type"), &raw.actor_token_type);
+                if actor_token_file.is_some() != actor_token_type.is_some() {
+                    self.problem(
+                        &path.key("actor_token_type"),
+                        "actor_token_file and actor_token_type go together",
+                    );
+                }
+                let max_subjects = match self.text(&path.key("max_subjects"), &raw.max_subjects) {
+                    None => 10_000,
+                    Some(t) => t
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=10_000_000).contains(n))
+                        .unwrap_or_else(|| {
+                            self.problem(
+                                &path.key("max_subjects"),
+                                format!("invalid count {t:?}: expected 1 to 10000000"),
+                            );
+                            10_000
+                        }),
+                };
+                Some(Grant::TokenExchange(Exchange {
+                    header: header?,
+                    prefix,
+                    subject_token_type: self
+                        .text(&path.key("subject_token_type"), &raw.subject_token_type)
+                        .unwrap_or_else(|| {
+                            "urn:ietf:params:oauth:token-type:access_token".to_string()
+                        }),
+                    actor_token_file,
+                    actor_token_type,
+                    requested_token_type: self
+                        .text(&path.key("requested_token_type"), &raw.requested_token_type),
+                    max_subjects,
+                    forward_subject_header: raw.forward_subject_header.unwrap_or(false),
+                }))
+            }
+            other => {
+                self.problem(&path.key("grant_type"), format!("unknown value {other:?}: expected client_credentials, refresh_token or token_exchange"));
+                None
+            }
+        }
     }
 
     /// `client_auth` and the keys that belong to it; keys of another method are errors.
@@ -411,6 +571,7 @@ impl Cx<'_> {
             client_id: String::new(),
             client_secret: None,
             client_auth: ClientAuth::Basic,
+            grant: Grant::ClientCredentials,
             scopes: Vec::new(),
             audience: None,
             resource: None,

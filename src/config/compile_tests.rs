@@ -158,7 +158,7 @@ fn errors_never_echo_secret_values() {
 }
 
 #[test]
-fn unbuilt_features_fail_loudly() {
+fn combinations_that_make_no_sense_are_errors() {
     for (from, to, want) in [
         (
             "client_id: ${CRM_ID}",
@@ -178,7 +178,7 @@ fn unbuilt_features_fail_loudly() {
         (
             "client_id: ${CRM_ID}",
             "client_id: x\n    grant_type: token_exchange",
-            "not built",
+            "providers.crm.subject_token_from.header: missing required field",
         ),
         (
             "client_id: ${CRM_ID}",
@@ -270,4 +270,37 @@ fn azure_ad_builds_the_token_url() {
         .unwrap_err()
         .join("\n")
         .contains("remove token_url"));
+}
+
+#[test]
+fn grants_and_their_keys() {
+    let rt = GOOD.replace(
+        "client_id: ${CRM_ID}",
+        "client_id: x\n    grant_type: refresh_token\n    refresh_token: rt-1",
+    );
+    assert!(matches!(
+        load(&rt).unwrap().providers[0].grant,
+        Grant::RefreshToken { .. }
+    ));
+    let missing = GOOD.replace(
+        "client_id: ${CRM_ID}",
+        "client_id: x\n    grant_type: refresh_token",
+    );
+    assert!(load(&missing)
+        .unwrap_err()
+        .join("\n")
+        .contains("providers.crm.refresh_token: missing required field"));
+    let wrong = GOOD.replace(
+        "client_id: ${CRM_ID}",
+        "client_id: x\n    refresh_token: rt",
+    );
+    assert!(load(&wrong)
+        .unwrap_err()
+        .join("\n")
+        .contains("providers.crm.refresh_token: only with grant_type: refresh_token"));
+    let x = GOOD.replace("client_id: ${CRM_ID}", "client_id: x\n    grant_type: token_exchange\n    subject_token_from: { header: X-Subject-Token }\n    prefetch: true");
+    assert!(load(&x)
+        .unwrap_err()
+        .join("\n")
+        .contains("providers.crm.prefetch: not possible with grant_type: token_exchange"));
 }

@@ -88,6 +88,37 @@ pub struct PrivateKeyJwt {
     pub audience: String,
 }
 
+/// The OAuth2 grant a provider uses.
+#[derive(Clone, Debug)]
+pub enum Grant {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §6, with rotation. `initial` is the stored token when `store` holds one,
+    /// else the configured one; identity uses the configured one, so rotations never make
+    /// a reload look like a new provider.
+    RefreshToken {
+        initial: Secret,
+        configured: Option<Secret>,
+        store: Option<PathBuf>,
+    },
+    /// RFC 8693: one token per subject token taken from the request.
+    TokenExchange(Exchange),
+}
+
+/// RFC 8693 token exchange settings.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// The request header that carries the subject token, and the prefix before it.
+    pub header: HeaderName,
+    pub prefix: String,
+    pub subject_token_type: String,
+    pub actor_token_file: Option<PathBuf>,
+    pub actor_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub max_subjects: usize,
+    pub forward_subject_header: bool,
+}
+
 /// Where a provider's token comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
@@ -113,6 +144,7 @@ pub struct ProviderConfig {
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub client_auth: ClientAuth,
+    pub grant: Grant,
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub resource: Option<String>,
@@ -132,8 +164,20 @@ impl ProviderConfig {
     /// would fetch the same token, so a reload may keep the cached one.
     pub fn identity(&self) -> String {
         let secret_fingerprint = self.client_secret.as_ref().map(|s| fingerprint(s.expose()));
+        let grant = match &self.grant {
+            Grant::ClientCredentials => "client_credentials".to_string(),
+            Grant::RefreshToken {
+                configured, store, ..
+            } => {
+                format!(
+                    "refresh_token:{:?}:{store:?}",
+                    configured.as_ref().map(|c| fingerprint(c.expose()))
+                )
+            }
+            Grant::TokenExchange(x) => format!("token_exchange:{x:?}"),
+        };
         format!(
-            "{:?}|{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{grant}|{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
             self.kind,
             self.token_url,
             self.client_id,

@@ -109,41 +109,24 @@ pub struct RawProvider {
     pub tenant_id: Option<Text>,
     pub authority: Option<Text>,
     pub token_file: Option<Text>,
+    pub subject_token_from: Option<RawSubjectFrom>,
+    pub subject_token_type: Option<Text>,
+    pub actor_token_file: Option<Text>,
+    pub actor_token_type: Option<Text>,
+    pub requested_token_type: Option<Text>,
+    pub max_subjects: Option<Text>,
+    pub forward_subject_header: Option<bool>,
+    pub refresh_token: Option<Text>,
+    pub refresh_token_store: Option<Text>,
     // Keys of token sources that are specified (SPEC §3) but not built yet. They are
     // recognised so that `compile` can refuse them by name instead of "unknown field".
-    pub subject_token_from: Option<IgnoredAny>,
-    pub subject_token_type: Option<IgnoredAny>,
-    pub actor_token_file: Option<IgnoredAny>,
-    pub actor_token_type: Option<IgnoredAny>,
-    pub requested_token_type: Option<IgnoredAny>,
-    pub max_subjects: Option<IgnoredAny>,
-    pub forward_subject_header: Option<IgnoredAny>,
-    pub refresh_token: Option<IgnoredAny>,
-    pub refresh_token_store: Option<IgnoredAny>,
 }
 
-impl RawProvider {
-    /// The names of the specified-but-unbuilt keys that are present, in schema order.
-    pub fn unbuilt_keys(&self) -> Vec<&'static str> {
-        let all = [
-            ("subject_token_from", self.subject_token_from.is_some()),
-            ("subject_token_type", self.subject_token_type.is_some()),
-            ("actor_token_file", self.actor_token_file.is_some()),
-            ("actor_token_type", self.actor_token_type.is_some()),
-            ("requested_token_type", self.requested_token_type.is_some()),
-            ("max_subjects", self.max_subjects.is_some()),
-            (
-                "forward_subject_header",
-                self.forward_subject_header.is_some(),
-            ),
-            ("refresh_token", self.refresh_token.is_some()),
-            ("refresh_token_store", self.refresh_token_store.is_some()),
-        ];
-        all.into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(k, _)| k)
-            .collect()
-    }
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubjectFrom {
+    pub header: Option<Text>,
+    pub prefix: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,7 +18,7 @@ use crate::config::{OnTokenError, Unmatched};
 use crate::error::{Body, ErrorContext, ProxyError};
 use crate::metrics::{ReplayOutcome, RouteMetrics, TunnelKind, UpstreamErrorKind};
 use crate::route::{self, Target};
-use crate::sidecar::{RouteRuntime, Sidecar, Snapshot};
+use crate::sidecar::{RouteRuntime, Sidecar, Snapshot, Tokens};
 use crate::token::Rejection;
 use crate::token::Token;
 use crate::upstream::{self, Client};
@@ -169,7 +169,24 @@ async fn serve<'s>(
     out.route = Some(rt);
     let route = &rt.config;
 
-    let token = match rt.source.get().await {
+    // The token source: the provider's, or for token exchange the subject's, taken from
+    // the request (and, unless configured otherwise, not forwarded).
+    let source = match &rt.tokens {
+        Tokens::Single(s) => s.clone(),
+        Tokens::Exchange(x) => {
+            let Some(subject) = x.subject(req.headers()) else {
+                return Err(ProxyError::SubjectTokenMissing {
+                    detail: format!("this route exchanges the token in the {} header, and the request carries none", x.settings().header),
+                });
+            };
+            let settings = x.settings();
+            if !settings.forward_subject_header {
+                req.headers_mut().remove(&settings.header);
+            }
+            x.source_for(&subject)
+        }
+    };
+    let token = match source.get().await {
         Ok(t) => Some(t),
         Err(e) if route.on_token_error == OnTokenError::Forward => {
             tracing::warn!(route = %route.name, provider = %route.provider, error = %e, "no token; forwarding without one (on_token_error: forward)");
@@ -244,7 +261,7 @@ async fn serve<'s>(
             });
         } else if let Some(t) = token.filter(|_| route.retry_on.contains(&resp.status())) {
             // No replay for upgrades; the rejected token is still dropped.
-            rt.source.invalidate(&t, rejection(route, &resp));
+            source.invalidate(&t, rejection(route, &resp));
         }
         return Ok(resp);
     }
@@ -278,7 +295,7 @@ async fn serve<'s>(
         .await?;
         if route.retry_on.contains(&resp.status()) {
             // No replay, but the rejected token must not be used again.
-            rt.source.invalidate(&token, rejection(route, &resp));
+            source.invalidate(&token, rejection(route, &resp));
         }
         return Ok(resp);
     }
@@ -313,8 +330,7 @@ async fn serve<'s>(
     if !route.retry_on.contains(&first.status()) {
         return Ok(first);
     }
-    let Some(fresh) = rt
-        .source
+    let Some(fresh) = source
         .renew_after_reject(&token, rejection(route, &first))
         .await
     else {

@@ -3,7 +3,7 @@
 //! classified [`Failure`] whose detail carries the IdP's `error`/`error_description`
 //! (RFC 6749 §5.2) and never a secret or a token.
 
-use crate::config::{format_duration, ClientAuth, ProviderConfig};
+use crate::config::{format_duration, ClientAuth, Grant, ProviderConfig};
 use crate::secret::Secret;
 use base64::Engine;
 use std::time::Duration;
@@ -15,6 +15,8 @@ pub struct IdpClient {
     http: reqwest::Client,
     /// For `private_key_jwt`: loaded once, signs a new assertion per request.
     signer: Option<super::AssertionSigner>,
+    /// For `grant_type: refresh_token`: the current refresh token (rotated by the IdP).
+    refresh: Option<std::sync::Mutex<Secret>>,
 }
 
 /// A successful token response.
@@ -23,6 +25,8 @@ pub struct TokenResponse {
     pub token_type: String,
     pub expires_in: Option<Duration>,
     pub scope: Option<String>,
+    /// A rotated refresh token, when the IdP sent one.
+    pub refresh_token: Option<Secret>,
 }
 
 /// Why one token request failed, and whether trying again may help.
@@ -84,11 +88,115 @@ impl IdpClient {
                     cfg.name
                 )
             })?;
-        Ok(Self { http, signer })
+        let refresh = match &cfg.grant {
+            Grant::RefreshToken { initial, .. } => Some(std::sync::Mutex::new(initial.clone())),
+            _ => None,
+        };
+        Ok(Self {
+            http,
+            signer,
+            refresh,
+        })
     }
 
     /// Sends one token request.
     pub async fn request(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
+        let grant: Vec<(&str, String)> = match (&cfg.grant, &self.refresh) {
+            (Grant::RefreshToken { .. }, Some(current)) => {
+                let rt = current
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expose()
+                    .to_string();
+                vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("refresh_token", rt),
+                ]
+            }
+            (Grant::TokenExchange(_), _) => {
+                return Err(failure(
+                    FailureKind::Rejected,
+                    "token exchange needs a subject token from the request".into(),
+                ))
+            }
+            _ => vec![("grant_type", "client_credentials".into())],
+        };
+        let resp = self.send(cfg, grant).await;
+        if let (Ok(resp), Some(current), Grant::RefreshToken { store, .. }) =
+            (&resp, &self.refresh, &cfg.grant)
+        {
+            if let Some(rotated) = &resp.refresh_token {
+                *current.lock().unwrap_or_else(|p| p.into_inner()) = rotated.clone();
+                if let Some(store) = store {
+                    match persist_secret(store, rotated) {
+                        Ok(()) => {
+                            tracing::debug!(provider = %cfg.name, "rotated refresh token stored")
+                        }
+                        Err(e) => {
+                            tracing::error!(provider = %cfg.name, error = %e, "cannot store the rotated refresh token; a restart would use an old one")
+                        }
+                    }
+                }
+            }
+        }
+        if let (Err(f), Grant::RefreshToken { .. }) = (&resp, &cfg.grant) {
+            if f.kind == FailureKind::Rejected && f.detail.contains("invalid_grant") {
+                tracing::error!(
+                    provider = %cfg.name,
+                    "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
+                );
+            }
+        }
+        resp
+    }
+
+    /// RFC 8693 §2.1: exchanges `subject` for a token.
+    pub async fn exchange(
+        &self,
+        cfg: &ProviderConfig,
+        subject: &Secret,
+    ) -> Result<TokenResponse, Failure> {
+        let Grant::TokenExchange(x) = &cfg.grant else {
+            return Err(failure(
+                FailureKind::Rejected,
+                "not a token exchange provider".into(),
+            ));
+        };
+        let mut grant: Vec<(&str, String)> = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ),
+            ("subject_token", subject.expose().to_string()),
+            ("subject_token_type", x.subject_token_type.clone()),
+        ];
+        if let (Some(file), Some(kind)) = (&x.actor_token_file, &x.actor_token_type) {
+            let actor = std::fs::read_to_string(file).map_err(|e| {
+                failure(
+                    FailureKind::Transient,
+                    format!(
+                        "cannot read the actor token file {}: {}",
+                        file.display(),
+                        e.kind()
+                    ),
+                )
+            })?;
+            grant.push(("actor_token", actor.trim().to_string()));
+            grant.push(("actor_token_type", kind.clone()));
+        }
+        if let Some(t) = &x.requested_token_type {
+            grant.push(("requested_token_type", t.clone()));
+        }
+        self.send(cfg, grant).await
+    }
+
+    /// Sends one token request with `grant` parameters plus the provider's scope,
+    /// audience, resource, extra parameters and client authentication.
+    async fn send(
+        &self,
+        cfg: &ProviderConfig,
+        grant: Vec<(&str, String)>,
+    ) -> Result<TokenResponse, Failure> {
         let mut req = self
             .http
             .post(cfg.token_url.clone())
@@ -112,7 +220,7 @@ impl IdpClient {
         }
         let assertion = self.assertion(cfg)?;
         let resp = req
-            .body(token_form(cfg, assertion.as_ref()))
+            .body(token_form(cfg, &grant, assertion.as_ref()))
             .send()
             .await
             .map_err(|e| transport_failure(&e, cfg.timeout))?;
@@ -159,7 +267,6 @@ impl IdpClient {
     }
 }
 
-/// The form body of a client-credentials token request (RFC 6749 §4.4.2).
 impl IdpClient {
     /// The client assertion for this request, for the assertion-based methods.
     fn assertion(&self, cfg: &ProviderConfig) -> Result<Option<Secret>, Failure> {
@@ -216,12 +323,40 @@ pub fn read_token_file(path: &std::path::Path) -> Result<TokenResponse, Failure>
         token_type: "Bearer".into(),
         expires_in: None,
         scope: None,
+        refresh_token: None,
     })
 }
 
-fn token_form(cfg: &ProviderConfig, assertion: Option<&Secret>) -> String {
+/// Writes `secret` to `path` atomically (a temp file in the same directory, mode 0600,
+/// then a rename), so a crash never leaves half a token.
+fn persist_secret(path: &std::path::Path, secret: &Secret) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(secret.expose().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("{}: {}", path.display(), e.kind()))
+}
+
+/// The form body of a token request (RFC 6749 §4.4.2, §6; RFC 8693 §2.1).
+fn token_form(
+    cfg: &ProviderConfig,
+    grant: &[(&str, String)],
+    assertion: Option<&Secret>,
+) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
+    for (k, v) in grant {
+        form.append_pair(k, v);
+    }
     if !cfg.scopes.is_empty() {
         form.append_pair("scope", &cfg.scopes.join(" "));
     }
@@ -367,6 +502,11 @@ fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
             .to_string(),
         expires_in,
         scope: v.get("scope").and_then(|s| s.as_str()).map(str::to_string),
+        refresh_token: v
+            .get("refresh_token")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(Secret::new),
     })
 }
 

@@ -8,6 +8,7 @@
 //! line, error, metric or status here contains a token.
 
 mod assertion;
+mod exchange;
 mod fetch;
 mod idp;
 pub mod jwt;
@@ -29,6 +30,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use assertion::{AssertionSigner, SigningAlg};
+pub use exchange::ExchangeSource;
 pub use idp::{Failure, FailureKind, IdpClient, TokenResponse};
 pub use lifetime::{backoff, refresh_margin};
 pub use schedule::refresh_jitter;
@@ -128,7 +130,7 @@ pub struct TokenSource {
     fetch: Mutex<FetchState>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     stats: Mutex<Stats>,
-    pub metrics: ProviderMetrics,
+    pub metrics: Arc<ProviderMetrics>,
     /// A fetch task is running (read without the lock on the hot path).
     refreshing: AtomicBool,
     /// After a failure, no new fetch starts before this many ms after `epoch` (0: none).
@@ -196,6 +198,9 @@ pub struct ProviderStatus {
     pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_fetch_at: Option<String>,
+    /// Token exchange providers: how many subjects have a cached token source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<usize>,
 }
 
 impl TokenSource {
@@ -217,6 +222,14 @@ impl TokenSource {
     }
 
     fn with_fetch_fn(config: Arc<ProviderConfig>, fetch_fn: FetchFn) -> Arc<Self> {
+        Self::with_fetch_fn_and_metrics(config, fetch_fn, Arc::default())
+    }
+
+    fn with_fetch_fn_and_metrics(
+        config: Arc<ProviderConfig>,
+        fetch_fn: FetchFn,
+        metrics: Arc<ProviderMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config: ArcSwap::new(config),
             fetch_fn,
@@ -224,7 +237,7 @@ impl TokenSource {
             fetch: Mutex::new(FetchState::default()),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             stats: Mutex::new(Stats::default()),
-            metrics: ProviderMetrics::default(),
+            metrics,
             refreshing: AtomicBool::new(false),
             retry_not_before: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -394,6 +407,7 @@ impl TokenSource {
             failures_total: stats.failures_total,
             last_error: stats.last_error,
             last_fetch_at: stats.last_fetch_at.map(rfc3339),
+            subjects: None,
         }
     }
 

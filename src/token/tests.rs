@@ -45,6 +45,7 @@ fn harness(provider_yaml: &str, latency: Duration) -> Harness {
                     token_type: "Bearer".into(),
                     expires_in: Some(Duration::from_secs(ttl)),
                     scope: None,
+                    refresh_token: None,
                 }),
                 Err(kind) => Err(Failure {
                     kind,

@@ -7,6 +7,7 @@ mod admin;
 mod binary;
 mod client_auth;
 mod forward;
+mod grants;
 mod intercept;
 mod lifecycle;
 mod packaging;
