@@ -442,30 +442,10 @@ async fn static_file_tokens_are_injected_and_reread_on_change_and_on_401() {
     let resp = direct_client().get(sc.url("/api/c")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(api.seen().last().unwrap().bearer(), Some("static-token-3"));
-    let status: serde_json::Value = serde_json::from_slice(
-        &direct_client()
-            .get(sc.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status = sc.admin_json("/status").await;
     assert_eq!(status["providers"]["p"]["has_token"], true);
     // The local token endpoint serves the same token, and its use is counted.
-    let v: serde_json::Value = serde_json::from_slice(
-        &direct_client()
-            .get(sc.admin_url("/providers/p/token"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let v = sc.admin_json("/providers/p/token").await;
     assert_eq!(v["access_token"], "static-token-3");
     let metrics = direct_client()
         .get(sc.admin_url("/metrics"))

@@ -115,17 +115,7 @@ async fn token_exchange_sends_rfc8693_parameters_and_caches_per_subject() {
         "subject_token_missing"
     );
     assert_eq!(api.count(), before);
-    let status: serde_json::Value = serde_json::from_slice(
-        &direct_client()
-            .get(sc.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status = sc.admin_json("/status").await;
     assert_eq!(status["providers"]["obo"]["subjects"], 3);
     let text = serde_json::to_string(&status).unwrap();
     assert!(!text.contains("alice-token") && !text.contains(&idp.issued()[0]));

@@ -137,37 +137,7 @@ async fn websocket_upgrades_carry_the_token_and_splice_bytes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let idp = FakeIdp::builder().run().await;
     let seen_auth = Arc::new(Mutex::new(None::<String>));
-    let auth = seen_auth.clone();
-    // An echo server that accepts any upgrade and echoes bytes after 101.
-    let echo = serve(move |mut req: http::Request<hyper::body::Incoming>| {
-        let auth = auth.clone();
-        async move {
-            *auth.lock().unwrap() = req
-                .headers()
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_string());
-            let upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(up) = upgrade.await {
-                    let mut io = hyper_util::rt::TokioIo::new(up);
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = io.read(&mut buf).await {
-                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
-            let mut resp = http::Response::new(body(""));
-            *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-            resp.headers_mut()
-                .insert("connection", "upgrade".parse().unwrap());
-            resp.headers_mut()
-                .insert("upgrade", "websocket".parse().unwrap());
-            resp
-        }
-    })
-    .await;
+    let echo = serve(upgrade_echo(seen_auth.clone())).await;
     let sc = TestSidecar::start(&format!(
         "providers:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: http://{echo}\n",
         provider_yaml("crm", &idp, "")
@@ -334,37 +304,9 @@ async fn websockets_reach_tls_upstreams_that_offer_h2() {
     let upstream_ca = TestCa::new("upstream CA");
     let idp = FakeIdp::builder().run().await;
     let seen_auth = Arc::new(Mutex::new(None::<String>));
-    let auth = seen_auth.clone();
     // A TLS echo server offering h2 and http/1.1 (like most wss:// servers).
     let echo = serve_tls(
-        move |mut req: http::Request<hyper::body::Incoming>| {
-            let auth = auth.clone();
-            async move {
-                *auth.lock().unwrap() = req
-                    .headers()
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap().to_string());
-                let upgrade = hyper::upgrade::on(&mut req);
-                tokio::spawn(async move {
-                    if let Ok(up) = upgrade.await {
-                        let mut io = hyper_util::rt::TokioIo::new(up);
-                        let mut buf = [0u8; 64];
-                        while let Ok(n) = io.read(&mut buf).await {
-                            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-                let mut resp = http::Response::new(body(""));
-                *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-                resp.headers_mut()
-                    .insert("connection", "upgrade".parse().unwrap());
-                resp.headers_mut()
-                    .insert("upgrade", "websocket".parse().unwrap());
-                resp
-            }
-        },
+        upgrade_echo(seen_auth.clone()),
         Some(upstream_ca.server_config("127.0.0.1")),
     )
     .await;

@@ -94,17 +94,7 @@ async fn an_idp_outage_shorter_than_the_token_life_is_invisible() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(n > 50);
-    let status: serde_json::Value = serde_json::from_slice(
-        &client
-            .get(sc.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status = sc.admin_json("/status").await;
     assert!(
         status["providers"]["crm"]["failures_total"]
             .as_u64()
@@ -157,17 +147,7 @@ async fn without_a_token_a_down_idp_gives_fast_503s_with_retry_after() {
         "50 requests within the backoff cause no IdP flood: {}",
         idp.requests()
     );
-    let status: serde_json::Value = serde_json::from_slice(
-        &client
-            .get(sc.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status = sc.admin_json("/status").await;
     let crm = &status["providers"]["crm"];
     assert_eq!(crm["state"], "failing");
     assert!(crm["consecutive_failures"].as_u64().unwrap() >= 1);

@@ -255,17 +255,7 @@ async fn without_expires_in_or_jwt_a_token_lives_five_minutes() {
         assert_eq!(get(&sc).await.0, 200);
     }
     assert_eq!(idp.requests(), 1);
-    let status: serde_json::Value = serde_json::from_slice(
-        &direct_client()
-            .get(sc.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status = sc.admin_json("/status").await;
     let left = status["providers"]["crm"]["expires_in_seconds"]
         .as_u64()
         .unwrap();

@@ -120,3 +120,43 @@ pub fn provider_yaml(name: &str, idp: &FakeIdp, extra: &str) -> String {
 }
 
 pub const CLIENT_SECRET: &str = "s3cr3t-client-secret";
+
+/// An upstream handler that accepts any upgrade, records the request's Authorization
+/// header in `auth`, answers 101 and then echoes every byte.
+pub fn upgrade_echo(
+    auth: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |mut req: Request<Incoming>| {
+        let auth = auth.clone();
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            *auth.lock().unwrap() = req
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string());
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(up) = upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut resp = Response::new(body(""));
+            *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            resp.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            resp.headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
+            resp
+        })
+    }
+}

@@ -62,6 +62,16 @@ impl TestSidecar {
         format!("http://{}{path}", self.proxy)
     }
 
+    /// GETs an admin endpoint and parses its JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let resp = super::direct_client()
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
