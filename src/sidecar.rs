@@ -280,6 +280,7 @@ impl Sidecar {
                 Some(s) => s.clone(),
                 None => {
                     let s = Tokens::new(p.clone()).map_err(SetupError)?;
+                    carry_refresh_token(&registry.sources, p, &s);
                     new_sources.push((key, s.clone()));
                     s
                 }
@@ -371,6 +372,22 @@ impl Sidecar {
         let path = self.snapshot().config.source.clone();
         let now = std::fs::read(&path).ok().map(|t| hash(&t));
         now.is_some() && now != *self.loaded_hash.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A refresh token rotates: a provider rebuilt by a reload (say, new scopes) continues
+/// from the token its predecessor last received, not from the configured one, which the
+/// IdP has already replaced — unless the operator configured a new one.
+fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, new: &Tokens) {
+    let (Grant::RefreshToken { configured, .. }, Some(new)) = (&p.grant, new.single()) else {
+        return;
+    };
+    let prefix = format!("{}\u{0}", p.name);
+    let previous = sources.iter().filter(|(k, _)| k.starts_with(&prefix)).find_map(|(_, t)| t.single()).filter(|old| {
+        matches!(&old.config().grant, Grant::RefreshToken { configured: c, .. } if c == configured)
+    });
+    if let Some(token) = previous.and_then(|old| old.refresh_token()) {
+        new.adopt_refresh_token(token);
     }
 }
 

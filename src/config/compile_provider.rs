@@ -68,8 +68,18 @@ impl Cx<'_> {
             &raw.client_id,
             "the OAuth2 client id",
         );
-        let client_auth = self.client_auth(path, raw, token_url.as_ref());
+        let azure = kind_name == "azure_ad";
+        let client_auth = self.client_auth(path, raw, token_url.as_ref(), azure);
+        if azure && matches!(client_auth, ClientAuth::TlsClientAuth { .. }) {
+            self.problem(&path.key("client_auth"), "Entra ID (kind: azure_ad) takes client_secret, private_key_jwt or client_assertion_file");
+        }
         let grant = self.grant(path, raw);
+        if azure && !matches!(grant, Some(Grant::ClientCredentials) | None) {
+            self.problem(
+                &path.key("grant_type"),
+                "kind: azure_ad supports client_credentials only",
+            );
+        }
         let client_secret = match client_auth {
             // A refresh token may belong to a public client, which has no secret.
             ClientAuth::Basic | ClientAuth::Post
@@ -293,9 +303,15 @@ impl Cx<'_> {
                         None
                     }
                 });
+                // From the app's own Authorization header, the scheme is not part of the token.
+                let default_prefix = if header.as_ref() == Some(&http::header::AUTHORIZATION) {
+                    "Bearer "
+                } else {
+                    ""
+                };
                 let prefix = self
                     .text(&fpath.key("prefix"), from.map_or(&none, |f| &f.prefix))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| default_prefix.to_string());
                 let actor_token_file = self
                     .text(&path.key("actor_token_file"), &raw.actor_token_file)
                     .map(PathBuf::from);
@@ -351,6 +367,7 @@ impl Cx<'_> {
         path: &YamlPath,
         raw: &RawProvider,
         token_url: Option<&reqwest::Url>,
+        azure: bool,
     ) -> ClientAuth {
         let method = self
             .text(&path.key("client_auth"), &raw.client_auth)
@@ -417,8 +434,13 @@ impl Cx<'_> {
                     .map(PathBuf::from);
                 let key_id = self.text(&path.key("key_id"), &raw.key_id);
                 if let Some(f) = &key_file {
-                    if let Err(e) = crate::token::AssertionSigner::load(f, alg, None) {
-                        self.problem(&path.key("private_key_file"), e);
+                    match crate::token::AssertionSigner::load(f, alg, None) {
+                        Err(e) => self.problem(&path.key("private_key_file"), e),
+                        Ok(signer) if azure && !signer.has_certificate() => self.problem(
+                            &path.key("private_key_file"),
+                            "Entra ID (kind: azure_ad) identifies certificate credentials by thumbprint: put the certificate (PEM) in the key file too",
+                        ),
+                        Ok(_) => {}
                     }
                 }
                 let audience = self
@@ -541,6 +563,19 @@ impl Cx<'_> {
             ("client_auth", raw.client_auth.is_some()),
             ("grant_type", raw.grant_type.is_some()),
             ("scopes", raw.scopes.is_some()),
+            ("audience", raw.audience.is_some()),
+            ("resource", raw.resource.is_some()),
+            ("extra_params", raw.extra_params.is_some()),
+            ("timeout", raw.timeout.is_some()),
+            ("retries", raw.retries.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+            ("allow_http", raw.allow_http.is_some()),
+            ("private_key_file", raw.private_key_file.is_some()),
+            ("client_assertion_file", raw.client_assertion_file.is_some()),
+            ("client_cert_file", raw.client_cert_file.is_some()),
+            ("refresh_token", raw.refresh_token.is_some()),
+            ("subject_token_from", raw.subject_token_from.is_some()),
+            ("tenant_id", raw.tenant_id.is_some()),
         ] {
             if present {
                 self.problem(&path.key(key), "not used with kind: static_file");

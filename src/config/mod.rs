@@ -105,6 +105,16 @@ pub enum Grant {
     TokenExchange(Exchange),
 }
 
+impl Grant {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::RefreshToken { .. } => "refresh_token",
+            Grant::TokenExchange(_) => "token_exchange",
+        }
+    }
+}
+
 /// RFC 8693 token exchange settings.
 #[derive(Clone, Debug)]
 pub struct Exchange {
@@ -189,8 +199,37 @@ impl ProviderConfig {
             self.extra_params,
             // Trust for the IdP is part of the HTTP client a source is built with.
             self.ca_file,
-        )
+        ) + &self.key_material_fingerprint()
     }
+
+    /// Keys and certificates are loaded when a source is built: a rotated file (say, by
+    /// cert-manager) must make a reload build a new source.
+    fn key_material_fingerprint(&self) -> String {
+        let files: Vec<&Path> = match &self.client_auth {
+            ClientAuth::PrivateKeyJwt(p) => vec![&p.key_file],
+            ClientAuth::TlsClientAuth {
+                cert_file,
+                key_file,
+            } => vec![cert_file, key_file],
+            _ => vec![],
+        };
+        files
+            .iter()
+            .map(|f| {
+                format!(
+                    "|{:?}",
+                    std::fs::read(f).ok().map(|b| fingerprint_bytes(&b))
+                )
+            })
+            .collect()
+    }
+}
+
+fn fingerprint_bytes(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
 }
 
 /// A non-reversible, non-cryptographic fingerprint, so that identity keys change when a

@@ -45,6 +45,9 @@ pub struct AssertionSigner {
     key: Key,
     alg: SigningAlg,
     key_id: Option<String>,
+    /// `x5t#S256` and `x5t`: thumbprints of a certificate in the key file (Entra ID's
+    /// certificate credentials identify the key this way).
+    thumbprints: Option<(String, String)>,
     rng: SystemRandom,
 }
 
@@ -86,12 +89,33 @@ impl AssertionSigner {
             _ => return Err(format!("{}: the key does not fit signing_alg {}", path.display(), alg.name())),
         }
         .map_err(|_| format!("{}: the key does not fit signing_alg {} (RSA needs 2048 bits or more; ES256 a P-256 key)", path.display(), alg.name()))?;
+        let thumbprints = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .ok()
+            .and_then(|mut certs| certs.next())
+            .and_then(Result::ok)
+            .map(|cert| {
+                let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+                (
+                    b64(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref()),
+                    b64(ring::digest::digest(
+                        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                        cert.as_ref(),
+                    )
+                    .as_ref()),
+                )
+            });
         Ok(Self {
             key,
             alg,
             key_id,
+            thumbprints,
             rng,
         })
+    }
+
+    /// True when the key file also holds the certificate (needed by Entra ID).
+    pub fn has_certificate(&self) -> bool {
+        self.thumbprints.is_some()
     }
 
     /// A fresh assertion: iss = sub = `client_id`, `aud`, a random `jti`, `iat`, `exp` 60 s later.
@@ -106,6 +130,10 @@ impl AssertionSigner {
         let mut header = serde_json::json!({"alg": self.alg.name(), "typ": "JWT"});
         if let Some(kid) = &self.key_id {
             header["kid"] = serde_json::Value::String(kid.clone());
+        }
+        if let Some((s256, sha1)) = &self.thumbprints {
+            header["x5t#S256"] = serde_json::Value::String(s256.clone());
+            header["x5t"] = serde_json::Value::String(sha1.clone());
         }
         let claims = serde_json::json!({
             "iss": client_id,

@@ -15,9 +15,11 @@ pub struct ExchangeSource {
     pub metrics: Arc<ProviderMetrics>,
 }
 
+/// Subjects by hash, with their last use; `by_use` orders them for O(log n) eviction.
 #[derive(Default)]
 struct Subjects {
     by_hash: HashMap<[u8; 32], (Arc<TokenSource>, u64)>,
+    by_use: std::collections::BTreeMap<u64, [u8; 32]>,
     tick: u64,
 }
 
@@ -66,8 +68,10 @@ impl ExchangeSource {
         subjects.tick += 1;
         let tick = subjects.tick;
         if let Some((source, used)) = subjects.by_hash.get_mut(&key) {
-            *used = tick;
-            return source.clone();
+            let (source, previous) = (source.clone(), std::mem::replace(used, tick));
+            subjects.by_use.remove(&previous);
+            subjects.by_use.insert(tick, key);
+            return source;
         }
         let (idp, subject) = (self.idp.clone(), subject.clone());
         let fetch_fn: FetchFn = Arc::new(move |cfg| {
@@ -81,16 +85,13 @@ impl ExchangeSource {
         );
         source.set_prefixes(self.prefixes.load().to_vec());
         subjects.by_hash.insert(key, (source.clone(), tick));
+        subjects.by_use.insert(tick, key);
         let max = self.settings().max_subjects;
-        if subjects.by_hash.len() > max {
-            if let Some(oldest) = subjects
-                .by_hash
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| *k)
-            {
-                subjects.by_hash.remove(&oldest);
-            }
+        while subjects.by_hash.len() > max {
+            let Some((_, oldest)) = subjects.by_use.pop_first() else {
+                break;
+            };
+            subjects.by_hash.remove(&oldest);
         }
         source
     }

@@ -81,7 +81,15 @@ impl TokenSource {
                     TokenError::Unavailable { retry_after, .. } => Some(*retry_after),
                     _ => None,
                 };
-                let wait = backoff(failures, &cfg.retries, hint).max(cfg.retries.initial_backoff);
+                let mut wait =
+                    backoff(failures, &cfg.retries, hint).max(cfg.retries.initial_backoff);
+                // A rejected refresh token stays rejected: no retries until someone acts
+                // (a reload with a new token, or POST /providers/{name}/refresh).
+                if matches!(e, TokenError::Rejected { .. })
+                    && matches!(cfg.grant, crate::config::Grant::RefreshToken { .. })
+                {
+                    wait = wait.max(Duration::from_secs(3600));
+                }
                 self.retry_not_before
                     .store(self.millis(Instant::now() + wait) + 1, Ordering::Release);
                 let e = match e.clone() {
@@ -139,7 +147,7 @@ impl TokenSource {
                             target: "audit",
                             event = "token_fetched",
                             provider = %cfg.name,
-                            grant = "client_credentials",
+                            grant = cfg.grant.name(),
                             scope = token.scope.as_deref().unwrap_or(""),
                             expires_in = token.lifetime.as_secs(),
                             attempt,

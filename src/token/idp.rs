@@ -6,6 +6,7 @@
 use crate::config::{format_duration, ClientAuth, Grant, ProviderConfig};
 use crate::secret::Secret;
 use base64::Engine;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest token response we read; anything longer is not a token response.
@@ -15,8 +16,9 @@ pub struct IdpClient {
     http: reqwest::Client,
     /// For `private_key_jwt`: loaded once, signs a new assertion per request.
     signer: Option<super::AssertionSigner>,
-    /// For `grant_type: refresh_token`: the current refresh token (rotated by the IdP).
-    refresh: Option<std::sync::Mutex<Secret>>,
+    /// For `grant_type: refresh_token`: the current refresh token (rotated by the IdP),
+    /// shared with the token source so a reload can carry it over.
+    pub(super) refresh: Option<Arc<std::sync::Mutex<Secret>>>,
 }
 
 /// A successful token response.
@@ -89,7 +91,9 @@ impl IdpClient {
                 )
             })?;
         let refresh = match &cfg.grant {
-            Grant::RefreshToken { initial, .. } => Some(std::sync::Mutex::new(initial.clone())),
+            Grant::RefreshToken { initial, .. } => {
+                Some(Arc::new(std::sync::Mutex::new(initial.clone())))
+            }
             _ => None,
         };
         Ok(Self {
@@ -121,7 +125,33 @@ impl IdpClient {
             }
             _ => vec![("grant_type", "client_credentials".into())],
         };
-        let resp = self.send(cfg, grant).await;
+        let mut resp = self.send(cfg, grant).await;
+        // The stored token is dead but the operator configured a different one (the fix
+        // the error log asks for): try that one, once.
+        if let (
+            Err(f),
+            Some(current),
+            Grant::RefreshToken {
+                configured: Some(configured),
+                ..
+            },
+        ) = (&resp, &self.refresh, &cfg.grant)
+        {
+            let stale = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if f.detail.contains("invalid_grant") && stale != *configured {
+                tracing::warn!(provider = %cfg.name, "the stored refresh token was rejected; trying the configured one");
+                *current.lock().unwrap_or_else(|p| p.into_inner()) = configured.clone();
+                resp = self
+                    .send(
+                        cfg,
+                        vec![
+                            ("grant_type", "refresh_token".into()),
+                            ("refresh_token", configured.expose().to_string()),
+                        ],
+                    )
+                    .await;
+            }
+        }
         if let (Ok(resp), Some(current), Grant::RefreshToken { store, .. }) =
             (&resp, &self.refresh, &cfg.grant)
         {
@@ -241,7 +271,7 @@ impl IdpClient {
             });
         }
         let what = oauth_error(&body)
-            .map(|e| format!(" {}", scrub(&e, cfg)))
+            .map(|e| format!(" {}", scrub(&e, cfg, &grant, assertion.as_ref())))
             .unwrap_or_default();
         let detail = format!("token endpoint answered {}{what}", status.as_u16());
         let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
@@ -332,7 +362,15 @@ pub fn read_token_file(path: &std::path::Path) -> Result<TokenResponse, Failure>
 fn persist_secret(path: &std::path::Path, secret: &Secret) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.tmp-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let write = || -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
@@ -450,13 +488,34 @@ fn oauth_error(body: &[u8]) -> Option<String> {
     }
 }
 
-/// The IdP's own text goes into errors and `/status`; some IdPs echo what they were sent,
-/// so the client secret is cut out of it.
-fn scrub(text: &str, cfg: &ProviderConfig) -> String {
-    match &cfg.client_secret {
-        Some(secret) if !secret.is_empty() => text.replace(secret.expose(), "[redacted]"),
-        _ => text.to_string(),
+/// Grant parameters that carry credentials.
+const SECRET_PARAMS: &[&str] = &["refresh_token", "subject_token", "actor_token"];
+
+/// The IdP's own text goes into errors, logs and `/status`; some IdPs echo what they were
+/// sent, so every credential of the request is cut out of it (those long enough to be
+/// credentials: a one-letter test secret must not blank out every such letter).
+fn scrub(
+    text: &str,
+    cfg: &ProviderConfig,
+    grant: &[(&str, String)],
+    assertion: Option<&Secret>,
+) -> String {
+    let secrets = cfg
+        .client_secret
+        .iter()
+        .chain(assertion)
+        .map(|s| s.expose())
+        .chain(
+            grant
+                .iter()
+                .filter(|(k, _)| SECRET_PARAMS.contains(k))
+                .map(|(_, v)| v.as_str()),
+        );
+    let mut out = text.to_string();
+    for secret in secrets.filter(|s| s.len() >= 8) {
+        out = out.replace(secret, "[redacted]");
     }
+    out
 }
 
 fn clean(s: &str) -> String {

@@ -144,6 +144,8 @@ pub struct TokenSource {
     stopped: AtomicBool,
     /// Wakes the scheduler: new token, invalidation, use after idleness, stop.
     wake: Notify,
+    /// For `grant_type: refresh_token`: the IdP client's current refresh token.
+    refresh_token: Mutex<Option<Arc<Mutex<Secret>>>>,
     /// For `static_file`: the token file's (mtime, size) when last looked at.
     file_sig: Mutex<Option<Option<FileSignature>>>,
     epoch: Instant,
@@ -214,11 +216,37 @@ impl TokenSource {
             return Ok(Self::with_fetch_fn(config, fetch_fn));
         }
         let idp = Arc::new(IdpClient::new(&config)?);
+        let refresh = idp.refresh.clone();
         let fetch_fn: FetchFn = Arc::new(move |cfg| {
             let idp = idp.clone();
             async move { idp.request(&cfg).await }.boxed()
         });
-        Ok(Self::with_fetch_fn(config, fetch_fn))
+        let source = Self::with_fetch_fn(config, fetch_fn);
+        *source
+            .refresh_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = refresh;
+        Ok(source)
+    }
+
+    /// For `grant_type: refresh_token`: the refresh token the next fetch will use.
+    pub fn refresh_token(&self) -> Option<Secret> {
+        let state = self.refresh_token.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Continues from `token`, the current refresh token of the source this one replaces.
+    pub fn adopt_refresh_token(&self, token: Secret) {
+        if let Some(t) = self
+            .refresh_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            *t.lock().unwrap_or_else(|p| p.into_inner()) = token;
+        }
     }
 
     fn with_fetch_fn(config: Arc<ProviderConfig>, fetch_fn: FetchFn) -> Arc<Self> {
@@ -247,6 +275,7 @@ impl TokenSource {
             stopped: AtomicBool::new(false),
             wake: Notify::new(),
             file_sig: Mutex::new(None),
+            refresh_token: Mutex::new(None),
             epoch: Instant::now(),
         })
     }

@@ -461,3 +461,54 @@ async fn static_file_tokens_are_injected_and_reread_on_change_and_on_401() {
     );
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn azure_ad_certificate_credentials_carry_the_thumbprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["app".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let key_file = dir.path().join("app.pem");
+    std::fs::write(&key_file, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let sc = TestSidecar::start(&format!(
+        "providers:\n  p:\n    kind: azure_ad\n    authority: {}\n    tenant_id: contoso\n    client_id: app-id\n    client_auth: private_key_jwt\n    private_key_file: {}\n    signing_alg: ES256\n    scopes: [\"api://orders/.default\"]\n{}",
+        idp.base_url(),
+        key_file.display(),
+        route(&api)
+    ))
+    .await;
+    assert_eq!(
+        direct_client()
+            .get(sc.url("/api/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let f = form(&idp.seen()[0].1);
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(f["client_assertion"].split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let want = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, cert.der()).as_ref());
+    assert_eq!(header["x5t#S256"], want);
+    let claims = verify(
+        &f["client_assertion"],
+        &signature::ECDSA_P256_SHA256_FIXED,
+        key.public_key_raw(),
+    );
+    assert_eq!(
+        claims["aud"],
+        format!("{}/contoso/oauth2/v2.0/token", idp.base_url())
+    );
+    assert_eq!(idp.paths(), ["/contoso/oauth2/v2.0/token"]);
+    sc.stop().await;
+}

@@ -278,3 +278,144 @@ async fn refresh_tokens_rotate_persist_and_survive_a_restart() {
         bin.stderr()
     );
 }
+
+#[tokio::test]
+async fn subjects_come_from_the_apps_bearer_header_and_never_leak_into_errors() {
+    // An IdP that rejects every exchange and echoes the subject token back.
+    let idp = serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let f = form(std::str::from_utf8(&body).unwrap());
+        let json = serde_json::json!({"error": "invalid_grant", "error_description": format!("subject {} is expired", f["subject_token"])});
+        let mut resp = http::Response::new(body_of(json.to_string()));
+        *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+        resp
+    })
+    .await;
+    let api = FakeUpstream::ok().await;
+    let sc = TestSidecar::start(&format!(
+        "providers:\n  obo:\n    token_url: http://{idp}/token\n    client_id: svc\n    client_secret: s3cr3t-client-secret\n    grant_type: token_exchange\n    subject_token_from: {{ header: Authorization }}\n    resource: https://orders.example.com\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: obo\n    upstream: {}\n",
+        api.url()
+    ))
+    .await;
+    let resp = direct_client()
+        .get(sc.url("/api/x"))
+        .header("authorization", "Bearer user-subject-token-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("invalid_grant") && text.contains("[redacted]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("user-subject-token-123"),
+        "the subject token leaked: {text}"
+    );
+    let status = serde_json::to_string(&sc.admin_json("/status").await).unwrap();
+    assert!(!status.contains("user-subject-token-123"), "{status}");
+    assert_eq!(api.count(), 0);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn the_bearer_prefix_is_stripped_from_an_authorization_subject_and_resource_is_sent() {
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let sc = TestSidecar::start(&format!(
+        "providers:\n{}    grant_type: token_exchange\n    subject_token_from: {{ header: Authorization }}\n    resource: https://orders.example.com/api\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: obo\n    upstream: {}\n",
+        provider_yaml("obo", &idp, ""),
+        api.url()
+    ))
+    .await;
+    let resp = direct_client()
+        .get(sc.url("/api/x"))
+        .header("authorization", "Bearer user-jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let f = form(&idp.seen()[0].1);
+    assert_eq!(f["subject_token"], "user-jwt");
+    assert_eq!(f["resource"], "https://orders.example.com/api");
+    assert_eq!(
+        api.seen()[0].bearer(),
+        Some(idp.issued()[0].as_str()),
+        "the exchanged token replaced the app's"
+    );
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_stops_the_retries_and_a_reload_carries_the_rotation() {
+    let (idp, valid, presented) = rotating_idp().await;
+    let api = FakeUpstream::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    let yaml = |scope: &str| {
+        format!(
+            "providers:\n  user:\n    token_url: http://{idp}/token\n    client_id: app\n    grant_type: refresh_token\n    refresh_token: rt-0\n    scopes: [{scope}]\n    retries: {{ max_attempts: 1 }}\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: user\n    upstream: {}\n",
+            api.url()
+        )
+    };
+    std::fs::write(&path, yaml("a")).unwrap();
+    let sc = TestSidecar::start_file(&path).await;
+    assert_eq!(
+        direct_client()
+            .get(sc.url("/api/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A reload that changes the provider (new scope) continues from rt-1, not rt-0.
+    std::fs::write(&path, yaml("b")).unwrap();
+    let resp = direct_client()
+        .post(sc.admin_url("/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        direct_client()
+            .get(sc.url("/api/y"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let p = presented.lock().unwrap().clone();
+    assert!(
+        !p[1..].contains(&"rt-0".to_string()),
+        "the rotated token was carried over: {p:?}"
+    );
+
+    // Revoked: one 502, then no more IdP requests (no retry storm on a dead token).
+    *valid.lock().unwrap() = "revoked".into();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = direct_client().get(sc.url("/api/z")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    let after_failure = presented.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            direct_client()
+                .get(sc.url("/api/z"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            502
+        );
+    }
+    assert!(
+        presented.lock().unwrap().len() <= after_failure + 1,
+        "invalid_grant is not retried: {:?}",
+        presented.lock().unwrap()
+    );
+    sc.stop().await;
+}
