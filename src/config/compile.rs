@@ -397,6 +397,8 @@ impl Cx<'_> {
     }
 }
 
+#[path = "compile_auth.rs"]
+mod auth;
 #[path = "compile_provider.rs"]
 mod provider;
 #[path = "compile_route.rs"]

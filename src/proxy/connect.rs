@@ -7,12 +7,12 @@
 
 use super::Snapshot;
 use crate::config::Unmatched;
-use crate::error::{Body, ProxyError};
+use crate::error::{Body, ErrorContext, ProxyError};
 use crate::metrics::TunnelKind;
 use crate::route;
 use crate::sidecar::Sidecar;
 use http::uri::Authority;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -140,9 +140,7 @@ async fn intercept(
     let _active = metrics.metrics.tunnel_opened(TunnelKind::Intercepted);
     let svc = service_fn(move |req| {
         let (sidecar, authority) = (sidecar.clone(), authority.clone());
-        async move {
-            Ok::<_, std::convert::Infallible>(super::handle_tunneled(sidecar, req, authority).await)
-        }
+        async move { Ok::<_, std::convert::Infallible>(handle_tunneled(sidecar, req, authority).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -159,6 +157,37 @@ async fn intercept(
         }
         _ = idle => tracing::debug!("closing an idle intercepted tunnel"),
     }
+}
+
+/// Serves a request that arrived inside an intercepted CONNECT tunnel to `authority`:
+/// it is proxied as `https://authority/path`, whatever its Host header says.
+///
+/// Boxed, because a tunnel's requests go through the same path that opened the tunnel.
+pub(crate) fn handle_tunneled(
+    sidecar: Arc<Sidecar>,
+    mut req: Request<Incoming>,
+    authority: Authority,
+) -> futures_util::future::BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some(authority);
+        parts.path_and_query = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return ProxyError::BadRequest {
+                    detail: "invalid request target inside the tunnel".into(),
+                }
+                .to_response(ErrorContext::default())
+            }
+        }
+        super::serve_logged(sidecar, req, true).await
+    })
 }
 
 /// Copies bytes both ways until either side closes or nothing moves for `idle`.

@@ -22,7 +22,6 @@ use crate::sidecar::{RouteRuntime, Sidecar, Snapshot, Tokens};
 use crate::token::Rejection;
 use crate::token::Token;
 use crate::upstream::{self, Client};
-use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
@@ -49,38 +48,7 @@ pub async fn handle(sidecar: Arc<Sidecar>, req: Request<Incoming>) -> Response<B
     serve_logged(sidecar, req, false).await
 }
 
-/// Serves a request that arrived inside an intercepted CONNECT tunnel to `authority`:
-/// it is proxied as `https://authority/path`, whatever its Host header says.
-///
-/// Boxed, because a tunnel's requests go through the same path that opened the tunnel.
-pub(crate) fn handle_tunneled(
-    sidecar: Arc<Sidecar>,
-    mut req: Request<Incoming>,
-    authority: Authority,
-) -> futures_util::future::BoxFuture<'static, Response<Body>> {
-    Box::pin(async move {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(http::uri::Scheme::HTTPS);
-        parts.authority = Some(authority);
-        parts.path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        match Uri::from_parts(parts) {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => {
-                return ProxyError::BadRequest {
-                    detail: "invalid request target inside the tunnel".into(),
-                }
-                .to_response(ErrorContext::default())
-            }
-        }
-        serve_logged(sidecar, req, true).await
-    })
-}
-
-async fn serve_logged(
+pub(super) async fn serve_logged(
     sidecar: Arc<Sidecar>,
     req: Request<Incoming>,
     tunneled: bool,
