@@ -8,9 +8,13 @@ parent chart that depends on this one: (dict "top" $ "values" (index $.Values "t
 {{- printf "%s-token-sidecar" .top.Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "token-sidecar.labels" -}}
+{{- define "token-sidecar.selectorLabels" -}}
 app.kubernetes.io/name: token-sidecar
 app.kubernetes.io/instance: {{ .top.Release.Name }}
+{{- end -}}
+
+{{- define "token-sidecar.labels" -}}
+{{ include "token-sidecar.selectorLabels" . }}
 app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 {{- end -}}
 
@@ -23,6 +27,9 @@ app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 {{- $cfg := deepCopy .values.config -}}
 {{- if and (eq .values.mode "standalone") (hasPrefix "127.0.0.1:" (toString $cfg.listen)) -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" .values.ports.proxy) -}}
+{{- end -}}
+{{- if and .values.tlsIntercept.enabled (not (hasKey $cfg "tls_intercept")) -}}
+{{- $_ := set $cfg "tls_intercept" (dict "ca_cert_file" (printf "%s/ca.crt" .values.tlsIntercept.mountPath) "ca_key_file" (printf "%s/ca.key" .values.tlsIntercept.mountPath)) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -49,6 +56,11 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
   restartPolicy: Always
   {{- end }}
   args: ["run", "-c", "/etc/token-sidecar/config/proxy.yaml"]
+  {{- if and (eq .values.mode "standalone") .values.preStopSleepSeconds }}
+  lifecycle:
+    preStop:
+      sleep: { seconds: {{ .values.preStopSleepSeconds }} }
+  {{- end }}
   ports:
     - { name: proxy, containerPort: {{ .values.ports.proxy }}, protocol: TCP }
     - { name: admin, containerPort: {{ .values.ports.admin }}, protocol: TCP }
@@ -70,7 +82,9 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
     {{- toYaml .values.securityContext | nindent 4 }}
   volumeMounts:
     - { name: token-sidecar-config, mountPath: /etc/token-sidecar/config, readOnly: true }
+    {{- if .values.secret.name }}
     - { name: token-sidecar-secret, mountPath: {{ .values.secret.mountPath }}, readOnly: true }
+    {{- end }}
     {{- if .values.serviceAccountToken.enabled }}
     - { name: token-sidecar-sa-token, mountPath: {{ .values.serviceAccountToken.mountPath }}, readOnly: true }
     {{- end }}
@@ -84,9 +98,11 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
 - name: token-sidecar-config
   configMap:
     name: {{ include "token-sidecar.name" . }}
+{{- if .values.secret.name }}
 - name: token-sidecar-secret
   secret:
     secretName: {{ .values.secret.name }}
+{{- end }}
 {{- if .values.serviceAccountToken.enabled }}
 - name: token-sidecar-sa-token
   projected:
@@ -113,9 +129,12 @@ interception, trust its CA (the app mounts the CA with token-sidecar.appVolumeMo
 {{- if .values.tlsIntercept.enabled }}
 - { name: HTTPS_PROXY, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
 - { name: https_proxy, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
-- { name: REQUESTS_CA_BUNDLE, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
 - { name: NODE_EXTRA_CA_CERTS, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
+{{- if .values.appEnv.replaceCaBundle }}
+- { name: REQUESTS_CA_BUNDLE, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
 - { name: CURL_CA_BUNDLE, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
+- { name: SSL_CERT_FILE, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
+{{- end }}
 {{- end }}
 {{- end -}}
 
