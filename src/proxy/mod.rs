@@ -167,9 +167,8 @@ async fn serve<'s>(
     let upgrade =
         rewrite::upgrade_protocol(req.headers()).map(|proto| (proto, hyper::upgrade::on(&mut req)));
     let grpc = req.version() == Version::HTTP_2 && rewrite::is_grpc(req.headers());
-    let app_host = request_host(req.uri(), req.headers().get(http::header::HOST))
-        .and_then(|h| HeaderValue::from_str(h).ok());
     let (mut parts, body) = req.into_parts();
+    let app_host = request_host(&parts.uri, parts.headers.get(http::header::HOST));
     let dest = rewrite::destination(route, &parts.uri, app_host)?;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(http::header::HOST, dest.host);

@@ -74,10 +74,10 @@ pub struct Destination {
 pub fn destination(
     route: &RouteConfig,
     target: &Uri,
-    app_host: Option<HeaderValue>,
+    app_host: Option<&str>,
 ) -> Result<Destination, ProxyError> {
     let Some(up) = &route.upstream else {
-        return own_target(target, app_host.as_ref());
+        return own_target(target, app_host);
     };
     let original = target
         .path_and_query()
@@ -104,19 +104,20 @@ pub fn destination(
     let uri = Uri::from_parts(parts).map_err(|_| {
         bad_request("the request path cannot be joined to the route's upstream URL")
     })?;
-    let host = match (route.preserve_host, app_host) {
-        (true, Some(h)) => h,
-        _ => up.host_header.clone(),
+    // Built per request only with preserve_host; the upstream's value is prebuilt.
+    let host = match app_host
+        .filter(|_| route.preserve_host)
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        Some(h) => h,
+        None => up.host_header.clone(),
     };
     Ok(Destination { uri, host })
 }
 
 /// The destination of a request that goes where it says: the absolute-form target, or for
 /// an origin-form request, `http://` plus its Host header.
-pub fn own_target(
-    target: &Uri,
-    host_header: Option<&HeaderValue>,
-) -> Result<Destination, ProxyError> {
+pub fn own_target(target: &Uri, host_header: Option<&str>) -> Result<Destination, ProxyError> {
     let path_and_query = target
         .path_and_query()
         .cloned()
@@ -125,7 +126,7 @@ pub fn own_target(
         (Some(s), Some(a)) => (s.clone(), without_userinfo(a)?),
         _ => {
             let h = host_header.ok_or_else(|| bad_request("the request names no host"))?;
-            let a = Authority::try_from(h.as_bytes())
+            let a = Authority::try_from(h)
                 .map_err(|_| bad_request("the Host header is not a valid host"))?;
             (Scheme::HTTP, a)
         }
@@ -190,12 +191,7 @@ mod tests {
             ("/crm?a=b", "https://api.test:8443/base/?a=b"),
         ];
         for (path, want) in cases {
-            let d = destination(
-                &r,
-                &path.parse().unwrap(),
-                Some(HeaderValue::from_static("app.local")),
-            )
-            .unwrap();
+            let d = destination(&r, &path.parse().unwrap(), Some("app.local")).unwrap();
             assert_eq!(d.uri.to_string(), want, "{path}");
             assert_eq!(d.host, "api.test:8443");
         }
@@ -206,12 +202,7 @@ mod tests {
         let r = route(
             "match: { path_prefix: /crm }, upstream: 'http://127.0.0.1:9', preserve_host: true",
         );
-        let d = destination(
-            &r,
-            &"/crm/x".parse().unwrap(),
-            Some(HeaderValue::from_static("app.local")),
-        )
-        .unwrap();
+        let d = destination(&r, &"/crm/x".parse().unwrap(), Some("app.local")).unwrap();
         assert_eq!(d.uri.to_string(), "http://127.0.0.1:9/crm/x");
         assert_eq!(d.host, "app.local");
     }
@@ -222,7 +213,7 @@ mod tests {
         let d = destination(
             &r,
             &"http://user:pw@api.test:8080/a?b".parse().unwrap(),
-            Some(HeaderValue::from_static("wrong")),
+            Some("wrong"),
         )
         .unwrap();
         assert_eq!(d.uri.to_string(), "http://api.test:8080/a?b");
