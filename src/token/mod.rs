@@ -428,3 +428,5 @@ impl TokenSource {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schedule;
