@@ -52,11 +52,7 @@ impl Cx<'_> {
                 "token_exchange",
             ),
         ];
-        for (key, present, belongs) in owned {
-            if present && grant != belongs {
-                self.problem(&path.key(key), format!("only with grant_type: {belongs}"));
-            }
-        }
+        self.keys_belong_to(path, "grant_type", &grant, &owned);
         match grant.as_str() {
             "client_credentials" => Some(Grant::ClientCredentials),
             "refresh_token" => {
@@ -203,11 +199,7 @@ impl Cx<'_> {
                 "tls_client_auth",
             ),
         ];
-        for (key, present, belongs) in owned {
-            if present && method != belongs {
-                self.problem(&path.key(key), format!("only with client_auth: {belongs}"));
-            }
-        }
+        self.keys_belong_to(path, "client_auth", &method, &owned);
         match method.as_str() {
             "basic" => ClientAuth::Basic,
             "post" => ClientAuth::Post,
@@ -305,6 +297,22 @@ impl Cx<'_> {
                     format!("unknown value {other:?}: expected basic, post, private_key_jwt, client_assertion_file or tls_client_auth"),
                 );
                 ClientAuth::Basic
+            }
+        }
+    }
+
+    /// Reports each present key of `owned` (key, present, the `selector` value it belongs
+    /// to) whose value is not the chosen one.
+    fn keys_belong_to(
+        &mut self,
+        path: &YamlPath,
+        selector: &str,
+        chosen: &str,
+        owned: &[(&str, bool, &str)],
+    ) {
+        for (key, present, belongs) in owned {
+            if *present && chosen != *belongs {
+                self.problem(&path.key(key), format!("only with {selector}: {belongs}"));
             }
         }
     }

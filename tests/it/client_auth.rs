@@ -137,25 +137,9 @@ async fn private_key_jwt_assertions_verify_for_every_algorithm() {
             route(&api)
         ))
         .await;
-        assert_eq!(
-            direct_client()
-                .get(sc.url("/api/a"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(sc.get_status("/api/a").await, 200);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(
-            direct_client()
-                .get(sc.url("/api/b"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(sc.get_status("/api/b").await, 200);
         let mut jtis = HashSet::new();
         for (auth, body) in idp.seen() {
             assert!(auth.is_none(), "no Basic auth with assertions");
@@ -214,26 +198,10 @@ async fn assertion_files_are_read_fresh_for_every_request() {
         route(&api)
     ))
     .await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/a"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/a").await, 200);
     std::fs::write(&file, "second.jwt.assertion").unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/b"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/b").await, 200);
     let sent: Vec<String> = idp
         .seen()
         .iter()
@@ -345,15 +313,7 @@ async fn tls_client_auth_presents_the_client_certificate() {
         dir.path().join("client.key").display()
     ));
     let sc = TestSidecar::start(&with_cert).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/x").await, 200);
     let (auth, body) = &idp.seen()[0];
     assert!(auth.is_none());
     assert_eq!(form(body)["client_id"], "svc");
@@ -385,15 +345,7 @@ async fn azure_ad_preset_builds_url_and_scope_against_a_fake_authority() {
         route(&api)
     ))
     .await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/x").await, 200);
     assert_eq!(idp.paths(), ["/contoso.onmicrosoft.com/oauth2/v2.0/token"]);
     let f = form(&idp.seen()[0].1);
     assert_eq!(f["scope"], "https://management.azure.com/.default");
@@ -414,15 +366,7 @@ async fn static_file_tokens_are_injected_and_reread_on_change_and_on_401() {
         route(&api)
     ))
     .await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/a"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/a").await, 200);
     assert_eq!(api.seen()[0].bearer(), Some("static-token-1"));
     // The file changes: picked up within a few seconds, without a 401.
     std::fs::write(&file, "static-token-2").unwrap();
@@ -481,15 +425,7 @@ async fn azure_ad_certificate_credentials_carry_the_thumbprint() {
         route(&api)
     ))
     .await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/x").await, 200);
     let f = form(&idp.seen()[0].1);
     let header: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -361,15 +361,7 @@ async fn a_rejected_refresh_token_stops_the_retries_and_a_reload_carries_the_rot
     };
     std::fs::write(&path, yaml("a")).unwrap();
     let sc = TestSidecar::start_file(&path).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/x").await, 200);
     // A reload that changes the provider (new scope) continues from rt-1, not rt-0.
     std::fs::write(&path, yaml("b")).unwrap();
     let resp = direct_client()
@@ -379,15 +371,7 @@ async fn a_rejected_refresh_token_stops_the_retries_and_a_reload_carries_the_rot
         .unwrap();
     assert_eq!(resp.status(), 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/y"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/y").await, 200);
     let p = presented.lock().unwrap().clone();
     assert!(
         !p[1..].contains(&"rt-0".to_string()),
@@ -402,15 +386,7 @@ async fn a_rejected_refresh_token_stops_the_retries_and_a_reload_carries_the_rot
     let after_failure = presented.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..5 {
-        assert_eq!(
-            direct_client()
-                .get(sc.url("/api/z"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            502
-        );
+        assert_eq!(sc.get_status("/api/z").await, 502);
     }
     assert!(
         presented.lock().unwrap().len() <= after_failure + 1,

@@ -12,29 +12,19 @@ fn config(idp: &FakeIdp, api: &FakeUpstream, route_extra: &str) -> String {
     )
 }
 
-/// An upstream that rejects the first token the IdP issued.
-async fn rejecting_first(idp: &FakeIdp) -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
+/// An upstream that answers 401 to any token put in the returned list.
+async fn rejecting() -> (FakeUpstream, Arc<Mutex<Vec<String>>>) {
     let rejected = Arc::new(Mutex::new(Vec::new()));
-    let api = FakeUpstream::rejecting(rejected.clone()).await;
-    let _ = idp;
-    (api, rejected)
+    (FakeUpstream::rejecting(rejected.clone()).await, rejected)
 }
 
 #[tokio::test]
 async fn one_401_renews_and_replays_once() {
     let idp = FakeIdp::builder().run().await;
-    let (api, rejected) = rejecting_first(&idp).await;
+    let (api, rejected) = rejecting().await;
     let sc = TestSidecar::start(&config(&idp, &api, "")).await;
     // Warm the cache, then have the API revoke that token.
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/warm"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/warm").await, 200);
     rejected.lock().unwrap().push(idp.issued()[0].clone());
     let resp = direct_client().get(sc.url("/api/x")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -69,15 +59,7 @@ async fn a_second_401_goes_to_the_app_unchanged() {
     assert_eq!(idp.requests(), 2);
     // The IdP is guarded: more 401s within a second cause no more token requests.
     for _ in 0..5 {
-        assert_eq!(
-            direct_client()
-                .get(sc.url("/api/x"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            401
-        );
+        assert_eq!(sc.get_status("/api/x").await, 401);
     }
     assert_eq!(
         idp.requests(),
@@ -90,17 +72,9 @@ async fn a_second_401_goes_to_the_app_unchanged() {
 #[tokio::test]
 async fn fifty_concurrent_401s_cause_exactly_one_extra_fetch() {
     let idp = FakeIdp::builder().run().await;
-    let (api, rejected) = rejecting_first(&idp).await;
+    let (api, rejected) = rejecting().await;
     let sc = TestSidecar::start(&config(&idp, &api, "")).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/warm"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/warm").await, 200);
     rejected.lock().unwrap().push(idp.issued()[0].clone());
     let client = direct_client();
     let tasks: Vec<_> = (0..50)
@@ -177,15 +151,7 @@ async fn bodies_that_cannot_be_replayed_are_not() {
     sc.stop().await;
 
     let sc = TestSidecar::start(&config(&idp, &api, "    retry_on: []\n")).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(sc.get_status("/api/x").await, 401);
     assert_eq!(api.count(), 3, "retry_on: [] disables the replay");
     sc.stop().await;
 }
@@ -202,15 +168,7 @@ async fn retry_on_other_statuses() {
     })
     .await;
     let sc = TestSidecar::start(&config(&idp, &api, "    retry_on: [401, 403]\n")).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/x").await, 200);
     assert_eq!(idp.requests(), 2);
     sc.stop().await;
 }
@@ -218,17 +176,9 @@ async fn retry_on_other_statuses() {
 #[tokio::test]
 async fn a_rejected_token_is_dropped_even_when_the_request_cannot_be_replayed() {
     let idp = FakeIdp::builder().run().await;
-    let (api, rejected) = rejecting_first(&idp).await;
+    let (api, rejected) = rejecting().await;
     let sc = TestSidecar::start(&config(&idp, &api, "    max_replay_body: 16\n")).await;
-    assert_eq!(
-        direct_client()
-            .get(sc.url("/api/warm"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(sc.get_status("/api/warm").await, 200);
     rejected.lock().unwrap().push(idp.issued()[0].clone());
     let resp = direct_client()
         .post(sc.url("/api/upload"))

@@ -62,6 +62,17 @@ impl TestSidecar {
         format!("http://{}{path}", self.proxy)
     }
 
+    /// GETs `path` on the proxy listener (reverse-proxy style) and returns the status.
+    pub async fn get_status(&self, path: &str) -> u16 {
+        super::direct_client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// GETs an admin endpoint and parses its JSON.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         let resp = super::direct_client()
