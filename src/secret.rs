@@ -24,6 +24,24 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The SHA-256 of the secret: identifies it (in cache keys, token identities)
+    /// without holding it.
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(self.0.as_bytes())
+    }
+}
+
+/// A SHA-256 digest. The crate's one hasher for identifying content: secrets, subject
+/// tokens, key material and config files.
+pub type Fingerprint = [u8; 32];
+
+/// The SHA-256 of `bytes`.
+pub fn fingerprint(bytes: &[u8]) -> Fingerprint {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 impl fmt::Debug for Secret {
