@@ -6,7 +6,8 @@
 
 use crate::config::Config;
 use crate::error::{json_response, Body};
-use crate::sidecar::{run, Listeners, SetupError};
+use crate::runtime::SetupError;
+use crate::sidecar::{run, Listeners};
 use base64::Engine;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;

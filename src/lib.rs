@@ -11,10 +11,12 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod runtime;
 pub mod secret;
 pub mod sidecar;
 pub mod token;
 pub mod trust;
 pub mod upstream;
 
-pub use sidecar::{run, Listeners, Sidecar};
+pub use runtime::Runtime;
+pub use sidecar::{run, Listeners};

@@ -1,14 +1,122 @@
-//! What triggers a config reload: a change of the config file (its directory is watched,
-//! because Kubernetes updates a ConfigMap by swapping a symlink, which a watch on the
-//! file's inode would miss), and SIGHUP. `POST /reload` is in `admin`. The reload itself
-//! is [`Sidecar::reload`](crate::Sidecar::reload).
+//! Config reloads: [`Reloader::reload`] (load, compile, swap, or keep the old config and
+//! count the error) and what triggers it: a change of the config file (its directory is
+//! watched, because Kubernetes updates a ConfigMap by swapping a symlink, which a watch on
+//! the file's inode would miss), SIGHUP, and `POST /reload` (in `admin`).
 
-use crate::sidecar::Sidecar;
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::secret::{fingerprint, Fingerprint};
 use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Reloads the config file the runtime's current snapshot came from.
+pub struct Reloader {
+    runtime: Arc<Runtime>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// Fingerprint of the config text last loaded (or rejected), so the file watcher
+    /// reloads only on real changes.
+    loaded: Mutex<Option<Fingerprint>>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Serialize)]
+pub struct ReloadSummary {
+    pub outcome: &'static str,
+    pub providers_added: Vec<String>,
+    pub providers_removed: Vec<String>,
+    pub routes: usize,
+}
+
+impl Reloader {
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
+        let loaded = Mutex::new(file_fingerprint(&runtime.snapshot().config.source));
+        Arc::new(Reloader {
+            runtime,
+            reloading: Mutex::new(()),
+            loaded,
+        })
+    }
+
+    /// Reloads the config file. A file that does not compile changes nothing: the old
+    /// config keeps serving. Blocking (reads files): call it off the runtime.
+    pub fn reload(&self, trigger: &str) -> Result<ReloadSummary, Vec<String>> {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.runtime.snapshot();
+        let path = old.config.source.clone();
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = file_fingerprint(&path);
+        let result = Config::load(&path)
+            .map_err(|e| e.problems)
+            .and_then(|config| {
+                warn_about(&old.config, &config);
+                self.runtime.replace(config).map_err(|e| vec![e.0])
+            });
+        let metrics = &self.runtime.metrics;
+        match result {
+            Ok(()) => {
+                let new = self.runtime.snapshot();
+                let before: BTreeSet<&String> = old.providers.keys().collect();
+                let after: BTreeSet<&String> = new.providers.keys().collect();
+                let summary = ReloadSummary {
+                    outcome: "success",
+                    providers_added: after.difference(&before).map(|s| s.to_string()).collect(),
+                    providers_removed: before.difference(&after).map(|s| s.to_string()).collect(),
+                    routes: new.routes.len(),
+                };
+                metrics.reload(true);
+                tracing::info!(trigger, routes = summary.routes, "config reloaded");
+                tracing::info!(
+                    target: "audit",
+                    event = "config_reloaded",
+                    outcome = "success",
+                    providers_added = %summary.providers_added.join(","),
+                    providers_removed = %summary.providers_removed.join(","),
+                    routes = summary.routes,
+                );
+                Ok(summary)
+            }
+            Err(problems) => {
+                metrics.reload(false);
+                for p in &problems {
+                    tracing::error!(trigger, "config reload rejected: {p}");
+                }
+                tracing::warn!(target: "audit", event = "config_reloaded", outcome = "error", problems = problems.len());
+                Err(problems)
+            }
+        }
+    }
+
+    /// Reloads when the config file's content differs from what was last loaded (called
+    /// by the watcher). Blocking.
+    fn reload_if_changed(&self) {
+        let path = self.runtime.snapshot().config.source.clone();
+        let now = file_fingerprint(&path);
+        if now.is_some() && now != *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = self.reload("file change");
+        }
+    }
+}
+
+fn warn_about(old: &Config, new: &Config) {
+    if new.listen != old.listen
+        || new.admin_listen != old.admin_listen
+        || new.workers != old.workers
+    {
+        tracing::warn!("listen, admin_listen and workers take effect only after a restart");
+    }
+    for w in &new.warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+fn file_fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
+    std::fs::read(path).ok().map(|t| fingerprint(&t))
+}
 
 /// Events closer together than this are one change (editors and `kubectl` write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -17,7 +125,7 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
 /// Watches the directory of `path` until `stop`, reloading after each burst of changes
 /// that altered the file's content.
-pub async fn watch(sidecar: Arc<Sidecar>, path: PathBuf, mut stop: watch::Receiver<bool>) {
+pub async fn watch(reloader: Arc<Reloader>, path: PathBuf, mut stop: watch::Receiver<bool>) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -68,8 +176,8 @@ pub async fn watch(sidecar: Arc<Sidecar>, path: PathBuf, mut stop: watch::Receiv
                         Err(_) => break,
                     }
                 }
-                let sc = sidecar.clone();
-                let _ = tokio::task::spawn_blocking(move || sc.reload_if_changed()).await;
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload_if_changed()).await;
             }
             _ = crate::listener::stopped(&mut stop) => return,
         }
@@ -77,7 +185,7 @@ pub async fn watch(sidecar: Arc<Sidecar>, path: PathBuf, mut stop: watch::Receiv
 }
 
 /// Reloads on every SIGHUP until `stop`.
-pub async fn on_sighup(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
+pub async fn on_sighup(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -90,8 +198,8 @@ pub async fn on_sighup(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
                     if got.is_none() {
                         return;
                     }
-                    let sc = sidecar.clone();
-                    let _ = tokio::task::spawn_blocking(move || sc.reload("SIGHUP")).await;
+                    let r = reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
                 }
                 _ = crate::listener::stopped(&mut stop) => return,
             }
@@ -99,7 +207,7 @@ pub async fn on_sighup(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
     }
     #[cfg(not(unix))]
     {
-        let _ = sidecar;
+        let _ = reloader;
         crate::listener::stopped(&mut stop).await;
     }
 }

@@ -3,7 +3,6 @@
 
 use crate::config::{HostPattern, RouteConfig};
 use http::Method;
-use std::sync::Arc;
 
 /// What a request is matched on.
 #[derive(Clone, Copy, Debug)]
@@ -15,23 +14,30 @@ pub struct Target<'a> {
     pub method: &'a Method,
 }
 
-/// The index of the first route, in file order, that selects `target`.
-pub fn find(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
-    routes.iter().position(|r| matches(r, target))
+/// The first route, in file order, that selects `target`. Generic over what holds the
+/// route config, so callers get back their own element (the runtime's route, with its
+/// token source and clients), not an index into a parallel list.
+pub fn find<'r, R: AsRef<RouteConfig>>(routes: &'r [R], target: &Target<'_>) -> Option<&'r R> {
+    routes.iter().find(|r| matches(r.as_ref(), target))
 }
 
 /// Like [`find`], among the routes that take part in interception (for requests inside
 /// an intercepted tunnel).
-pub fn find_intercepting(routes: &[Arc<RouteConfig>], target: &Target<'_>) -> Option<usize> {
-    routes
-        .iter()
-        .position(|r| r.intercept && matches(r, target))
+pub fn find_intercepting<'r, R: AsRef<RouteConfig>>(
+    routes: &'r [R],
+    target: &Target<'_>,
+) -> Option<&'r R> {
+    routes.iter().find(|r| {
+        let r = r.as_ref();
+        r.intercept && matches(r, target)
+    })
 }
 
 /// True when some route that takes part in interception (`intercept`, default true)
 /// names this host (for CONNECT, which carries no path or method).
-pub fn names_host(routes: &[Arc<RouteConfig>], host: &str, port: u16) -> bool {
+pub fn names_host<R: AsRef<RouteConfig>>(routes: &[R], host: &str, port: u16) -> bool {
     routes.iter().any(|r| {
+        let r = r.as_ref();
         r.intercept
             && r.host
                 .as_ref()
@@ -114,6 +120,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use std::path::Path;
+    use std::sync::Arc;
 
     fn routes(yaml_routes: &str) -> Vec<Arc<RouteConfig>> {
         let yaml = format!(
@@ -141,7 +148,7 @@ mod tests {
                 method: &method,
             },
         )
-        .map(|i| routes[i].name.clone())
+        .map(|r| r.name.clone())
     }
 
     #[test]

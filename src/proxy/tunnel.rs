@@ -1,18 +1,18 @@
-//! CONNECT (`HTTPS_PROXY` traffic). A header cannot be added inside TLS that the sidecar
+//! Tunnels: CONNECT (`HTTPS_PROXY` traffic) and HTTP/1.1 upgrades (WebSocket). A header cannot be added inside TLS that the sidecar
 //! does not terminate, so a CONNECT to a host that an intercepting route names is
 //! terminated with a minted certificate (`tls_intercept`) and the requests inside are
 //! proxied like plain ones; without `tls_intercept` it is refused with an explanation.
 //! Other CONNECTs follow `unmatched`: a blind tunnel, or 403 `no_route`. Tunnels close when
 //! either side closes, or after [`TUNNEL_IDLE_TIMEOUT`] without a byte either way.
 
-use super::Snapshot;
 use crate::config::Unmatched;
-use crate::error::{Body, ErrorContext, ProxyError};
+use crate::error::{Body, ProxyError};
 use crate::metrics::TunnelKind;
 use crate::route;
-use crate::sidecar::Sidecar;
+use crate::runtime::{Runtime, Snapshot};
+use futures_util::future::BoxFuture;
 use http::uri::Authority;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,10 +30,17 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A tunnel (or an upgraded connection) with no traffic either way for this long is closed.
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn handle(
-    sidecar: &Arc<Sidecar>,
+/// Serves the requests inside an intercepted tunnel (the proxy's own lifecycle).
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Answers a CONNECT: intercepted (its requests served by the handler `inner` makes for
+/// the tunnel's authority), refused, or a blind tunnel.
+pub async fn connect(
+    runtime: &Arc<Runtime>,
     snap: &Snapshot,
     req: Request<Incoming>,
+    inner: impl FnOnce(Arc<Runtime>, Authority) -> Handler,
 ) -> Result<Response<Body>, ProxyError> {
     let bad = |d: &str| ProxyError::BadRequest {
         detail: d.to_string(),
@@ -61,10 +68,11 @@ pub async fn handle(
             .map_err(|e| ProxyError::UpstreamUnavailable {
                 detail: format!("cannot intercept {host}: {e}"),
             })?;
-        let sidecar = sidecar.clone();
+        let runtime = runtime.clone();
+        let handler = inner(runtime.clone(), authority.clone());
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(upgraded) => intercept(sidecar, upgraded, tls, authority).await,
+                Ok(upgraded) => intercept(&runtime, upgraded, tls, authority, handler).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -94,11 +102,11 @@ pub async fn handle(
         Ok(Ok(s)) => s,
     };
     let _ = upstream.set_nodelay(true);
-    let sidecar = sidecar.clone();
+    let runtime = runtime.clone();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let _active = sidecar.metrics.tunnel_opened(TunnelKind::Blind);
+                let _active = runtime.metrics.tunnel_opened(TunnelKind::Blind);
                 splice(TokioIo::new(upgraded), upstream, TUNNEL_IDLE_TIMEOUT).await;
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -114,12 +122,13 @@ fn established() -> Response<Body> {
 }
 
 /// Terminates TLS on the app's side of the tunnel and serves the requests inside
-/// (HTTP/1.1 or h2, by ALPN) through the normal request path, as `https://authority`.
+/// (HTTP/1.1 or h2, by ALPN) with `handler`.
 async fn intercept(
-    sidecar: Arc<Sidecar>,
+    runtime: &Runtime,
     upgraded: hyper::upgrade::Upgraded,
     tls: Arc<rustls::ServerConfig>,
     authority: Authority,
+    handler: Handler,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let stream = match tokio::time::timeout(
@@ -136,11 +145,10 @@ async fn intercept(
         }
         Err(_) => return,
     };
-    let metrics = sidecar.clone();
-    let _active = metrics.metrics.tunnel_opened(TunnelKind::Intercepted);
+    let _active = runtime.metrics.tunnel_opened(TunnelKind::Intercepted);
     let svc = service_fn(move |req| {
-        let (sidecar, authority) = (sidecar.clone(), authority.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle_tunneled(sidecar, req, authority).await) }
+        let fut = handler(req);
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -159,39 +167,26 @@ async fn intercept(
     }
 }
 
-/// Serves a request that arrived inside an intercepted CONNECT tunnel to `authority`:
-/// it is proxied as `https://authority/path`, whatever its Host header says.
-///
-/// Boxed, because a tunnel's requests go through the same path that opened the tunnel.
-pub(crate) fn handle_tunneled(
-    sidecar: Arc<Sidecar>,
-    mut req: Request<Incoming>,
-    authority: Authority,
-) -> futures_util::future::BoxFuture<'static, Response<Body>> {
-    Box::pin(async move {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(http::uri::Scheme::HTTPS);
-        parts.authority = Some(authority);
-        parts.path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        match Uri::from_parts(parts) {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => {
-                return ProxyError::BadRequest {
-                    detail: "invalid request target inside the tunnel".into(),
-                }
-                .to_response(ErrorContext::default())
+/// Splices the app's and the upstream's sides of an accepted upgrade (after `101`).
+pub(super) fn splice_upgrade(
+    runtime: &Arc<Runtime>,
+    client_side: hyper::upgrade::OnUpgrade,
+    upstream_side: hyper::upgrade::OnUpgrade,
+) {
+    let runtime = runtime.clone();
+    tokio::spawn(async move {
+        match (client_side.await, upstream_side.await) {
+            (Ok(a), Ok(b)) => {
+                let _active = runtime.metrics.tunnel_opened(TunnelKind::Upgrade);
+                splice(TokioIo::new(a), TokioIo::new(b), TUNNEL_IDLE_TIMEOUT).await;
             }
+            _ => tracing::debug!("upgrade did not complete"),
         }
-        super::serve_logged(sidecar, req, true).await
-    })
+    });
 }
 
 /// Copies bytes both ways until either side closes or nothing moves for `idle`.
-pub(crate) async fn splice<A, B>(a: A, b: B, idle: Duration)
+async fn splice<A, B>(a: A, b: B, idle: Duration)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,

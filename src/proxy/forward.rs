@@ -1,0 +1,222 @@
+//! Sending: the one send path to the upstream (phase 5) and the replay after a rejected
+//! token (phase 6). The replay-safety rule is written at [`replay_once`].
+
+use super::Outcome;
+use crate::config::RouteConfig;
+use crate::error::{Body, ProxyError};
+use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
+use crate::runtime::RouteRuntime;
+use crate::token::{Rejection, Token, TokenSource};
+use crate::upstream::{self, Client};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A request on its way to the upstream: everything but the token header.
+pub(super) struct Outgoing<'s> {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: OutgoingBody,
+    pub client: &'s Client,
+    /// The token header is set (there is a token, and the app's own header does not win).
+    pub inject: bool,
+    /// The app's side of an HTTP/1.1 upgrade, spliced once the upstream accepts it.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// The request body: in memory (and so replayable), or streamed (sent once).
+pub(super) enum OutgoingBody {
+    Buffered(Bytes),
+    Streamed(Option<Incoming>),
+}
+
+impl Outgoing<'_> {
+    fn replayable(&self) -> bool {
+        matches!(self.body, OutgoingBody::Buffered(_))
+    }
+
+    /// The request for one attempt, with `token` in the route's header. A request that
+    /// cannot be replayed gives its headers and body away; a replayable one keeps them
+    /// for the replay.
+    fn request(&mut self, route: &RouteConfig, token: Option<&Token>) -> Request<Body> {
+        let mut headers = match self.replayable() {
+            true => self.headers.clone(),
+            false => std::mem::take(&mut self.headers),
+        };
+        if let Some(t) = token {
+            headers.insert(&route.header, t.header_value(&route.value_prefix));
+        }
+        let body = match &mut self.body {
+            OutgoingBody::Buffered(b) => crate::error::full(b.clone()),
+            OutgoingBody::Streamed(b) => b
+                .take()
+                .map(boxed)
+                .unwrap_or_else(|| crate::error::full("")),
+        };
+        request(
+            self.method.clone(),
+            self.uri.clone(),
+            self.version,
+            headers,
+            body,
+        )
+    }
+}
+
+/// Buffers a body for a possible replay when it is small enough (known length, at most
+/// `max_replay_body`) and the route replays at all; other bodies stream.
+pub(super) async fn buffer_for_replay(
+    route: &RouteConfig,
+    body: Incoming,
+) -> Result<OutgoingBody, ProxyError> {
+    let fits = body
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= route.max_replay_body);
+    if route.retry_on.is_empty() || !fits {
+        return Ok(OutgoingBody::Streamed(Some(body)));
+    }
+    if body.is_end_stream() {
+        return Ok(OutgoingBody::Buffered(Bytes::new()));
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| ProxyError::BadRequest {
+            detail: format!("reading the request body failed: {e}"),
+        })?
+        .to_bytes();
+    Ok(OutgoingBody::Buffered(bytes))
+}
+
+/// Phase 5: the first attempt, with `token` when it is injected.
+pub(super) async fn attempt(
+    route: &RouteRuntime,
+    out: &mut Outgoing<'_>,
+    token: Option<&Token>,
+) -> Result<Response<Body>, ProxyError> {
+    let req = out.request(&route.config, token);
+    send(
+        out.client,
+        req,
+        route.config.upstream_timeout,
+        &route.metrics,
+    )
+    .await
+}
+
+/// Phase 6: the upstream answered `first` to a request carrying `token`. If the status
+/// is in `retry_on`, the token is invalidated (compare-and-invalidate: only if it is still
+/// the cached one) and the request replayed once with a renewed token.
+///
+/// Replay safety rule: a request is replayed only if its whole body is already in memory
+/// (known length, at most `max_replay_body`) and only once. A streamed body has been
+/// consumed by the first attempt and can never be sent twice; an upgrade is never
+/// replayed. Without a replay the rejected token is still dropped.
+pub(super) async fn replay_once<'s>(
+    route: &'s RouteRuntime,
+    source: &Arc<TokenSource>,
+    out: &mut Outgoing<'_>,
+    token: &Arc<Token>,
+    first: Response<Body>,
+    outcome: &mut Outcome<'s>,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &route.config;
+    if !config.retry_on.contains(&first.status()) {
+        return Ok(first);
+    }
+    let cause = Rejection {
+        route: &config.name,
+        status: first.status().as_u16(),
+    };
+    if !out.replayable() {
+        source.invalidate(token, cause);
+        return Ok(first);
+    }
+    let Some(fresh) = source.renew_after_reject(token, cause).await else {
+        return Ok(first);
+    };
+    drop(first);
+    outcome.replayed = true;
+    tracing::debug!(route = %config.name, "replaying once with a renewed token");
+    let req = out.request(config, Some(&fresh));
+    let second = send(out.client, req, config.upstream_timeout, &route.metrics).await;
+    route
+        .metrics
+        .replay(match second.as_ref().map(|r| r.status().as_u16()) {
+            Ok(s) if s < 400 => ReplayOutcome::Success,
+            Ok(s) if s < 500 => ReplayOutcome::ClientError,
+            _ => ReplayOutcome::ServerError,
+        });
+    second
+}
+
+/// The one send path: forwards on the pooled client and waits at most `timeout` for the
+/// response headers. Hop-by-hop headers of the answer are dropped (a 101 keeps
+/// `Connection: upgrade` and `Upgrade`: they are the answer itself).
+pub(super) async fn send(
+    client: &Client,
+    req: Request<Body>,
+    timeout: Duration,
+    metrics: &RouteMetrics,
+) -> Result<Response<Body>, ProxyError> {
+    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => {
+            metrics.upstream_error(UpstreamErrorKind::Timeout);
+            return Err(ProxyError::UpstreamTimeout {
+                detail: format!(
+                    "no response headers within {}",
+                    crate::config::format_duration(timeout)
+                ),
+            });
+        }
+        Ok(Err(e)) => {
+            let (kind, detail) = upstream::describe(&e);
+            metrics.upstream_error(match kind {
+                upstream::FailureKind::Tls => UpstreamErrorKind::Tls,
+                upstream::FailureKind::Connect | upstream::FailureKind::Other => {
+                    UpstreamErrorKind::Connect
+                }
+            });
+            return Err(ProxyError::UpstreamUnavailable { detail });
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, body) = resp.into_parts();
+    let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(http::header::UPGRADE).cloned())
+        .flatten();
+    super::strip_hop_by_hop(&mut parts.headers);
+    if let Some(proto) = upgrade {
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        parts.headers.insert(http::header::UPGRADE, proto);
+    }
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+pub(super) fn request(
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Request<Body> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    req
+}
+
+pub(super) fn boxed(body: Incoming) -> Body {
+    body.boxed()
+}

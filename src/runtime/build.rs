@@ -1,0 +1,222 @@
+//! [`Runtime`]: the current snapshot, and building the next one from a config. Token
+//! sources, pools and route metrics are kept across snapshots when they still apply, so
+//! an unchanged provider keeps its token and scheduler through a reload.
+
+use super::{ProviderRuntime, RouteRuntime, Snapshot, Tokens};
+use crate::config::{Config, Grant, ProviderConfig};
+use crate::metrics::{GlobalMetrics, RouteMetrics};
+use crate::upstream::{Client, Pools, Protocol};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The live runtime: the current [`Snapshot`] and what outlives it.
+pub struct Runtime {
+    snapshot: ArcSwap<Snapshot>,
+    registry: Mutex<Registry>,
+    pools: Pools,
+    pub metrics: GlobalMetrics,
+}
+
+/// A runtime object could not be built from a config that compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+/// Objects kept across snapshots: token sources by provider name and token identity (so
+/// an unchanged provider keeps its token and scheduler), route metrics by route name.
+#[derive(Default)]
+struct Registry {
+    sources: HashMap<String, Tokens>,
+    route_metrics: HashMap<String, Arc<RouteMetrics>>,
+    unmatched_metrics: Arc<RouteMetrics>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Result<Arc<Self>, SetupError> {
+        let pools = Pools::default();
+        let registry = Mutex::new(Registry::default());
+        let first = build(Arc::new(config), &registry, &pools)?;
+        Ok(Arc::new(Runtime {
+            snapshot: ArcSwap::from_pointee(first),
+            registry,
+            pools,
+            metrics: GlobalMetrics::default(),
+        }))
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replaces the snapshot with one built from `config`. Token sources and pools that
+    /// still apply are kept; sources no provider uses any more are stopped.
+    pub fn replace(&self, config: Config) -> Result<(), SetupError> {
+        let snap = build(Arc::new(config), &self.registry, &self.pools)?;
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.sources.retain(|_, s| {
+            let keep = snap.providers.values().any(|p| p.tokens.same(s));
+            if !keep {
+                s.stop();
+            }
+            keep
+        });
+        registry
+            .route_metrics
+            .retain(|name, _| snap.routes.iter().any(|r| &r.config.name == name));
+        drop(registry);
+        self.snapshot.store(Arc::new(snap));
+        self.start_schedulers();
+        Ok(())
+    }
+
+    /// Starts the refresh scheduler of every source in the current snapshot (once each).
+    pub fn start_schedulers(&self) {
+        for p in self.snapshot().providers.values() {
+            p.tokens.start_scheduler();
+        }
+    }
+
+    /// Stops every scheduler (shutdown).
+    pub fn stop(&self) {
+        for p in self.snapshot().providers.values() {
+            p.tokens.stop();
+        }
+    }
+}
+
+/// Builds a snapshot for `config`. Nothing shared is changed unless every step succeeds,
+/// so a config that fails here leaves the running one untouched.
+fn build(
+    config: Arc<Config>,
+    registry: &Mutex<Registry>,
+    pools: &Pools,
+) -> Result<Snapshot, SetupError> {
+    let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
+    let (providers, new_sources) = providers(&config, &registry)?;
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        let tokens = providers
+            .get(&r.provider)
+            .map(|p| p.tokens.clone())
+            .ok_or_else(|| {
+                SetupError(format!(
+                    "route {} names unknown provider {}",
+                    r.name, r.provider
+                ))
+            })?;
+        let client = |protocol| client(pools, r.ca_file.as_ref(), r.connect_timeout, protocol);
+        routes.push(RouteRuntime {
+            config: r.clone(),
+            tokens,
+            client: client(Protocol::Auto)?,
+            h2c_client: client(Protocol::H2c)?,
+            h1_client: client(Protocol::Http1)?,
+            metrics: Arc::new(RouteMetrics::default()),
+        });
+    }
+    let default_client = client(pools, None, Duration::from_secs(5), Protocol::Auto)?;
+    let interceptor = match &config.tls_intercept {
+        Some(t) => Some(Arc::new(
+            crate::intercept::Interceptor::load(t).map_err(SetupError)?,
+        )),
+        None => None,
+    };
+
+    // Everything is built: now apply.
+    registry.sources.extend(new_sources);
+    for p in providers.values() {
+        p.tokens.set_config(p.config.clone());
+        p.tokens
+            .set_prefixes(value_prefixes(&config, &p.config.name));
+    }
+    for r in &mut routes {
+        r.metrics = registry
+            .route_metrics
+            .entry(r.config.name.clone())
+            .or_default()
+            .clone();
+    }
+    Ok(Snapshot {
+        config,
+        routes,
+        providers,
+        default_client,
+        unmatched_metrics: registry.unmatched_metrics.clone(),
+        interceptor,
+    })
+}
+
+type NewSources = Vec<(String, Tokens)>;
+
+/// The provider runtimes of `config`: sources are kept per provider (name and token
+/// identity), so an unchanged provider keeps its token across reloads, and each
+/// provider's own settings (prefetch, idle_timeout, retries) apply to its own source.
+fn providers(
+    config: &Config,
+    registry: &Registry,
+) -> Result<(BTreeMap<String, ProviderRuntime>, NewSources), SetupError> {
+    let mut providers = BTreeMap::new();
+    let mut new_sources = Vec::new();
+    for p in &config.providers {
+        let key = source_key(p);
+        let tokens = match registry.sources.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Tokens::new(p.clone()).map_err(SetupError)?;
+                carry_refresh_token(&registry.sources, p, &s);
+                new_sources.push((key, s.clone()));
+                s
+            }
+        };
+        let config = p.clone();
+        providers.insert(p.name.clone(), ProviderRuntime { config, tokens });
+    }
+    Ok((providers, new_sources))
+}
+
+fn client(
+    pools: &Pools,
+    ca_file: Option<&std::path::PathBuf>,
+    connect_timeout: Duration,
+    protocol: Protocol,
+) -> Result<Client, SetupError> {
+    pools
+        .client(ca_file, connect_timeout, protocol)
+        .map_err(SetupError)
+}
+
+/// The header prefixes the routes of `provider` use, so its tokens prebuild them.
+fn value_prefixes(config: &Config, provider: &str) -> Vec<Box<str>> {
+    let mut prefixes: Vec<Box<str>> = config
+        .routes
+        .iter()
+        .filter(|r| r.provider == provider)
+        .map(|r| r.value_prefix.as_str().into())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
+/// A refresh token rotates: a provider rebuilt by a reload (say, new scopes) continues
+/// from the token its predecessor last received, not from the configured one, which the
+/// IdP has already replaced — unless the operator configured a new one.
+fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, new: &Tokens) {
+    let (Grant::RefreshToken { configured, .. }, Some(new)) = (&p.grant, new.single()) else {
+        return;
+    };
+    let prefix = format!("{}\u{0}", p.name);
+    let previous = sources.iter().filter(|(k, _)| k.starts_with(&prefix)).find_map(|(_, t)| t.single()).filter(|old| {
+        matches!(&old.config().grant, Grant::RefreshToken { configured: c, .. } if c == configured)
+    });
+    if let Some(token) = previous.and_then(|old| old.refresh_token()) {
+        new.adopt_refresh_token(token);
+    }
+}
+
+/// What a token source is kept by across reloads.
+fn source_key(p: &ProviderConfig) -> String {
+    format!("{}\u{0}{}", p.name, p.identity())
+}
