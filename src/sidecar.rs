@@ -2,7 +2,7 @@
 //! needs), the token sources, connection pools and metrics that outlive snapshots,
 //! config reloads, and [`run`].
 
-use crate::config::{Config, Grant, ProviderConfig, RouteConfig};
+use crate::config::{Config, Grant, ProviderConfig, RouteConfig, TokenKey};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
 use crate::token::{ExchangeSource, TokenSource};
 use crate::upstream::{Client, Pools, Protocol};
@@ -136,7 +136,7 @@ pub struct Sidecar {
 /// an unchanged provider keeps its token and scheduler), route metrics by route name.
 #[derive(Default)]
 struct Registry {
-    sources: HashMap<String, Tokens>,
+    sources: HashMap<(String, TokenKey), Tokens>,
     route_metrics: HashMap<String, Arc<RouteMetrics>>,
     unmatched_metrics: Arc<RouteMetrics>,
 }
@@ -322,12 +322,7 @@ impl Sidecar {
         let default_client = pools
             .client(None, Duration::from_secs(5), Protocol::Auto)
             .map_err(SetupError)?;
-        let interceptor = match &config.tls_intercept {
-            Some(t) => Some(Arc::new(
-                crate::intercept::Interceptor::load(t).map_err(SetupError)?,
-            )),
-            None => None,
-        };
+        let interceptor = config.tls_intercept.clone();
 
         // Everything is built: now apply.
         registry.sources.extend(new_sources);
@@ -378,12 +373,15 @@ impl Sidecar {
 /// A refresh token rotates: a provider rebuilt by a reload (say, new scopes) continues
 /// from the token its predecessor last received, not from the configured one, which the
 /// IdP has already replaced — unless the operator configured a new one.
-fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, new: &Tokens) {
+fn carry_refresh_token(
+    sources: &HashMap<(String, TokenKey), Tokens>,
+    p: &ProviderConfig,
+    new: &Tokens,
+) {
     let (Grant::RefreshToken { configured, .. }, Some(new)) = (&p.grant, new.single()) else {
         return;
     };
-    let prefix = format!("{}\u{0}", p.name);
-    let previous = sources.iter().filter(|(k, _)| k.starts_with(&prefix)).find_map(|(_, t)| t.single()).filter(|old| {
+    let previous = sources.iter().filter(|((name, _), _)| *name == p.name).find_map(|(_, t)| t.single()).filter(|old| {
         matches!(&old.config().grant, Grant::RefreshToken { configured: c, .. } if c == configured)
     });
     if let Some(token) = previous.and_then(|old| old.refresh_token()) {
@@ -392,8 +390,8 @@ fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, ne
 }
 
 /// What a token source is kept by across reloads.
-fn source_key(p: &ProviderConfig) -> String {
-    format!("{}\u{0}{}", p.name, p.identity())
+fn source_key(p: &ProviderConfig) -> (String, TokenKey) {
+    (p.name.clone(), p.key.clone())
 }
 
 fn hash(bytes: &[u8]) -> u64 {

@@ -226,7 +226,7 @@ impl Cx<'_> {
         &mut self,
         path: &YamlPath,
         raw: &super::raw::RawTlsIntercept,
-    ) -> Option<crate::intercept::InterceptConfig> {
+    ) -> Option<Arc<crate::intercept::Interceptor>> {
         let before = self.problems.len();
         let cert = self.required(
             &path.key("ca_cert_file"),
@@ -270,12 +270,15 @@ impl Cx<'_> {
         if self.problems.len() > before {
             return None;
         }
-        // Load it once here, so `validate` reports a bad CA before anything starts.
-        if let Err(e) = crate::intercept::Interceptor::load(&cfg) {
-            self.problem(path, e);
-            return None;
+        // Loaded here, once: `validate` reports a bad CA before anything starts, and the
+        // runtime uses this one.
+        match crate::intercept::Interceptor::load(&cfg) {
+            Ok(interceptor) => Some(Arc::new(interceptor)),
+            Err(e) => {
+                self.problem(path, e);
+                None
+            }
         }
-        Some(cfg)
     }
 
     fn config(&mut self, source: &Path, parsed: super::parse::Parsed) -> Config {

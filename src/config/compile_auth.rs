@@ -2,6 +2,7 @@
 //! (`client_auth` and its keys). Keys of another grant or method are errors.
 
 use super::*;
+use crate::keys::{SigningAlg, SigningKey};
 
 impl Cx<'_> {
     /// `grant_type` and the keys that belong to it; keys of another grant are errors.
@@ -208,15 +209,15 @@ impl Cx<'_> {
                     .text(&path.key("signing_alg"), &raw.signing_alg)
                     .as_deref()
                 {
-                    None | Some("RS256") => crate::token::SigningAlg::Rs256,
-                    Some("ES256") => crate::token::SigningAlg::Es256,
-                    Some("PS256") => crate::token::SigningAlg::Ps256,
+                    None | Some("RS256") => SigningAlg::Rs256,
+                    Some("ES256") => SigningAlg::Es256,
+                    Some("PS256") => SigningAlg::Ps256,
                     Some(other) => {
                         self.problem(
                             &path.key("signing_alg"),
                             format!("unknown value {other:?}: expected RS256, ES256 or PS256"),
                         );
-                        crate::token::SigningAlg::Rs256
+                        SigningAlg::Rs256
                     }
                 };
                 let key_file = self
@@ -227,26 +228,33 @@ impl Cx<'_> {
                     )
                     .map(PathBuf::from);
                 let key_id = self.text(&path.key("key_id"), &raw.key_id);
-                if let Some(f) = &key_file {
-                    match crate::token::AssertionSigner::load(f, alg, None) {
-                        Err(e) => self.problem(&path.key("private_key_file"), e),
-                        Ok(signer) if azure && !signer.has_certificate() => self.problem(
-                            &path.key("private_key_file"),
-                            "Entra ID (kind: azure_ad) identifies certificate credentials by thumbprint: put the certificate (PEM) in the key file too",
-                        ),
-                        Ok(_) => {}
+                let key = key_file.as_ref().and_then(|f| match SigningKey::load(f, alg) {
+                    Err(e) => {
+                        self.problem(&path.key("private_key_file"), e);
+                        None
                     }
-                }
+                    Ok(key) => {
+                        if azure && !key.has_certificate() {
+                            self.problem(
+                                &path.key("private_key_file"),
+                                "Entra ID (kind: azure_ad) identifies certificate credentials by thumbprint: put the certificate (PEM) in the key file too",
+                            );
+                        }
+                        Some(Arc::new(key))
+                    }
+                });
                 let audience = self
                     .text(&path.key("assertion_audience"), &raw.assertion_audience)
                     .or_else(|| token_url.map(|u| u.to_string()));
-                match (key_file, audience) {
-                    (Some(key_file), Some(audience)) => ClientAuth::PrivateKeyJwt(PrivateKeyJwt {
-                        key_file,
-                        alg,
-                        key_id,
-                        audience,
-                    }),
+                match (key_file, key, audience) {
+                    (Some(key_file), Some(key), Some(audience)) => {
+                        ClientAuth::PrivateKeyJwt(PrivateKeyJwt {
+                            key_file,
+                            key,
+                            key_id,
+                            audience,
+                        })
+                    }
                     _ => ClientAuth::Basic,
                 }
             }
@@ -277,18 +285,20 @@ impl Cx<'_> {
                     &raw.client_key_file,
                     "the client key (PEM)",
                 );
-                match (cert, key) {
-                    (Some(c), Some(k)) => {
-                        let (cert_file, key_file) = (PathBuf::from(c), PathBuf::from(k));
-                        if let Err(e) = crate::trust::client_identity(&cert_file, &key_file) {
-                            self.problem(&path.key("client_cert_file"), e);
-                        }
-                        ClientAuth::TlsClientAuth {
-                            cert_file,
-                            key_file,
-                        }
+                let (Some(cert_file), Some(key_file)) = (cert, key) else {
+                    return ClientAuth::Basic;
+                };
+                let (cert_file, key_file) = (PathBuf::from(cert_file), PathBuf::from(key_file));
+                match crate::trust::client_identity(&cert_file, &key_file) {
+                    Ok(identity) => ClientAuth::TlsClientAuth {
+                        cert_file,
+                        key_file,
+                        identity: Arc::new(identity),
+                    },
+                    Err(e) => {
+                        self.problem(&path.key("client_cert_file"), e);
+                        ClientAuth::Basic
                     }
-                    _ => ClientAuth::Basic,
                 }
             }
             other => {

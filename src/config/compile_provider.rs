@@ -1,6 +1,7 @@
 //! Validation of one `providers.<name>` entry.
 
 use super::*;
+use crate::config::token_key::KeyParts;
 
 /// Request parameters that the token client sets itself; `extra_params` may not replace them.
 const RESERVED_PARAMS: &[&str] = &[
@@ -180,12 +181,27 @@ impl Cx<'_> {
                 return None;
             }
         }
+        let (token_url, client_id) = (token_url?, client_id?);
+        let kind = ProviderKind::OAuth;
+        let key = TokenKey::new(KeyParts {
+            kind: &kind,
+            grant: &grant,
+            token_url: &token_url,
+            client_id: &client_id,
+            client_secret: client_secret.as_ref(),
+            client_auth: &client_auth,
+            scopes: &scopes,
+            audience: audience.as_deref(),
+            resource: resource.as_deref(),
+            extra_params: &extra_params,
+            ca_file: ca_file.as_deref(),
+        });
         Some(ProviderConfig {
             name: name.to_string(),
-            kind: ProviderKind::OAuth,
+            kind,
             grant,
-            token_url: token_url?,
-            client_id: client_id?,
+            token_url,
+            client_id,
             client_secret,
             client_auth,
             scopes,
@@ -199,6 +215,7 @@ impl Cx<'_> {
             idle_timeout,
             ca_file,
             expose_token: raw.expose_token.unwrap_or(false),
+            key,
         })
     }
 
@@ -294,14 +311,29 @@ impl Cx<'_> {
         if self.problems.len() > before {
             return None;
         }
+        let kind = ProviderKind::StaticFile(file);
+        let (client_auth, grant) = (ClientAuth::Basic, Grant::ClientCredentials);
+        let key = TokenKey::new(KeyParts {
+            kind: &kind,
+            grant: &grant,
+            token_url: &token_url,
+            client_id: "",
+            client_secret: None,
+            client_auth: &client_auth,
+            scopes: &[],
+            audience: None,
+            resource: None,
+            extra_params: &[],
+            ca_file: None,
+        });
         Some(ProviderConfig {
             name: name.to_string(),
-            kind: ProviderKind::StaticFile(file),
+            kind,
             token_url,
             client_id: String::new(),
             client_secret: None,
-            client_auth: ClientAuth::Basic,
-            grant: Grant::ClientCredentials,
+            client_auth,
+            grant,
             scopes: Vec::new(),
             audience: None,
             resource: None,
@@ -317,6 +349,7 @@ impl Cx<'_> {
             idle_timeout,
             ca_file: None,
             expose_token: raw.expose_token.unwrap_or(false),
+            key,
         })
     }
 
