@@ -373,7 +373,7 @@ impl Cx<'_> {
             })
             .collect();
         for (i, later) in routes.iter().enumerate() {
-            if let Some(earlier) = routes[..i].iter().find(|e| crate::route::covers(e, later)) {
+            if let Some(earlier) = routes[..i].iter().find(|e| e.covers(later)) {
                 self.warnings.push(format!(
                     "routes[{i}] ({:?}) can never match: route {:?} comes first and matches every request it would",
                     later.name, earlier.name
