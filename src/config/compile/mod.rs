@@ -400,11 +400,8 @@ impl Cx<'_> {
     }
 }
 
-#[path = "compile_auth.rs"]
 mod auth;
-#[path = "compile_provider.rs"]
 mod provider;
-#[path = "compile_route.rs"]
 mod route;
 
 /// True for hosts whose traffic never leaves the machine.
@@ -418,5 +415,4 @@ pub(super) fn is_loopback_host(host: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "compile_tests.rs"]
 mod tests;
