@@ -8,11 +8,11 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn load(yaml: &str) -> Result<Config, Vec<String>> {
+pub(super) fn load(yaml: &str) -> Result<Config, Vec<String>> {
     Config::from_text(Path::new("proxy.yaml"), yaml, &env).map_err(|e| e.problems)
 }
 
-const GOOD: &str = "\
+pub(super) const GOOD: &str = "\
 listen: 127.0.0.1:4140
 admin_listen: 127.0.0.1:4141
 providers:
@@ -303,105 +303,6 @@ fn grants_and_their_keys() {
         .unwrap_err()
         .join("\n")
         .contains("providers.crm.prefetch: not possible with grant_type: token_exchange"));
-}
-
-/// Which changes keep a provider's token across a reload (same key) and which build a
-/// new token source (new key).
-#[test]
-fn token_keys_follow_what_identifies_the_token() {
-    let key = |yaml: &str| load(yaml).unwrap().providers[0].key.clone();
-    let base = key(GOOD);
-    assert_eq!(key(GOOD), base, "the same config, the same key");
-    for same in [
-        "timeout: 3s",
-        "retries: { max_attempts: 5 }",
-        "prefetch: true",
-        "idle_timeout: 5m",
-        "expose_token: true",
-        "refresh_before_expiry: 1m",
-    ] {
-        let yaml = GOOD.replace(
-            "scopes: [read, write]",
-            &format!("scopes: [read, write]\n    {same}"),
-        );
-        assert_eq!(key(&yaml), base, "{same} does not change the token");
-    }
-    for (from, to) in [
-        ("${CRM_SECRET}", "other-secret"),
-        ("${CRM_ID}", "other-id"),
-        ("scopes: [read, write]", "scopes: [read]"),
-        (
-            "scopes: [read, write]",
-            "scopes: [read, write]\n    audience: a",
-        ),
-        (
-            "scopes: [read, write]",
-            "scopes: [read, write]\n    resource: https://r.test/",
-        ),
-        (
-            "scopes: [read, write]",
-            "scopes: [read, write]\n    extra_params: { x: y }",
-        ),
-        (
-            "scopes: [read, write]",
-            "scopes: [read, write]\n    client_auth: post",
-        ),
-        ("oauth2/token", "oauth2/v2/token"),
-    ] {
-        assert_ne!(key(&GOOD.replace(from, to)), base, "{to} changes the token");
-    }
-    let shown = format!("{base:?}");
-    assert!(!shown.contains("top-secret-value"), "{shown}");
-    let rt = |configured: &str| {
-        GOOD.replace(
-            "client_secret: ${CRM_SECRET}",
-            &format!("grant_type: refresh_token\n    refresh_token: {configured}"),
-        )
-    };
-    assert_eq!(key(&rt("rt-1")), key(&rt("rt-1")));
-    assert_ne!(key(&rt("rt-1")), key(&rt("rt-2")));
-    assert!(!format!("{:?}", key(&rt("rt-secret-1"))).contains("rt-secret-1"));
-}
-
-/// Key material is loaded when the config compiles; a rotated file gives a new key.
-#[test]
-fn private_keys_are_loaded_once_and_rotation_changes_the_key() {
-    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("k.pem");
-    let write_key = || {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref())
-        );
-        std::fs::write(&file, pem).unwrap();
-    };
-    write_key();
-    let yaml = GOOD.replace(
-        "client_secret: ${CRM_SECRET}",
-        &format!(
-            "client_auth: private_key_jwt\n    private_key_file: {}\n    signing_alg: ES256",
-            file.display()
-        ),
-    );
-    let first = load(&yaml).unwrap();
-    let ClientAuth::PrivateKeyJwt(p) = &first.providers[0].client_auth else {
-        panic!("{:?}", first.providers[0].client_auth);
-    };
-    assert_eq!(p.key.alg(), crate::keys::SigningAlg::Es256);
-    assert!(!format!("{first:?}").contains("PRIVATE KEY"));
-    assert_eq!(
-        load(&yaml).unwrap().providers[0].key,
-        first.providers[0].key
-    );
-    write_key();
-    assert_ne!(
-        load(&yaml).unwrap().providers[0].key,
-        first.providers[0].key,
-        "a rotated key file builds a new token source"
-    );
 }
 
 /// `covers`: does the earlier route select every request the later one would?
