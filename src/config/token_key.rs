@@ -2,7 +2,7 @@
 
 use super::{ClientAuth, Exchange, Grant, ProviderKind};
 use crate::keys::SigningAlg;
-use crate::secret::{Fingerprint, Secret};
+use crate::secret::{fingerprint, Fingerprint, Secret};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use std::sync::Arc;
 /// It holds the kind, the grant (for `refresh_token` the configured token and the store,
 /// never the rotated one; for `token_exchange` all its settings), the token URL, the
 /// client id and secret, the client authentication (with its key material), scopes,
-/// audience, resource, extra parameters and `ca_file`. Secrets and key material are held
-/// as SHA-256 fingerprints, taken when the config was compiled, so a rotated key file
-/// gives a new key on the next reload. Settings that do not change the token (timeouts,
+/// audience, resource, extra parameters and `ca_file`. Secrets, key material and the
+/// values of extra parameters are held as SHA-256 fingerprints, taken when the config was
+/// compiled, so a rotated key file gives a new key on the next reload. Settings that do not change the token (timeouts,
 /// retries, refresh margin, prefetch, idle timeout, `expose_token`) are not part of it.
 ///
 /// `Debug` prints neither a secret nor a fingerprint.
@@ -50,7 +50,12 @@ impl TokenKey {
             scopes: p.scopes.to_vec(),
             audience: p.audience.map(str::to_string),
             resource: p.resource.map(str::to_string),
-            extra_params: p.extra_params.to_vec(),
+            // A parameter's value may be a credential: only its fingerprint is kept.
+            extra_params: p
+                .extra_params
+                .iter()
+                .map(|(k, v)| (k.clone(), Digest(fingerprint(v.as_bytes()))))
+                .collect(),
             // Trust for the IdP is part of the HTTP client a source is built with.
             ca_file: p.ca_file.map(Path::to_path_buf),
         }))
@@ -68,7 +73,7 @@ struct Fields {
     scopes: Vec<String>,
     audience: Option<String>,
     resource: Option<String>,
-    extra_params: Vec<(String, String)>,
+    extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
 }
 

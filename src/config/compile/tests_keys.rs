@@ -61,6 +61,11 @@ fn token_keys_follow_what_identifies_the_token() {
     }
     let shown = format!("{base:?}");
     assert!(!shown.contains("top-secret-value"), "{shown}");
+    let with_param = key(&GOOD.replace(
+        "scopes: [read, write]",
+        "scopes: [read, write]\n    extra_params: { api_key: hunter2-param }",
+    ));
+    assert!(!format!("{with_param:?}").contains("hunter2-param"));
     let rt = |configured: &str| {
         GOOD.replace(
             "client_secret: ${CRM_SECRET}",
