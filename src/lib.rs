@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod intercept;
+pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

@@ -2,6 +2,7 @@
 //! an optional extra CA file. Certificate verification is never switched off; there is no
 //! code path here that could do so.
 
+use crate::keys::ClientIdentity;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
@@ -53,19 +54,16 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// A client certificate chain and its key (RFC 8705 `tls_client_auth`). Errors name the
-/// files, never their content.
-pub fn client_identity(
-    cert_file: &Path,
-    key_file: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+/// A client certificate chain and its key (RFC 8705 `tls_client_auth`), checked to work
+/// together. Errors name the files, never their content.
+pub fn client_identity(cert_file: &Path, key_file: &Path) -> Result<ClientIdentity, String> {
     let certs =
         load_pem_certs(cert_file).map_err(|e| e.replace("CA file", "client certificate"))?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|_| format!("{} holds no PEM private key", key_file.display()))?;
     // Prove the pair works before anything depends on it.
     client_config_with(None, &[], Some((certs.clone(), key.clone_key())))?;
-    Ok((certs, key))
+    Ok(ClientIdentity::new(certs, key))
 }
 
 /// A rustls client config trusting the system roots plus `ca_file`, offering `alpn`.

@@ -2,17 +2,25 @@
 //! [`Config`] snapshot.
 //!
 //! This module does no network IO and holds no runtime state. It reads the config file
-//! and the files that `${file:...}` and `ca_file` name, and nothing else. Every problem in
-//! a file is collected and reported at once, each as `FILE:LINE:COLUMN: yaml.path: message`;
-//! no message ever contains a secret or raw config text.
+//! and the files the config names (`${file:...}`, `ca_file`, keys, certificates, the
+//! refresh-token store), and nothing else. Key material is loaded here, once, and carried
+//! in the compiled config, so the runtime never reads a key file. Every problem in a file
+//! is collected and reported at once, each as `FILE:LINE:COLUMN: yaml.path: message`; no
+//! message ever contains a secret or raw config text.
+//!
+//! `config` imports neither `route` nor `token`: what both need sits below it (`keys`,
+//! `secret`, `trust`, `intercept`).
 
 mod compile;
 mod interp;
 mod locate;
 mod parse;
 pub(crate) mod raw;
+mod token_key;
 mod units;
 
+use crate::intercept::Interceptor;
+use crate::keys::{ClientIdentity, SigningKey};
 use crate::secret::Secret;
 use http::{HeaderName, Method, StatusCode};
 use std::fmt;
@@ -22,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use locate::YamlPath;
+pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
 
 /// A validated config: everything the sidecar needs, with defaults filled in.
-#[derive(Debug)]
 pub struct Config {
     /// The file this was read from (for messages and reloads).
     pub source: PathBuf,
@@ -35,13 +43,35 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub workers: Option<usize>,
     pub shutdown_grace: Duration,
-    pub tls_intercept: Option<crate::intercept::InterceptConfig>,
+    /// The interception CA (`tls_intercept`), loaded once here.
+    pub tls_intercept: Option<Arc<Interceptor>>,
     /// Sorted by name.
     pub providers: Vec<Arc<ProviderConfig>>,
     /// In file order: the first matching route wins.
     pub routes: Vec<Arc<RouteConfig>>,
     /// Things that are valid but probably not what the operator meant.
     pub warnings: Vec<String>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("log", &self.log)
+            .field("unmatched", &self.unmatched)
+            .field("workers", &self.workers)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "tls_intercept",
+                &self.tls_intercept.as_ref().map(|_| "[redacted]"),
+            )
+            .field("providers", &self.providers)
+            .field("routes", &self.routes)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +92,7 @@ pub enum Unmatched {
     Deny,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientAuth {
     /// RFC 6749 §2.3.1: HTTP Basic with form-urlencoded id and secret.
     Basic,
@@ -76,13 +106,16 @@ pub enum ClientAuth {
     TlsClientAuth {
         cert_file: PathBuf,
         key_file: PathBuf,
+        /// The certificate chain and key, loaded from those files.
+        identity: Arc<ClientIdentity>,
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrivateKeyJwt {
     pub key_file: PathBuf,
-    pub alg: crate::token::SigningAlg,
+    /// The key loaded from `key_file`, with its `signing_alg`.
+    pub key: Arc<SigningKey>,
     pub key_id: Option<String>,
     /// The assertion's `aud`: `assertion_audience`, default the token URL.
     pub audience: String,
@@ -94,7 +127,7 @@ pub enum Grant {
     /// RFC 6749 §4.4.
     ClientCredentials,
     /// RFC 6749 §6, with rotation. `initial` is the stored token when `store` holds one,
-    /// else the configured one; identity uses the configured one, so rotations never make
+    /// else the configured one; the [`TokenKey`] uses the configured one, so rotations never make
     /// a reload look like a new provider.
     RefreshToken {
         initial: Secret,
@@ -116,7 +149,7 @@ impl Grant {
 }
 
 /// RFC 8693 token exchange settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Exchange {
     /// The request header that carries the subject token, and the prefix before it.
     pub header: HeaderName,
@@ -167,78 +200,8 @@ pub struct ProviderConfig {
     pub idle_timeout: Duration,
     pub ca_file: Option<PathBuf>,
     pub expose_token: bool,
-}
-
-impl ProviderConfig {
-    /// What identifies the token this provider hands out. Two configs with the same key
-    /// would fetch the same token, so a reload may keep the cached one.
-    pub fn identity(&self) -> String {
-        let secret_fingerprint = self.client_secret.as_ref().map(|s| fingerprint(s.expose()));
-        let grant = match &self.grant {
-            Grant::ClientCredentials => "client_credentials".to_string(),
-            Grant::RefreshToken {
-                configured, store, ..
-            } => {
-                format!(
-                    "refresh_token:{:?}:{store:?}",
-                    configured.as_ref().map(|c| fingerprint(c.expose()))
-                )
-            }
-            Grant::TokenExchange(x) => format!("token_exchange:{x:?}"),
-        };
-        format!(
-            "{:?}|{grant}|{}|{}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
-            self.kind,
-            self.token_url,
-            self.client_id,
-            secret_fingerprint,
-            self.client_auth,
-            self.scopes.join(" "),
-            self.audience,
-            self.resource,
-            self.extra_params,
-            // Trust for the IdP is part of the HTTP client a source is built with.
-            self.ca_file,
-        ) + &self.key_material_fingerprint()
-    }
-
-    /// Keys and certificates are loaded when a source is built: a rotated file (say, by
-    /// cert-manager) must make a reload build a new source.
-    fn key_material_fingerprint(&self) -> String {
-        let files: Vec<&Path> = match &self.client_auth {
-            ClientAuth::PrivateKeyJwt(p) => vec![&p.key_file],
-            ClientAuth::TlsClientAuth {
-                cert_file,
-                key_file,
-            } => vec![cert_file, key_file],
-            _ => vec![],
-        };
-        files
-            .iter()
-            .map(|f| {
-                format!(
-                    "|{:?}",
-                    std::fs::read(f).ok().map(|b| fingerprint_bytes(&b))
-                )
-            })
-            .collect()
-    }
-}
-
-fn fingerprint_bytes(b: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
-}
-
-/// A non-reversible, non-cryptographic fingerprint, so that identity keys change when a
-/// secret changes without holding the secret.
-fn fingerprint(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+    /// What identifies this provider's token (built from the fields above).
+    pub key: TokenKey,
 }
 
 /// Which requests a route selects.
@@ -259,6 +222,41 @@ impl fmt::Display for HostPattern {
             HostPattern::Suffix(s) => write!(f, "*{s}"),
             HostPattern::WithPort(h, p) => write!(f, "{h}:{p}"),
         }
+    }
+}
+
+impl HostPattern {
+    /// True when `host` (lowercase; IPv6 in brackets) on `port` is selected.
+    pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        match self {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+            HostPattern::WithPort(h, p) => port == Some(*p) && host.eq_ignore_ascii_case(h),
+        }
+    }
+
+    /// True when every host `other` selects is selected by `self`.
+    fn covers(&self, other: &HostPattern) -> bool {
+        use HostPattern::*;
+        match (self, other) {
+            (Exact(x), Exact(y)) | (Exact(x), WithPort(y, _)) => x == y,
+            (WithPort(x, p), WithPort(y, q)) => x == y && p == q,
+            (Suffix(_), Exact(h)) | (Suffix(_), WithPort(h, _)) => self.matches(h, None),
+            (Suffix(s), Suffix(t)) => t.ends_with(s.as_str()),
+            _ => false,
+        }
+    }
+}
+
+/// `/v2` is a prefix of `/v2`, `/v2/`, `/v2/x`, but not of `/v2x`.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
     }
 }
 
@@ -300,6 +298,29 @@ pub struct RouteConfig {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
+}
+
+impl RouteConfig {
+    /// True when this route selects every request `later` would, so that `later`, coming
+    /// after it, can never match.
+    pub fn covers(&self, later: &RouteConfig) -> bool {
+        let host = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a.covers(b),
+        };
+        let path = match (&self.path_prefix, &later.path_prefix) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => path_has_prefix(b, a),
+        };
+        let methods = match (&self.methods, &later.methods) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+        };
+        host && path && methods
+    }
 }
 
 /// Every problem found in a config file.

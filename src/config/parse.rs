@@ -71,64 +71,72 @@ pub fn parse(text: &str) -> Result<(Parsed, Vec<Problem>), serde_saphyr::Error> 
         top: typed(value, &root, &mut problems).unwrap_or_default(),
         ..Parsed::default()
     };
-
-    match providers {
-        Value::Null => {}
-        Value::Object(map) => {
-            for (name, mut p) in map {
-                let path = root.key("providers").key(&name);
-                if let Value::Object(obj) = &mut p {
-                    unknown_keys(obj, &path, fields_of::<RawProvider>(), &mut problems);
-                    if let Some(Value::Object(r)) = obj.get_mut("retries") {
-                        unknown_keys(
-                            r,
-                            &path.key("retries"),
-                            fields_of::<RawRetries>(),
-                            &mut problems,
-                        );
-                    }
-                }
-                match typed::<RawProvider>(p, &path, &mut problems) {
-                    Some(p) => {
-                        raw.providers.insert(name, p);
-                    }
-                    None => raw.broken_providers.push(name),
-                }
-            }
-        }
-        _ => problems.push(Problem {
-            path: root.key("providers"),
-            message: "expected a mapping of provider names to providers".into(),
-            at_key: false,
-        }),
-    }
-    match routes {
-        Value::Null => {}
-        Value::Array(items) => {
-            for (i, mut r) in items.into_iter().enumerate() {
-                let path = root.key("routes").index(i);
-                if let Value::Object(obj) = &mut r {
-                    unknown_keys(obj, &path, fields_of::<RawRoute>(), &mut problems);
-                    if let Some(Value::Object(m)) = obj.get_mut("match") {
-                        unknown_keys(
-                            m,
-                            &path.key("match"),
-                            fields_of::<RawMatch>(),
-                            &mut problems,
-                        );
-                    }
-                }
-                // A route that does not parse keeps its slot, so later indexes stay right.
-                raw.routes.push(typed::<RawRoute>(r, &path, &mut problems));
-            }
-        }
-        _ => problems.push(Problem {
-            path: root.key("routes"),
-            message: "expected a list of routes".into(),
-            at_key: false,
-        }),
-    }
+    parse_providers(providers, &root.key("providers"), &mut raw, &mut problems);
+    parse_routes(routes, &root.key("routes"), &mut raw, &mut problems);
     Ok((raw, problems))
+}
+
+/// The `providers` mapping, entry by entry.
+fn parse_providers(
+    providers: Value,
+    base: &YamlPath,
+    raw: &mut Parsed,
+    problems: &mut Vec<Problem>,
+) {
+    let map = match providers {
+        Value::Null => return,
+        Value::Object(map) => map,
+        _ => {
+            problems.push(Problem {
+                path: base.clone(),
+                message: "expected a mapping of provider names to providers".into(),
+                at_key: false,
+            });
+            return;
+        }
+    };
+    for (name, mut p) in map {
+        let path = base.key(&name);
+        if let Value::Object(obj) = &mut p {
+            unknown_keys(obj, &path, fields_of::<RawProvider>(), problems);
+            if let Some(Value::Object(r)) = obj.get_mut("retries") {
+                unknown_keys(r, &path.key("retries"), fields_of::<RawRetries>(), problems);
+            }
+        }
+        match typed::<RawProvider>(p, &path, problems) {
+            Some(p) => {
+                raw.providers.insert(name, p);
+            }
+            None => raw.broken_providers.push(name),
+        }
+    }
+}
+
+/// The `routes` list, entry by entry.
+fn parse_routes(routes: Value, base: &YamlPath, raw: &mut Parsed, problems: &mut Vec<Problem>) {
+    let items = match routes {
+        Value::Null => return,
+        Value::Array(items) => items,
+        _ => {
+            problems.push(Problem {
+                path: base.clone(),
+                message: "expected a list of routes".into(),
+                at_key: false,
+            });
+            return;
+        }
+    };
+    for (i, mut r) in items.into_iter().enumerate() {
+        let path = base.index(i);
+        if let Value::Object(obj) = &mut r {
+            unknown_keys(obj, &path, fields_of::<RawRoute>(), problems);
+            if let Some(Value::Object(m)) = obj.get_mut("match") {
+                unknown_keys(m, &path.key("match"), fields_of::<RawMatch>(), problems);
+            }
+        }
+        // A route that does not parse keeps its slot, so later indexes stay right.
+        raw.routes.push(typed::<RawRoute>(r, &path, problems));
+    }
 }
 
 /// Removes (and reports) keys that `fields` does not know.

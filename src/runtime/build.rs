@@ -3,7 +3,7 @@
 //! an unchanged provider keeps its token and scheduler through a reload.
 
 use super::{ProviderRuntime, RouteRuntime, Snapshot, Tokens};
-use crate::config::{Config, Grant, ProviderConfig};
+use crate::config::{Config, Grant, ProviderConfig, TokenKey};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
 use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
@@ -28,7 +28,7 @@ pub struct SetupError(pub String);
 /// an unchanged provider keeps its token and scheduler), route metrics by route name.
 #[derive(Default)]
 struct Registry {
-    sources: HashMap<String, Tokens>,
+    sources: HashMap<SourceKey, Tokens>,
     route_metrics: HashMap<String, Arc<RouteMetrics>>,
     unmatched_metrics: Arc<RouteMetrics>,
 }
@@ -117,12 +117,7 @@ fn build(
         });
     }
     let default_client = client(pools, None, Duration::from_secs(5), Protocol::Auto)?;
-    let interceptor = match &config.tls_intercept {
-        Some(t) => Some(Arc::new(
-            crate::intercept::Interceptor::load(t).map_err(SetupError)?,
-        )),
-        None => None,
-    };
+    let interceptor = config.tls_intercept.clone();
 
     // Everything is built: now apply.
     registry.sources.extend(new_sources);
@@ -148,7 +143,9 @@ fn build(
     })
 }
 
-type NewSources = Vec<(String, Tokens)>;
+/// Token sources are kept by provider name and token identity.
+type SourceKey = (String, TokenKey);
+type NewSources = Vec<(SourceKey, Tokens)>;
 
 /// The provider runtimes of `config`: sources are kept per provider (name and token
 /// identity), so an unchanged provider keeps its token across reloads, and each
@@ -203,12 +200,11 @@ fn value_prefixes(config: &Config, provider: &str) -> Vec<Box<str>> {
 /// A refresh token rotates: a provider rebuilt by a reload (say, new scopes) continues
 /// from the token its predecessor last received, not from the configured one, which the
 /// IdP has already replaced — unless the operator configured a new one.
-fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, new: &Tokens) {
+fn carry_refresh_token(sources: &HashMap<SourceKey, Tokens>, p: &ProviderConfig, new: &Tokens) {
     let (Grant::RefreshToken { configured, .. }, Some(new)) = (&p.grant, new.single()) else {
         return;
     };
-    let prefix = format!("{}\u{0}", p.name);
-    let previous = sources.iter().filter(|(k, _)| k.starts_with(&prefix)).find_map(|(_, t)| t.single()).filter(|old| {
+    let previous = sources.iter().filter(|((name, _), _)| *name == p.name).find_map(|(_, t)| t.single()).filter(|old| {
         matches!(&old.config().grant, Grant::RefreshToken { configured: c, .. } if c == configured)
     });
     if let Some(token) = previous.and_then(|old| old.refresh_token()) {
@@ -217,6 +213,6 @@ fn carry_refresh_token(sources: &HashMap<String, Tokens>, p: &ProviderConfig, ne
 }
 
 /// What a token source is kept by across reloads.
-fn source_key(p: &ProviderConfig) -> String {
-    format!("{}\u{0}{}", p.name, p.identity())
+fn source_key(p: &ProviderConfig) -> SourceKey {
+    (p.name.clone(), p.key.clone())
 }

@@ -56,19 +56,15 @@ pub enum FailureKind {
 
 impl IdpClient {
     pub fn new(cfg: &ProviderConfig) -> Result<Self, String> {
+        // Keys were loaded when the config was compiled.
         let identity = match &cfg.client_auth {
-            ClientAuth::TlsClientAuth {
-                cert_file,
-                key_file,
-            } => Some(crate::trust::client_identity(cert_file, key_file)?),
+            ClientAuth::TlsClientAuth { identity, .. } => Some(identity.pair()),
             _ => None,
         };
         let signer = match &cfg.client_auth {
-            ClientAuth::PrivateKeyJwt(p) => Some(super::AssertionSigner::load(
-                &p.key_file,
-                p.alg,
-                p.key_id.clone(),
-            )?),
+            ClientAuth::PrivateKeyJwt(p) => {
+                Some(super::AssertionSigner::new(p.key.clone(), p.key_id.clone()))
+            }
             _ => None,
         };
         let tls = crate::trust::client_config_with(

@@ -1,6 +1,7 @@
 //! Validation of one `routes[i]` entry.
 
 use super::*;
+use std::collections::BTreeSet;
 
 /// Headers a route may not inject: they frame or address the request itself.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -21,11 +22,86 @@ impl Cx<'_> {
         &mut self,
         path: &YamlPath,
         raw: &RawRoute,
-        providers: &std::collections::BTreeSet<&str>,
+        providers: &BTreeSet<&str>,
     ) -> Option<RouteConfig> {
         let before = self.problems.len();
+        let (host, path_prefix, methods) = self.route_match(&path.key("match"), raw);
+        let provider = self.route_provider(path, raw, providers);
+        let upstream = self.route_upstream(path, raw);
+        let strip_prefix = raw.strip_prefix.unwrap_or(false);
+        if strip_prefix && (raw.upstream.is_none() || path_prefix.is_none()) {
+            self.problem(
+                &path.key("strip_prefix"),
+                "strip_prefix needs both upstream and match.path_prefix",
+            );
+        }
+        let preserve_host = raw.preserve_host.unwrap_or(false);
+        if preserve_host && raw.upstream.is_none() {
+            self.warnings.push(format!(
+                "{path}.preserve_host has no effect without upstream"
+            ));
+        }
+        let (header, value_prefix) = self.route_header(path, raw);
+        let retry_on = self.retry_on(&path.key("retry_on"), &raw.retry_on);
+        let max_replay_body = self.max_replay_body(&path.key("max_replay_body"), raw);
+        let on_token_error = self.choice(
+            &path.key("on_token_error"),
+            &raw.on_token_error,
+            &[
+                ("reject", OnTokenError::Reject),
+                ("forward", OnTokenError::Forward),
+            ],
+            OnTokenError::Reject,
+        );
+        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
+        let connect_timeout = self.positive_duration(
+            &path.key("connect_timeout"),
+            &raw.connect_timeout,
+            Duration::from_secs(5),
+        );
+        let upstream_timeout = self.positive_duration(
+            &path.key("upstream_timeout"),
+            &raw.upstream_timeout,
+            Duration::from_secs(60),
+        );
+        let name = self.route_name(
+            &path.key("name"),
+            raw,
+            host.as_ref(),
+            path_prefix.as_deref(),
+        );
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(RouteConfig {
+            name,
+            host,
+            path_prefix,
+            methods,
+            provider: provider?,
+            upstream,
+            strip_prefix,
+            preserve_host,
+            header,
+            value_prefix,
+            overwrite: raw.overwrite.unwrap_or(true),
+            retry_on,
+            max_replay_body,
+            on_token_error,
+            intercept: raw.intercept.unwrap_or(true),
+            ca_file,
+            connect_timeout,
+            upstream_timeout,
+        })
+    }
+
+    /// `match`: host, path prefix and methods.
+    fn route_match(
+        &mut self,
+        mpath: &YamlPath,
+        raw: &RawRoute,
+    ) -> (Option<HostPattern>, Option<String>, Option<Vec<Method>>) {
         let m = raw.match_.as_ref();
-        let mpath = path.key("match");
         let none = None;
         let host = self
             .text(&mpath.key("host"), m.map_or(&none, |m| &m.host))
@@ -67,7 +143,16 @@ impl Cx<'_> {
             }
             out
         });
+        (host, path_prefix, methods)
+    }
 
+    /// `provider`: required, and one that is defined.
+    fn route_provider(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawRoute,
+        providers: &BTreeSet<&str>,
+    ) -> Option<String> {
         let provider = self.required(
             &path.key("provider"),
             &raw.provider,
@@ -82,6 +167,11 @@ impl Cx<'_> {
                 );
             }
         }
+        provider
+    }
+
+    /// `upstream`, which a route without `match.host` must have.
+    fn route_upstream(&mut self, path: &YamlPath, raw: &RawRoute) -> Option<Upstream> {
         let upstream = self
             .text(&path.key("upstream"), &raw.upstream)
             .and_then(|u| match parse_upstream(&u) {
@@ -91,26 +181,18 @@ impl Cx<'_> {
                     None
                 }
             });
-        let host_given = m.is_some_and(|m| m.host.is_some());
+        let host_given = raw.match_.as_ref().is_some_and(|m| m.host.is_some());
         if !host_given && raw.upstream.is_none() {
             self.problem(
                 &path.key("upstream"),
                 "a route without match.host applies to any host, so it needs an upstream (otherwise its token could go to any host)",
             );
         }
-        let strip_prefix = raw.strip_prefix.unwrap_or(false);
-        if strip_prefix && (raw.upstream.is_none() || path_prefix.is_none()) {
-            self.problem(
-                &path.key("strip_prefix"),
-                "strip_prefix needs both upstream and match.path_prefix",
-            );
-        }
-        let preserve_host = raw.preserve_host.unwrap_or(false);
-        if preserve_host && raw.upstream.is_none() {
-            self.warnings.push(format!(
-                "{path}.preserve_host has no effect without upstream"
-            ));
-        }
+        upstream
+    }
+
+    /// `header` and `value_prefix`: where the token goes.
+    fn route_header(&mut self, path: &YamlPath, raw: &RawRoute) -> (HeaderName, String) {
         let header = match self.text(&path.key("header"), &raw.header) {
             None => http::header::AUTHORIZATION,
             Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
@@ -137,59 +219,56 @@ impl Cx<'_> {
                 "value_prefix holds characters not allowed in a header value",
             );
         }
-        let retry_on = match &raw.retry_on {
-            None => vec![StatusCode::UNAUTHORIZED],
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, t) in list.iter().enumerate() {
-                    let p = path.key("retry_on").index(i);
-                    let Some(s) = self.text(&p, &Some(t.clone())) else {
-                        continue;
-                    };
-                    match s
-                        .trim()
-                        .parse::<u16>()
-                        .ok()
-                        .and_then(|n| StatusCode::from_u16(n).ok())
-                    {
-                        Some(code) if (400..600).contains(&code.as_u16()) => out.push(code),
-                        _ => self.problem(
-                            &p,
-                            format!("invalid status {s:?}: expected a 4xx or 5xx code"),
-                        ),
-                    }
-                }
-                out
-            }
+        (header, value_prefix)
+    }
+
+    /// `retry_on`: 4xx and 5xx codes, default 401.
+    fn retry_on(&mut self, path: &YamlPath, raw: &Option<Vec<Text>>) -> Vec<StatusCode> {
+        let Some(list) = raw else {
+            return vec![StatusCode::UNAUTHORIZED];
         };
-        let max_replay_body = match self.text(&path.key("max_replay_body"), &raw.max_replay_body) {
+        let mut out = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            let p = path.index(i);
+            let Some(s) = self.text(&p, &Some(t.clone())) else {
+                continue;
+            };
+            match s
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .and_then(|n| StatusCode::from_u16(n).ok())
+            {
+                Some(code) if (400..600).contains(&code.as_u16()) => out.push(code),
+                _ => self.problem(
+                    &p,
+                    format!("invalid status {s:?}: expected a 4xx or 5xx code"),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `max_replay_body`: a size, default 1 MiB.
+    fn max_replay_body(&mut self, path: &YamlPath, raw: &RawRoute) -> u64 {
+        match self.text(path, &raw.max_replay_body) {
             None => 1 << 20,
             Some(t) => parse_size(&t).unwrap_or_else(|e| {
-                self.problem(&path.key("max_replay_body"), e);
+                self.problem(path, e);
                 0
             }),
-        };
-        let on_token_error = self.choice(
-            &path.key("on_token_error"),
-            &raw.on_token_error,
-            &[
-                ("reject", OnTokenError::Reject),
-                ("forward", OnTokenError::Forward),
-            ],
-            OnTokenError::Reject,
-        );
-        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
-        let connect_timeout = self.positive_duration(
-            &path.key("connect_timeout"),
-            &raw.connect_timeout,
-            Duration::from_secs(5),
-        );
-        let upstream_timeout = self.positive_duration(
-            &path.key("upstream_timeout"),
-            &raw.upstream_timeout,
-            Duration::from_secs(60),
-        );
-        let name = match self.text(&path.key("name"), &raw.name) {
+        }
+    }
+
+    /// `name`, default `<host><path_prefix>`.
+    fn route_name(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawRoute,
+        host: Option<&HostPattern>,
+        path_prefix: Option<&str>,
+    ) -> String {
+        match self.text(path, &raw.name) {
             Some(n)
                 if super::provider::valid_name(&n.replace(['/', ':', '*'], ""))
                     && !n.is_empty() =>
@@ -197,34 +276,11 @@ impl Cx<'_> {
                 n
             }
             Some(n) => {
-                self.problem(&path.key("name"), format!("invalid route name {n:?}"));
+                self.problem(path, format!("invalid route name {n:?}"));
                 n
             }
-            None => default_name(host.as_ref(), path_prefix.as_deref()),
-        };
-        if self.problems.len() > before {
-            return None;
+            None => default_name(host, path_prefix),
         }
-        Some(RouteConfig {
-            name,
-            host,
-            path_prefix,
-            methods,
-            provider: provider?,
-            upstream,
-            strip_prefix,
-            preserve_host,
-            header,
-            value_prefix,
-            overwrite: raw.overwrite.unwrap_or(true),
-            retry_on,
-            max_replay_body,
-            on_token_error,
-            intercept: raw.intercept.unwrap_or(true),
-            ca_file,
-            connect_timeout,
-            upstream_timeout,
-        })
     }
 }
 

@@ -1,6 +1,15 @@
 //! Validation of one `providers.<name>` entry.
 
 use super::*;
+use crate::config::token_key::KeyParts;
+
+/// `scopes`, `audience`, `resource` and `extra_params`, checked.
+struct TokenParams {
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resource: Option<String>,
+    extra_params: Vec<(String, String)>,
+}
 
 /// Request parameters that the token client sets itself; `extra_params` may not replace them.
 const RESERVED_PARAMS: &[&str] = &[
@@ -39,36 +48,25 @@ impl Cx<'_> {
         if kind_name == "static_file" {
             return self.static_file_provider(path, name, raw, before);
         }
-        for (key, present) in [("token_file", raw.token_file.is_some())] {
-            if present {
-                self.problem(&path.key(key), "only for kind: static_file");
-            }
-        }
-        let allow_http = raw.allow_http.unwrap_or(false);
-        let token_url = if kind_name == "azure_ad" {
-            self.azure_token_url(path, raw, name, allow_http)
-        } else {
-            for key in ["tenant_id", "authority"] {
-                if (key == "tenant_id" && raw.tenant_id.is_some())
-                    || (key == "authority" && raw.authority.is_some())
-                {
-                    self.problem(&path.key(key), "only for kind: azure_ad");
-                }
-            }
-            self.token_url(&path.key("token_url"), &raw.token_url, name, allow_http)
-        };
-        if kind_name == "azure_ad" && raw.scopes.as_ref().is_none_or(|s| s.is_empty()) {
-            self.problem(
-                &path.key("scopes"),
-                "kind: azure_ad needs scopes (e.g. https://management.azure.com/.default)",
-            );
-        }
+        self.oauth_provider(path, name, raw, kind_name == "azure_ad", before)
+    }
+
+    /// An OAuth2 token endpoint: `kind: oauth2` (the default) or `azure_ad`. `before` is
+    /// the problem count when this provider's checks began.
+    fn oauth_provider(
+        &mut self,
+        path: &YamlPath,
+        name: &str,
+        raw: &RawProvider,
+        azure: bool,
+        before: usize,
+    ) -> Option<ProviderConfig> {
+        let token_url = self.provider_token_url(path, name, raw, azure);
         let client_id = self.required(
             &path.key("client_id"),
             &raw.client_id,
             "the OAuth2 client id",
         );
-        let azure = kind_name == "azure_ad";
         let client_auth = self.client_auth(path, raw, token_url.as_ref(), azure);
         if azure && matches!(client_auth, ClientAuth::TlsClientAuth { .. }) {
             self.problem(&path.key("client_auth"), "Entra ID (kind: azure_ad) takes client_secret, private_key_jwt or client_assertion_file");
@@ -80,7 +78,103 @@ impl Cx<'_> {
                 "kind: azure_ad supports client_credentials only",
             );
         }
-        let client_secret = match client_auth {
+        let client_secret = self.client_secret(path, raw, &client_auth, grant.as_ref());
+        let params = self.token_params(path, raw);
+        let refresh_before_expiry = self.refresh_before_expiry(path, raw);
+        let timeout =
+            self.positive_duration(&path.key("timeout"), &raw.timeout, Duration::from_secs(10));
+        let retries = self.retries(&path.key("retries"), raw);
+        let idle_timeout = self.idle_timeout(path, raw);
+        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
+        if self.problems.len() > before {
+            return None;
+        }
+        let grant = grant?;
+        self.per_subject_limits(path, raw, &grant);
+        if self.problems.len() > before {
+            return None;
+        }
+        let (token_url, client_id, kind) = (token_url?, client_id?, ProviderKind::OAuth);
+        let key = TokenKey::new(KeyParts {
+            kind: &kind,
+            grant: &grant,
+            token_url: &token_url,
+            client_id: &client_id,
+            client_secret: client_secret.as_ref(),
+            client_auth: &client_auth,
+            scopes: &params.scopes,
+            audience: params.audience.as_deref(),
+            resource: params.resource.as_deref(),
+            extra_params: &params.extra_params,
+            ca_file: ca_file.as_deref(),
+        });
+        Some(ProviderConfig {
+            name: name.to_string(),
+            kind,
+            grant,
+            token_url,
+            client_id,
+            client_secret,
+            client_auth,
+            scopes: params.scopes,
+            audience: params.audience,
+            resource: params.resource,
+            extra_params: params.extra_params,
+            refresh_before_expiry,
+            timeout,
+            retries,
+            prefetch: raw.prefetch.unwrap_or(false),
+            idle_timeout,
+            ca_file,
+            expose_token: raw.expose_token.unwrap_or(false),
+            key,
+        })
+    }
+
+    /// `token_url`, or for `kind: azure_ad` the URL built from `tenant_id` and
+    /// `authority` (and the scopes Entra ID needs).
+    fn provider_token_url(
+        &mut self,
+        path: &YamlPath,
+        name: &str,
+        raw: &RawProvider,
+        azure: bool,
+    ) -> Option<reqwest::Url> {
+        if raw.token_file.is_some() {
+            self.problem(&path.key("token_file"), "only for kind: static_file");
+        }
+        let allow_http = raw.allow_http.unwrap_or(false);
+        let token_url = if azure {
+            self.azure_token_url(path, raw, name, allow_http)
+        } else {
+            for (key, present) in [
+                ("tenant_id", raw.tenant_id.is_some()),
+                ("authority", raw.authority.is_some()),
+            ] {
+                if present {
+                    self.problem(&path.key(key), "only for kind: azure_ad");
+                }
+            }
+            self.token_url(&path.key("token_url"), &raw.token_url, name, allow_http)
+        };
+        if azure && raw.scopes.as_ref().is_none_or(|s| s.is_empty()) {
+            self.problem(
+                &path.key("scopes"),
+                "kind: azure_ad needs scopes (e.g. https://management.azure.com/.default)",
+            );
+        }
+        token_url
+    }
+
+    /// `client_secret`, which only `basic` and `post` use.
+    fn client_secret(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+        client_auth: &ClientAuth,
+        grant: Option<&Grant>,
+    ) -> Option<Secret> {
+        match client_auth {
             // A refresh token may belong to a public client, which has no secret.
             ClientAuth::Basic | ClientAuth::Post
                 if matches!(grant, Some(Grant::RefreshToken { .. }))
@@ -104,8 +198,11 @@ impl Cx<'_> {
                 }
                 None
             }
-        };
+        }
+    }
 
+    /// What the token is for: `scopes`, `audience`, `resource`, `extra_params`.
+    fn token_params(&mut self, path: &YamlPath, raw: &RawProvider) -> TokenParams {
         let mut scopes = Vec::new();
         for (i, s) in raw.scopes.iter().flatten().enumerate() {
             let p = path.key("scopes").index(i);
@@ -141,65 +238,52 @@ impl Cx<'_> {
                 extra_params.push((k.clone(), v));
             }
         }
-        let refresh_before_expiry = raw.refresh_before_expiry.as_ref().map(|_| {
+        TokenParams {
+            scopes,
+            audience,
+            resource,
+            extra_params,
+        }
+    }
+
+    /// Token exchange gets one token per subject: nothing to prefetch or hand out.
+    fn per_subject_limits(&mut self, path: &YamlPath, raw: &RawProvider, grant: &Grant) {
+        if !matches!(grant, Grant::TokenExchange(_)) {
+            return;
+        }
+        for (key, set) in [
+            ("prefetch", raw.prefetch == Some(true)),
+            ("expose_token", raw.expose_token == Some(true)),
+        ] {
+            if set {
+                self.problem(
+                    &path.key(key),
+                    "not possible with grant_type: token_exchange (tokens are per subject)",
+                );
+            }
+        }
+    }
+
+    pub(super) fn refresh_before_expiry(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+    ) -> Option<Duration> {
+        raw.refresh_before_expiry.as_ref().map(|_| {
             self.duration(
                 &path.key("refresh_before_expiry"),
                 &raw.refresh_before_expiry,
                 Duration::ZERO,
             )
-        });
-        let timeout =
-            self.positive_duration(&path.key("timeout"), &raw.timeout, Duration::from_secs(10));
-        let retries = self.retries(&path.key("retries"), raw);
-        let idle_timeout = self.positive_duration(
+        })
+    }
+
+    pub(super) fn idle_timeout(&mut self, path: &YamlPath, raw: &RawProvider) -> Duration {
+        self.positive_duration(
             &path.key("idle_timeout"),
             &raw.idle_timeout,
             Duration::from_secs(3600),
-        );
-        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
-
-        if self.problems.len() > before {
-            return None;
-        }
-        let grant = grant?;
-        if matches!(grant, Grant::TokenExchange(_)) {
-            // One token per subject: nothing to prefetch or hand out.
-            if raw.prefetch == Some(true) {
-                self.problem(
-                    &path.key("prefetch"),
-                    "not possible with grant_type: token_exchange (tokens are per subject)",
-                );
-            }
-            if raw.expose_token == Some(true) {
-                self.problem(
-                    &path.key("expose_token"),
-                    "not possible with grant_type: token_exchange (tokens are per subject)",
-                );
-            }
-            if self.problems.len() > before {
-                return None;
-            }
-        }
-        Some(ProviderConfig {
-            name: name.to_string(),
-            kind: ProviderKind::OAuth,
-            grant,
-            token_url: token_url?,
-            client_id: client_id?,
-            client_secret,
-            client_auth,
-            scopes,
-            audience,
-            resource,
-            extra_params,
-            refresh_before_expiry,
-            timeout,
-            retries,
-            prefetch: raw.prefetch.unwrap_or(false),
-            idle_timeout,
-            ca_file,
-            expose_token: raw.expose_token.unwrap_or(false),
-        })
+        )
     }
 
     /// `{authority}/{tenant_id}/oauth2/v2.0/token` for `kind: azure_ad`.
@@ -236,88 +320,6 @@ impl Cx<'_> {
             authority.trim_end_matches('/')
         ));
         self.token_url(&path.key("authority"), &Some(url), name, allow_http)
-    }
-
-    /// `kind: static_file`: a bearer token read from `token_file`.
-    fn static_file_provider(
-        &mut self,
-        path: &YamlPath,
-        name: &str,
-        raw: &RawProvider,
-        before: usize,
-    ) -> Option<ProviderConfig> {
-        let file = self.required(
-            &path.key("token_file"),
-            &raw.token_file,
-            "the file holding the token",
-        )?;
-        for (key, present) in [
-            ("token_url", raw.token_url.is_some()),
-            ("client_id", raw.client_id.is_some()),
-            ("client_secret", raw.client_secret.is_some()),
-            ("client_auth", raw.client_auth.is_some()),
-            ("grant_type", raw.grant_type.is_some()),
-            ("scopes", raw.scopes.is_some()),
-            ("audience", raw.audience.is_some()),
-            ("resource", raw.resource.is_some()),
-            ("extra_params", raw.extra_params.is_some()),
-            ("timeout", raw.timeout.is_some()),
-            ("retries", raw.retries.is_some()),
-            ("ca_file", raw.ca_file.is_some()),
-            ("allow_http", raw.allow_http.is_some()),
-            ("private_key_file", raw.private_key_file.is_some()),
-            ("client_assertion_file", raw.client_assertion_file.is_some()),
-            ("client_cert_file", raw.client_cert_file.is_some()),
-            ("refresh_token", raw.refresh_token.is_some()),
-            ("subject_token_from", raw.subject_token_from.is_some()),
-            ("tenant_id", raw.tenant_id.is_some()),
-        ] {
-            if present {
-                self.problem(&path.key(key), "not used with kind: static_file");
-            }
-        }
-        let file = PathBuf::from(file);
-        let abs = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
-        let token_url = reqwest::Url::from_file_path(&abs).ok()?;
-        let refresh_before_expiry = raw.refresh_before_expiry.as_ref().map(|_| {
-            self.duration(
-                &path.key("refresh_before_expiry"),
-                &raw.refresh_before_expiry,
-                Duration::ZERO,
-            )
-        });
-        let idle_timeout = self.positive_duration(
-            &path.key("idle_timeout"),
-            &raw.idle_timeout,
-            Duration::from_secs(3600),
-        );
-        if self.problems.len() > before {
-            return None;
-        }
-        Some(ProviderConfig {
-            name: name.to_string(),
-            kind: ProviderKind::StaticFile(file),
-            token_url,
-            client_id: String::new(),
-            client_secret: None,
-            client_auth: ClientAuth::Basic,
-            grant: Grant::ClientCredentials,
-            scopes: Vec::new(),
-            audience: None,
-            resource: None,
-            extra_params: Vec::new(),
-            refresh_before_expiry,
-            timeout: Duration::from_secs(10),
-            retries: Retries {
-                max_attempts: 1,
-                initial_backoff: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(10),
-            },
-            prefetch: raw.prefetch.unwrap_or(false),
-            idle_timeout,
-            ca_file: None,
-            expose_token: raw.expose_token.unwrap_or(false),
-        })
     }
 
     fn token_url(

@@ -8,11 +8,11 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn load(yaml: &str) -> Result<Config, Vec<String>> {
+pub(super) fn load(yaml: &str) -> Result<Config, Vec<String>> {
     Config::from_text(Path::new("proxy.yaml"), yaml, &env).map_err(|e| e.problems)
 }
 
-const GOOD: &str = "\
+pub(super) const GOOD: &str = "\
 listen: 127.0.0.1:4140
 admin_listen: 127.0.0.1:4141
 providers:
@@ -303,4 +303,94 @@ fn grants_and_their_keys() {
         .unwrap_err()
         .join("\n")
         .contains("providers.crm.prefetch: not possible with grant_type: token_exchange"));
+}
+
+/// `covers`: does the earlier route select every request the later one would?
+#[test]
+fn shadowed_routes_are_detected() {
+    let cases: &[(&str, &str, bool)] = &[
+        (
+            "match: { host: x.test }",
+            "match: { host: x.test, path_prefix: /v1 }",
+            true,
+        ),
+        (
+            "match: { host: x.test, path_prefix: /v1 }",
+            "match: { host: x.test }",
+            false,
+        ),
+        (
+            "match: { host: '*.x.test' }",
+            "match: { host: api.x.test }",
+            true,
+        ),
+        (
+            "match: { host: '*.x.test' }",
+            "match: { host: '*.api.x.test' }",
+            true,
+        ),
+        // *.x.test does not match the apex x.test.
+        (
+            "match: { host: '*.x.test' }",
+            "match: { host: x.test }",
+            false,
+        ),
+        (
+            "match: { host: x.test }",
+            "match: { host: 'x.test:8443' }",
+            true,
+        ),
+        (
+            "match: { host: 'x.test:8443' }",
+            "match: { host: x.test }",
+            false,
+        ),
+        (
+            "match: { host: 'x.test:8443' }",
+            "match: { host: 'x.test:8443' }",
+            true,
+        ),
+        (
+            "match: { host: x.test, methods: [GET, POST] }",
+            "match: { host: x.test, methods: [get] }",
+            true,
+        ),
+        (
+            "match: { host: x.test, methods: [GET] }",
+            "match: { host: x.test }",
+            false,
+        ),
+        (
+            "match: { host: x.test, path_prefix: /a }",
+            "match: { host: x.test, path_prefix: /ab }",
+            false,
+        ),
+        (
+            "match: { path_prefix: /a }, upstream: 'http://127.0.0.1:9'",
+            "match: { host: y.test, path_prefix: /a/b }",
+            true,
+        ),
+        (
+            "match: { host: y.test }",
+            "match: { path_prefix: /a }, upstream: 'http://127.0.0.1:9'",
+            false,
+        ),
+    ];
+    for (earlier, later, want) in cases {
+        let yaml = format!(
+            "providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    client_secret: s\nroutes:\n  - {{ name: a, {earlier}, provider: p }}\n  - {{ name: b, {later}, provider: p }}\n"
+        );
+        let c = load(&yaml).unwrap();
+        assert_eq!(
+            c.routes[0].covers(&c.routes[1]),
+            *want,
+            "{earlier} / {later}"
+        );
+        assert_eq!(
+            c.warnings.iter().any(|w| w.contains("can never match")),
+            *want,
+            "{earlier} / {later}: {:?}",
+            c.warnings
+        );
+    }
 }

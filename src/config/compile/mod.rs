@@ -1,8 +1,21 @@
 //! Raw config → validated [`Config`]: interpolation, defaults, and every check, with all
 //! problems collected rather than stopping at the first.
+//!
+//! One step per part of the file, each a method of [`Cx`], which collects the problems:
+//! `top` (listeners, log, `tls_intercept`, the lists), `provider` (an OAuth2 provider),
+//! `static_file`, `grant` (`grant_type` and its keys), `auth` (`client_auth` and its keys,
+//! where key material is loaded) and `route`. This file holds the shared value checks.
+
+mod auth;
+mod grant;
+mod provider;
+mod route;
+mod static_file;
+mod top;
 
 use super::locate::{Locations, YamlPath};
-use super::raw::{RawLog, RawProvider, RawRoute, Text};
+use super::parse::Parsed;
+use super::raw::{RawConfig, RawLog, RawProvider, RawRoute, RawTlsIntercept, Text};
 use super::units::{parse_duration, parse_size};
 use super::*;
 use std::collections::BTreeSet;
@@ -10,6 +23,8 @@ use std::net::IpAddr;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4140";
 
+/// Compiles config `text` from `source`: every problem, located and with interpolated
+/// values blanked out, or the config with its warnings.
 pub fn compile(
     source: &Path,
     text: &str,
@@ -103,6 +118,7 @@ fn strip_location_suffix(msg: &str) -> &str {
     }
 }
 
+/// The compile context: the environment for `${…}`, and what was found so far.
 struct Cx<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<(YamlPath, String)>,
@@ -196,6 +212,22 @@ impl Cx<'_> {
         default
     }
 
+    /// Reports each present key of `owned` (key, present, the `selector` value it belongs
+    /// to) whose value is not the chosen one.
+    fn keys_belong_to(
+        &mut self,
+        path: &YamlPath,
+        selector: &str,
+        chosen: &str,
+        owned: &[(&str, bool, &str)],
+    ) {
+        for (key, present, belongs) in owned {
+            if *present && chosen != *belongs {
+                self.problem(&path.key(key), format!("only with {selector}: {belongs}"));
+            }
+        }
+    }
+
     fn socket_addr(&mut self, path: &YamlPath, raw: &Option<Text>) -> Option<SocketAddr> {
         let text = self.text(path, raw)?;
         let text = text.trim();
@@ -221,188 +253,7 @@ impl Cx<'_> {
         }
         Some(file)
     }
-
-    fn tls_intercept(
-        &mut self,
-        path: &YamlPath,
-        raw: &super::raw::RawTlsIntercept,
-    ) -> Option<crate::intercept::InterceptConfig> {
-        let before = self.problems.len();
-        let cert = self.required(
-            &path.key("ca_cert_file"),
-            &raw.ca_cert_file,
-            "the CA certificate file (PEM)",
-        );
-        let key = self.required(
-            &path.key("ca_key_file"),
-            &raw.ca_key_file,
-            "the CA key file (PEM)",
-        );
-        let leaf_validity = self.positive_duration(
-            &path.key("leaf_validity"),
-            &raw.leaf_validity,
-            Duration::from_secs(24 * 3600),
-        );
-        if leaf_validity < Duration::from_secs(3600) {
-            self.problem(&path.key("leaf_validity"), "must be at least 1h");
-        }
-        let cache_size = match self.text(&path.key("cache_size"), &raw.cache_size) {
-            None => 1000,
-            Some(t) => t
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .unwrap_or_else(|| {
-                    self.problem(
-                        &path.key("cache_size"),
-                        format!("invalid cache size {t:?}: expected 1 to 1000000"),
-                    );
-                    1000
-                }),
-        };
-        let cfg = crate::intercept::InterceptConfig {
-            ca_cert_file: PathBuf::from(cert?),
-            ca_key_file: PathBuf::from(key?),
-            leaf_validity,
-            cache_size,
-        };
-        if self.problems.len() > before {
-            return None;
-        }
-        // Load it once here, so `validate` reports a bad CA before anything starts.
-        if let Err(e) = crate::intercept::Interceptor::load(&cfg) {
-            self.problem(path, e);
-            return None;
-        }
-        Some(cfg)
-    }
-
-    fn config(&mut self, source: &Path, parsed: super::parse::Parsed) -> Config {
-        let raw = &parsed.top;
-        let root = YamlPath::default();
-        let default_listen = DEFAULT_LISTEN
-            .parse()
-            .expect("default listen address is valid");
-        let listen = self
-            .socket_addr(&root.key("listen"), &raw.listen)
-            .unwrap_or(default_listen);
-        let admin_listen = self.socket_addr(&root.key("admin_listen"), &raw.admin_listen);
-        let raw_log = raw.log.as_ref().map_or_else(Default::default, |l| RawLog {
-            format: l.format.clone(),
-            level: l.level.clone(),
-        });
-        let log_path = root.key("log");
-        let format = self.choice(
-            &log_path.key("format"),
-            &raw_log.format,
-            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-            LogFormat::Text,
-        );
-        let levels = [
-            ("trace", "trace"),
-            ("debug", "debug"),
-            ("info", "info"),
-            ("warn", "warn"),
-            ("error", "error"),
-        ];
-        let level = self
-            .choice(&log_path.key("level"), &raw_log.level, &levels, "info")
-            .to_string();
-        let unmatched = self.choice(
-            &root.key("unmatched"),
-            &raw.unmatched,
-            &[("forward", Unmatched::Forward), ("deny", Unmatched::Deny)],
-            Unmatched::Forward,
-        );
-        let workers = self.text(&root.key("workers"), &raw.workers).and_then(|w| {
-            match w.trim().parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => Some(n),
-                _ => {
-                    self.problem(
-                        &root.key("workers"),
-                        format!(
-                            "invalid worker count {w:?}: expected a whole number from 1 to 1024"
-                        ),
-                    );
-                    None
-                }
-            }
-        });
-        let shutdown_grace = self.duration(
-            &root.key("shutdown_grace"),
-            &raw.shutdown_grace,
-            Duration::from_secs(10),
-        );
-        let tls_intercept = raw
-            .tls_intercept
-            .as_ref()
-            .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
-        let provider_names: BTreeSet<&str> = parsed
-            .providers
-            .keys()
-            .chain(&parsed.broken_providers)
-            .map(String::as_str)
-            .collect();
-        let providers: Vec<Arc<ProviderConfig>> = parsed
-            .providers
-            .iter()
-            .filter_map(|(name, p)| {
-                self.provider(&root.key("providers").key(name), name, p)
-                    .map(Arc::new)
-            })
-            .collect();
-        let mut names = BTreeSet::new();
-        let routes: Vec<Arc<RouteConfig>> = parsed
-            .routes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let path = root.key("routes").index(i);
-                let route = self.route(&path, r.as_ref()?, &provider_names)?;
-                if !names.insert(route.name.clone()) {
-                    self.problem(
-                        &path.key("name"),
-                        format!("duplicate route name {:?}", route.name),
-                    );
-                }
-                Some(Arc::new(route))
-            })
-            .collect();
-        for (i, later) in routes.iter().enumerate() {
-            if let Some(earlier) = routes[..i].iter().find(|e| crate::route::covers(e, later)) {
-                self.warnings.push(format!(
-                    "routes[{i}] ({:?}) can never match: route {:?} comes first and matches every request it would",
-                    later.name, earlier.name
-                ));
-            }
-        }
-        if routes.is_empty() {
-            self.warnings
-                .push("no routes: every request is handled by `unmatched`".to_string());
-        }
-        Config {
-            source: source.to_path_buf(),
-            listen,
-            admin_listen,
-            log: LogConfig { format, level },
-            unmatched,
-            workers,
-            shutdown_grace,
-            tls_intercept,
-            providers,
-            routes,
-            warnings: Vec::new(),
-        }
-    }
 }
-
-#[path = "compile_auth.rs"]
-mod auth;
-#[path = "compile_provider.rs"]
-mod provider;
-#[path = "compile_route.rs"]
-mod route;
 
 /// True for hosts whose traffic never leaves the machine.
 pub(super) fn is_loopback_host(host: &str) -> bool {
@@ -415,5 +266,6 @@ pub(super) fn is_loopback_host(host: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "compile_tests.rs"]
 mod tests;
+#[cfg(test)]
+mod tests_keys;

@@ -1,0 +1,165 @@
+//! Validation of a provider's client authentication (`client_auth` and its keys). Keys of
+//! another method are errors. Keys and certificates are loaded here, once.
+
+use super::*;
+use crate::keys::{SigningAlg, SigningKey};
+
+impl Cx<'_> {
+    /// `client_auth` and the keys that belong to it; keys of another method are errors.
+    pub(super) fn client_auth(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+        token_url: Option<&reqwest::Url>,
+        azure: bool,
+    ) -> ClientAuth {
+        let method = self
+            .text(&path.key("client_auth"), &raw.client_auth)
+            .unwrap_or_else(|| "basic".to_string());
+        let owned: [(&str, bool, &str); 7] = [
+            (
+                "private_key_file",
+                raw.private_key_file.is_some(),
+                "private_key_jwt",
+            ),
+            ("signing_alg", raw.signing_alg.is_some(), "private_key_jwt"),
+            ("key_id", raw.key_id.is_some(), "private_key_jwt"),
+            (
+                "assertion_audience",
+                raw.assertion_audience.is_some(),
+                "private_key_jwt",
+            ),
+            (
+                "client_assertion_file",
+                raw.client_assertion_file.is_some(),
+                "client_assertion_file",
+            ),
+            (
+                "client_cert_file",
+                raw.client_cert_file.is_some(),
+                "tls_client_auth",
+            ),
+            (
+                "client_key_file",
+                raw.client_key_file.is_some(),
+                "tls_client_auth",
+            ),
+        ];
+        self.keys_belong_to(path, "client_auth", &method, &owned);
+        let auth = match method.as_str() {
+            "basic" => Some(ClientAuth::Basic),
+            "post" => Some(ClientAuth::Post),
+            "private_key_jwt" => self.private_key_jwt(path, raw, token_url, azure),
+            "client_assertion_file" => self.client_assertion_file(path, raw),
+            "tls_client_auth" => self.tls_client_auth(path, raw),
+            other => {
+                self.problem(
+                    &path.key("client_auth"),
+                    format!("unknown value {other:?}: expected basic, post, private_key_jwt, client_assertion_file or tls_client_auth"),
+                );
+                None
+            }
+        };
+        // A problem has been reported; `Basic` only lets the other checks go on.
+        auth.unwrap_or(ClientAuth::Basic)
+    }
+
+    /// RFC 7523 `private_key_jwt`: the key is loaded (and checked) here, once.
+    fn private_key_jwt(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawProvider,
+        token_url: Option<&reqwest::Url>,
+        azure: bool,
+    ) -> Option<ClientAuth> {
+        let alg = self.signing_alg(&path.key("signing_alg"), raw);
+        let key_file = self
+            .required(
+                &path.key("private_key_file"),
+                &raw.private_key_file,
+                "the client's private key (PEM)",
+            )
+            .map(PathBuf::from);
+        let key_id = self.text(&path.key("key_id"), &raw.key_id);
+        let key = key_file.as_ref().and_then(|f| match SigningKey::load(f, alg) {
+            Err(e) => {
+                self.problem(&path.key("private_key_file"), e);
+                None
+            }
+            Ok(key) => {
+                if azure && !key.has_certificate() {
+                    self.problem(
+                        &path.key("private_key_file"),
+                        "Entra ID (kind: azure_ad) identifies certificate credentials by thumbprint: put the certificate (PEM) in the key file too",
+                    );
+                }
+                Some(Arc::new(key))
+            }
+        });
+        let audience = self
+            .text(&path.key("assertion_audience"), &raw.assertion_audience)
+            .or_else(|| token_url.map(|u| u.to_string()));
+        Some(ClientAuth::PrivateKeyJwt(PrivateKeyJwt {
+            key_file: key_file?,
+            key: key?,
+            key_id,
+            audience: audience?,
+        }))
+    }
+
+    fn signing_alg(&mut self, path: &YamlPath, raw: &RawProvider) -> SigningAlg {
+        match self.text(path, &raw.signing_alg).as_deref() {
+            None | Some("RS256") => SigningAlg::Rs256,
+            Some("ES256") => SigningAlg::Es256,
+            Some("PS256") => SigningAlg::Ps256,
+            Some(other) => {
+                self.problem(
+                    path,
+                    format!("unknown value {other:?}: expected RS256, ES256 or PS256"),
+                );
+                SigningAlg::Rs256
+            }
+        }
+    }
+
+    /// A JWT read from a file at every token request (it may appear or rotate after
+    /// start-up, like a projected service-account token).
+    fn client_assertion_file(&mut self, path: &YamlPath, raw: &RawProvider) -> Option<ClientAuth> {
+        let file = self.required(
+            &path.key("client_assertion_file"),
+            &raw.client_assertion_file,
+            "the assertion file (e.g. a projected service-account token)",
+        )?;
+        if !Path::new(&file).exists() {
+            self.warnings.push(format!("{path}.client_assertion_file {file} does not exist yet; token requests fail until it does"));
+        }
+        Some(ClientAuth::AssertionFile(PathBuf::from(file)))
+    }
+
+    /// RFC 8705 `tls_client_auth`: the certificate and key are loaded (and checked to fit)
+    /// here, once.
+    fn tls_client_auth(&mut self, path: &YamlPath, raw: &RawProvider) -> Option<ClientAuth> {
+        let cert = self.required(
+            &path.key("client_cert_file"),
+            &raw.client_cert_file,
+            "the client certificate (PEM)",
+        );
+        let key = self.required(
+            &path.key("client_key_file"),
+            &raw.client_key_file,
+            "the client key (PEM)",
+        );
+        let (cert_file, key_file) = (PathBuf::from(cert?), PathBuf::from(key?));
+        match crate::trust::client_identity(&cert_file, &key_file) {
+            Ok(identity) => Some(ClientAuth::TlsClientAuth {
+                cert_file,
+                key_file,
+                identity: Arc::new(identity),
+            }),
+            Err(e) => {
+                self.problem(&path.key("client_cert_file"), e);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The top level of a config file: listeners, log, process settings, `tls_intercept`,
+//! and the lists of providers and routes.
+
+use super::*;
+use crate::intercept::{InterceptConfig, Interceptor};
+
+impl Cx<'_> {
+    pub(super) fn config(&mut self, source: &Path, parsed: Parsed) -> Config {
+        let raw = &parsed.top;
+        let root = YamlPath::default();
+        let default_listen = DEFAULT_LISTEN
+            .parse()
+            .expect("default listen address is valid");
+        let listen = self
+            .socket_addr(&root.key("listen"), &raw.listen)
+            .unwrap_or(default_listen);
+        let admin_listen = self.socket_addr(&root.key("admin_listen"), &raw.admin_listen);
+        let log = self.log(&root.key("log"), raw);
+        let unmatched = self.choice(
+            &root.key("unmatched"),
+            &raw.unmatched,
+            &[("forward", Unmatched::Forward), ("deny", Unmatched::Deny)],
+            Unmatched::Forward,
+        );
+        let workers = self.workers(&root.key("workers"), raw);
+        let shutdown_grace = self.duration(
+            &root.key("shutdown_grace"),
+            &raw.shutdown_grace,
+            Duration::from_secs(10),
+        );
+        let tls_intercept = raw
+            .tls_intercept
+            .as_ref()
+            .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
+        let providers = self.providers(&root.key("providers"), &parsed);
+        let routes = self.routes(&root.key("routes"), &parsed);
+        Config {
+            source: source.to_path_buf(),
+            listen,
+            admin_listen,
+            log,
+            unmatched,
+            workers,
+            shutdown_grace,
+            tls_intercept,
+            providers,
+            routes,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn log(&mut self, path: &YamlPath, raw: &RawConfig) -> LogConfig {
+        let raw_log = raw.log.as_ref().map_or_else(Default::default, |l| RawLog {
+            format: l.format.clone(),
+            level: l.level.clone(),
+        });
+        let format = self.choice(
+            &path.key("format"),
+            &raw_log.format,
+            &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            LogFormat::Text,
+        );
+        let levels = [
+            ("trace", "trace"),
+            ("debug", "debug"),
+            ("info", "info"),
+            ("warn", "warn"),
+            ("error", "error"),
+        ];
+        let level = self
+            .choice(&path.key("level"), &raw_log.level, &levels, "info")
+            .to_string();
+        LogConfig { format, level }
+    }
+
+    fn workers(&mut self, path: &YamlPath, raw: &RawConfig) -> Option<usize> {
+        let w = self.text(path, &raw.workers)?;
+        match w.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    path,
+                    format!("invalid worker count {w:?}: expected a whole number from 1 to 1024"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `tls_intercept`: the CA is loaded here, once, so `validate` reports a bad one before
+    /// anything starts and the runtime uses this one.
+    fn tls_intercept(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawTlsIntercept,
+    ) -> Option<Arc<Interceptor>> {
+        let before = self.problems.len();
+        let cert = self.required(
+            &path.key("ca_cert_file"),
+            &raw.ca_cert_file,
+            "the CA certificate file (PEM)",
+        );
+        let key = self.required(
+            &path.key("ca_key_file"),
+            &raw.ca_key_file,
+            "the CA key file (PEM)",
+        );
+        let leaf_validity = self.positive_duration(
+            &path.key("leaf_validity"),
+            &raw.leaf_validity,
+            Duration::from_secs(24 * 3600),
+        );
+        if leaf_validity < Duration::from_secs(3600) {
+            self.problem(&path.key("leaf_validity"), "must be at least 1h");
+        }
+        let cache_size = match self.text(&path.key("cache_size"), &raw.cache_size) {
+            None => 1000,
+            Some(t) => t
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .unwrap_or_else(|| {
+                    self.problem(
+                        &path.key("cache_size"),
+                        format!("invalid cache size {t:?}: expected 1 to 1000000"),
+                    );
+                    1000
+                }),
+        };
+        let cfg = InterceptConfig {
+            ca_cert_file: PathBuf::from(cert?),
+            ca_key_file: PathBuf::from(key?),
+            leaf_validity,
+            cache_size,
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        match Interceptor::load(&cfg) {
+            Ok(interceptor) => Some(Arc::new(interceptor)),
+            Err(e) => {
+                self.problem(path, e);
+                None
+            }
+        }
+    }
+
+    /// Every provider, sorted by name.
+    fn providers(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<ProviderConfig>> {
+        parsed
+            .providers
+            .iter()
+            .filter_map(|(name, p)| self.provider(&path.key(name), name, p).map(Arc::new))
+            .collect()
+    }
+
+    /// Every route, in file order, with a warning for each one an earlier route shadows.
+    fn routes(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<RouteConfig>> {
+        // Providers that did not parse still count: a route naming one is not flagged.
+        let provider_names: BTreeSet<&str> = parsed
+            .providers
+            .keys()
+            .chain(&parsed.broken_providers)
+            .map(String::as_str)
+            .collect();
+        let mut names = BTreeSet::new();
+        let routes: Vec<Arc<RouteConfig>> = parsed
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let path = path.index(i);
+                let route = self.route(&path, r.as_ref()?, &provider_names)?;
+                if !names.insert(route.name.clone()) {
+                    self.problem(
+                        &path.key("name"),
+                        format!("duplicate route name {:?}", route.name),
+                    );
+                }
+                Some(Arc::new(route))
+            })
+            .collect();
+        for (i, later) in routes.iter().enumerate() {
+            if let Some(earlier) = routes[..i].iter().find(|e| e.covers(later)) {
+                self.warnings.push(format!(
+                    "routes[{i}] ({:?}) can never match: route {:?} comes first and matches every request it would",
+                    later.name, earlier.name
+                ));
+            }
+        }
+        if routes.is_empty() {
+            self.warnings
+                .push("no routes: every request is handled by `unmatched`".to_string());
+        }
+        routes
+    }
+}
