@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 pub struct ExchangeSource {
     config: ArcSwap<ProviderConfig>,
-    idp: Arc<IdpClient>,
+    /// The fetch function of a new subject: the IdP client's exchange, or a script in tests.
+    fetch_for: Box<dyn Fn(&Secret) -> FetchFn + Send + Sync>,
     subjects: Mutex<Subjects>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     pub metrics: Arc<ProviderMetrics>,
@@ -26,13 +27,30 @@ struct Subjects {
 impl ExchangeSource {
     pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
         let idp = Arc::new(IdpClient::new(&config)?);
-        Ok(Arc::new(Self {
+        Ok(Self::with_fetch_fns(
+            config,
+            Box::new(move |subject: &Secret| {
+                let (idp, subject) = (idp.clone(), subject.clone());
+                let fetch_fn: FetchFn = Arc::new(move |cfg| {
+                    let (idp, subject) = (idp.clone(), subject.clone());
+                    async move { idp.exchange(&cfg, &subject).await }.boxed()
+                });
+                fetch_fn
+            }),
+        ))
+    }
+
+    fn with_fetch_fns(
+        config: Arc<ProviderConfig>,
+        fetch_for: Box<dyn Fn(&Secret) -> FetchFn + Send + Sync>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             config: ArcSwap::new(config),
-            idp,
+            fetch_for,
             subjects: Mutex::default(),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             metrics: Arc::new(ProviderMetrics::default()),
-        }))
+        })
     }
 
     pub fn settings(&self) -> Exchange {
@@ -73,11 +91,7 @@ impl ExchangeSource {
             subjects.by_use.insert(tick, key);
             return source;
         }
-        let (idp, subject) = (self.idp.clone(), subject.clone());
-        let fetch_fn: FetchFn = Arc::new(move |cfg| {
-            let (idp, subject) = (idp.clone(), subject.clone());
-            async move { idp.exchange(&cfg, &subject).await }.boxed()
-        });
+        let fetch_fn = (self.fetch_for)(subject);
         let source = TokenSource::with_fetch_fn_and_metrics(
             self.config.load_full(),
             fetch_fn,
@@ -144,15 +158,19 @@ impl ExchangeSource {
             last_fetch_at: None,
             subjects: Some(subjects.by_hash.len()),
         };
+        // The most recent fetch over all subjects, and its error (none if it worked).
+        let mut latest: Option<SystemTime> = None;
         for (source, _) in subjects.by_hash.values() {
             let stats = source.stats();
             status.has_token |= source.peek().is_some();
             status.fetches_total += stats.fetches_total;
             status.failures_total += stats.failures_total;
-            if stats.last_fetch_at > None && status.last_fetch_at.is_none() {
-                status.last_error = stats.last_error.clone();
+            if stats.last_fetch_at > latest {
+                latest = stats.last_fetch_at;
+                status.last_error = stats.last_error;
             }
         }
+        status.last_fetch_at = latest.map(rfc3339);
         status
     }
 }
@@ -169,5 +187,93 @@ fn unreachable_exchange() -> Exchange {
         requested_token_type: None,
         max_subjects: 1,
         forward_subject_header: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    /// An exchange provider whose IdP answers a token for every subject except those
+    /// starting with "bad", which it rejects.
+    fn exchange() -> Arc<ExchangeSource> {
+        let yaml = "providers:\n  x:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    client_secret: s\n    grant_type: token_exchange\n    subject_token_from: { header: X-Subject-Token }\n";
+        let config = Config::from_text(Path::new("t.yaml"), yaml, &|_| None)
+            .unwrap()
+            .providers[0]
+            .clone();
+        ExchangeSource::with_fetch_fns(
+            config,
+            Box::new(|subject: &Secret| {
+                let bad = subject.expose().starts_with("bad");
+                let fetch_fn: FetchFn = Arc::new(move |_cfg| {
+                    async move {
+                        if bad {
+                            return Err(Failure {
+                                kind: FailureKind::Rejected,
+                                detail: "token endpoint answered 400 invalid_grant".into(),
+                                retry_after: None,
+                                retryable: false,
+                                status: Some(400),
+                            });
+                        }
+                        Ok(TokenResponse {
+                            access_token: Secret::new("exchanged"),
+                            token_type: "Bearer".into(),
+                            expires_in: Some(Duration::from_secs(60)),
+                            scope: None,
+                            refresh_token: None,
+                        })
+                    }
+                    .boxed()
+                });
+                fetch_fn
+            }),
+        )
+    }
+
+    /// Fetches for each subject in turn, far enough apart that their times differ.
+    async fn fetch_in_order(x: &ExchangeSource, subjects: &[&str]) {
+        for s in subjects {
+            let _ = x.source_for(&Secret::new(*s)).get().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn status_shows_the_most_recent_fetch_a_success() {
+        let x = exchange();
+        fetch_in_order(&x, &["bad-1", "good-1"]).await;
+        let status = x.status();
+        assert!(status.last_fetch_at.is_some(), "the last fetch has a time");
+        assert_eq!(status.last_error, None, "the most recent fetch succeeded");
+        assert_eq!((status.fetches_total, status.failures_total), (2, 1));
+        assert_eq!(status.subjects, Some(2));
+        assert!(status.has_token);
+    }
+
+    #[tokio::test]
+    async fn status_shows_the_most_recent_fetch_a_failure() {
+        let x = exchange();
+        fetch_in_order(&x, &["good-1", "good-2", "bad-1", "good-3", "bad-2"]).await;
+        let status = x.status();
+        assert!(status.last_fetch_at.is_some(), "the last fetch has a time");
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("token endpoint answered 400 invalid_grant"),
+            "the error of the most recent fetch"
+        );
+        assert_eq!((status.fetches_total, status.failures_total), (5, 2));
+        assert_eq!(status.subjects, Some(5));
+    }
+
+    #[tokio::test]
+    async fn status_without_subjects_shows_no_fetch() {
+        let status = exchange().status();
+        assert_eq!(status.last_fetch_at, None);
+        assert_eq!(status.last_error, None);
+        assert_eq!(status.subjects, Some(0));
     }
 }
