@@ -1,63 +1,58 @@
 //! RFC 8693 token exchange: one token per subject token taken from the request. Each
-//! subject gets its own [`TokenSource`] (cache, single flight, compare-and-invalidate),
-//! found by the SHA-256 of the subject token — never the token itself — in a bounded map
-//! that evicts the least recently used subject.
+//! subject gets its own [`TokenSource`] (cache, single flight, compare-and-invalidate)
+//! with its own fetcher, found by the SHA-256 of the subject token — never the token
+//! itself — in a bounded map that forgets the least recently used subject.
+//!
+//! It owns the subject map and what `/status` shows of it; fetching is the per-subject
+//! sources' business, and no subject token is kept anywhere but in its fetcher.
 
-use super::*;
-use crate::config::Exchange;
-use std::collections::HashMap;
+use super::grant::{ExchangeFetcher, Fetcher};
+use super::idp::IdpClient;
+use super::source::TokenSource;
+use super::status::{self, ProviderStatus};
+use crate::config::{Exchange, Grant, ProviderConfig};
+use crate::lru::Lru;
+use crate::metrics::ProviderMetrics;
+use crate::secret::{Fingerprint, Secret};
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Makes the fetcher of a new subject.
+type FetcherFor = Box<dyn Fn(Secret) -> Fetcher + Send + Sync>;
 
 pub struct ExchangeSource {
     config: ArcSwap<ProviderConfig>,
-    /// The fetch function of a new subject: the IdP client's exchange, or a script in tests.
-    fetch_for: Box<dyn Fn(&Secret) -> FetchFn + Send + Sync>,
-    subjects: Mutex<Subjects>,
+    /// The IdP client's exchange in production, a script in tests.
+    fetcher_for: FetcherFor,
+    subjects: Mutex<Lru<Fingerprint, Arc<TokenSource>>>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     pub metrics: Arc<ProviderMetrics>,
-}
-
-/// Subjects by hash, with their last use; `by_use` orders them for O(log n) eviction.
-#[derive(Default)]
-struct Subjects {
-    by_hash: HashMap<[u8; 32], (Arc<TokenSource>, u64)>,
-    by_use: std::collections::BTreeMap<u64, [u8; 32]>,
-    tick: u64,
 }
 
 impl ExchangeSource {
     pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
         let idp = Arc::new(IdpClient::new(&config)?);
-        Ok(Self::with_fetch_fns(
+        Ok(Self::with_fetchers(
             config,
-            Box::new(move |subject: &Secret| {
-                let (idp, subject) = (idp.clone(), subject.clone());
-                let fetch_fn: FetchFn = Arc::new(move |cfg| {
-                    let (idp, subject) = (idp.clone(), subject.clone());
-                    async move { idp.exchange(&cfg, &subject).await }.boxed()
-                });
-                fetch_fn
+            Box::new(move |subject| {
+                Fetcher::Exchange(ExchangeFetcher::new(idp.clone(), Some(subject)))
             }),
         ))
     }
 
-    fn with_fetch_fns(
-        config: Arc<ProviderConfig>,
-        fetch_for: Box<dyn Fn(&Secret) -> FetchFn + Send + Sync>,
-    ) -> Arc<Self> {
+    fn with_fetchers(config: Arc<ProviderConfig>, fetcher_for: FetcherFor) -> Arc<Self> {
+        let max_subjects = settings(&config).max_subjects;
         Arc::new(Self {
             config: ArcSwap::new(config),
-            fetch_for,
-            subjects: Mutex::default(),
+            fetcher_for,
+            subjects: Mutex::new(Lru::new(max_subjects)),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             metrics: Arc::new(ProviderMetrics::default()),
         })
     }
 
     pub fn settings(&self) -> Exchange {
-        match &self.config.load().grant {
-            crate::config::Grant::TokenExchange(x) => x.clone(),
-            _ => unreachable_exchange(),
-        }
+        settings(&self.config.load())
     }
 
     /// The subject token in `headers` (after the configured prefix), if present.
@@ -77,116 +72,73 @@ impl ExchangeSource {
     /// The token source for `subject`, created on first use; the least recently used
     /// subject is dropped beyond `max_subjects`.
     pub fn source_for(&self, subject: &Secret) -> Arc<TokenSource> {
-        let key: [u8; 32] =
-            ring::digest::digest(&ring::digest::SHA256, subject.expose().as_bytes())
-                .as_ref()
-                .try_into()
-                .unwrap_or([0; 32]);
-        let mut subjects = self.subjects.lock().unwrap_or_else(|p| p.into_inner());
-        subjects.tick += 1;
-        let tick = subjects.tick;
-        if let Some((source, used)) = subjects.by_hash.get_mut(&key) {
-            let (source, previous) = (source.clone(), std::mem::replace(used, tick));
-            subjects.by_use.remove(&previous);
-            subjects.by_use.insert(tick, key);
-            return source;
+        let key = subject.fingerprint();
+        let mut subjects = self.subject_map();
+        if let Some(source) = subjects.get(&key) {
+            return source.clone();
         }
-        let fetch_fn = (self.fetch_for)(subject);
-        let source = TokenSource::with_fetch_fn_and_metrics(
+        let source = TokenSource::with_fetcher(
             self.config.load_full(),
-            fetch_fn,
+            (self.fetcher_for)(subject.clone()),
             self.metrics.clone(),
         );
         source.set_prefixes(self.prefixes.load().to_vec());
-        subjects.by_hash.insert(key, (source.clone(), tick));
-        subjects.by_use.insert(tick, key);
-        let max = self.settings().max_subjects;
-        while subjects.by_hash.len() > max {
-            let Some((_, oldest)) = subjects.by_use.pop_first() else {
-                break;
-            };
-            subjects.by_hash.remove(&oldest);
-        }
+        // A reload may have changed the bound.
+        subjects.set_capacity(self.settings().max_subjects);
+        subjects.insert(key, source.clone());
         source
     }
 
     pub fn set_config(&self, config: Arc<ProviderConfig>) {
         self.config.store(config.clone());
-        for (source, _) in self
-            .subjects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_hash
-            .values()
-        {
+        for source in self.subject_map().values() {
             source.set_config(config.clone());
         }
     }
 
     pub fn set_prefixes(&self, prefixes: Vec<Box<str>>) {
         self.prefixes.store(Arc::new(prefixes.clone()));
-        for (source, _) in self
-            .subjects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_hash
-            .values()
-        {
+        for source in self.subject_map().values() {
             source.set_prefixes(prefixes.clone());
         }
     }
 
     pub fn subjects(&self) -> usize {
-        self.subjects.lock().map(|s| s.by_hash.len()).unwrap_or(0)
+        self.subject_map().len()
     }
 
     /// `/status` for an exchange provider: counts over its subjects, never a token.
     pub fn status(&self) -> ProviderStatus {
-        let subjects = self.subjects.lock().unwrap_or_else(|p| p.into_inner());
-        let mut status = ProviderStatus {
-            state: "per_subject",
-            has_token: false,
-            expires_at: None,
-            expires_in_seconds: None,
-            refresh_at: None,
-            next_attempt_at: None,
-            consecutive_failures: 0,
-            scope: None,
-            fetches_total: 0,
-            failures_total: 0,
-            last_error: None,
-            last_fetch_at: None,
-            subjects: Some(subjects.by_hash.len()),
-        };
-        // The most recent fetch over all subjects, and its error (none if it worked).
-        let mut latest: Option<SystemTime> = None;
-        for (source, _) in subjects.by_hash.values() {
-            let stats = source.stats();
-            status.has_token |= source.peek().is_some();
-            status.fetches_total += stats.fetches_total;
-            status.failures_total += stats.failures_total;
-            if stats.last_fetch_at > latest {
-                latest = stats.last_fetch_at;
-                status.last_error = stats.last_error;
-            }
-        }
-        status.last_fetch_at = latest.map(rfc3339);
-        status
+        let subjects = self.subject_map();
+        status::per_subject(
+            subjects
+                .values()
+                .map(|s| (s.stats(), s.peek().is_some()))
+                .collect(),
+        )
+    }
+
+    fn subject_map(&self) -> MutexGuard<'_, Lru<Fingerprint, Arc<TokenSource>>> {
+        self.subjects.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn unreachable_exchange() -> Exchange {
-    // Exchange sources are only built for token-exchange providers; a reload that changes
-    // the grant changes the identity and builds a new source.
-    Exchange {
-        header: http::header::AUTHORIZATION,
-        prefix: String::new(),
-        subject_token_type: String::new(),
-        actor_token_file: None,
-        actor_token_type: None,
-        requested_token_type: None,
-        max_subjects: 1,
-        forward_subject_header: false,
+/// The exchange settings of `config`. Exchange sources are only built for token-exchange
+/// providers (a reload that changes the grant changes the identity and builds a new
+/// source), so the fallback never serves a request.
+fn settings(config: &ProviderConfig) -> Exchange {
+    match &config.grant {
+        Grant::TokenExchange(x) => x.clone(),
+        _ => Exchange {
+            header: http::header::AUTHORIZATION,
+            prefix: String::new(),
+            subject_token_type: String::new(),
+            actor_token_file: None,
+            actor_token_type: None,
+            requested_token_type: None,
+            max_subjects: 1,
+            forward_subject_header: false,
+        },
     }
 }
 
@@ -194,7 +146,10 @@ fn unreachable_exchange() -> Exchange {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::token::idp::{failure, Failure, FailureKind, TokenResponse};
+    use futures_util::FutureExt;
     use std::path::Path;
+    use std::time::Duration;
 
     /// An exchange provider whose IdP answers a token for every subject except those
     /// starting with "bad", which it rejects.
@@ -204,19 +159,19 @@ mod tests {
             .unwrap()
             .providers[0]
             .clone();
-        ExchangeSource::with_fetch_fns(
+        ExchangeSource::with_fetchers(
             config,
-            Box::new(|subject: &Secret| {
+            Box::new(|subject: Secret| {
                 let bad = subject.expose().starts_with("bad");
-                let fetch_fn: FetchFn = Arc::new(move |_cfg| {
+                Fetcher::Scripted(Arc::new(move || {
                     async move {
                         if bad {
                             return Err(Failure {
-                                kind: FailureKind::Rejected,
-                                detail: "token endpoint answered 400 invalid_grant".into(),
-                                retry_after: None,
-                                retryable: false,
                                 status: Some(400),
+                                ..failure(
+                                    FailureKind::Rejected,
+                                    "token endpoint answered 400 invalid_grant".into(),
+                                )
                             });
                         }
                         Ok(TokenResponse {
@@ -228,8 +183,7 @@ mod tests {
                         })
                     }
                     .boxed()
-                });
-                fetch_fn
+                }))
             }),
         )
     }
