@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 /// What [`write_atomic`] does when the target already exists.
@@ -28,8 +28,8 @@ pub enum Existing {
 /// an fsync of the directory so the new name survives a crash too. Neither the temp
 /// file nor the target is ever opened through an existing file or symlink.
 ///
-/// Blocking: call it from a blocking thread ([`write_atomic_off_runtime`]) or at
-/// start-up.
+/// Blocking (it fsyncs): call it from `tokio::task::spawn_blocking` or outside the
+/// runtime.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, existing: Existing) -> io::Result<()> {
     let name = path
         .file_name()
@@ -68,18 +68,6 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, existing: Existing)
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// [`write_atomic`] with [`Existing::Replace`] on a blocking thread, so the fsyncs never
-/// stall the runtime.
-pub async fn write_atomic_off_runtime(
-    path: PathBuf,
-    contents: Vec<u8>,
-    mode: u32,
-) -> io::Result<()> {
-    tokio::task::spawn_blocking(move || write_atomic(&path, &contents, mode, Existing::Replace))
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
 }
 
 /// The content of a small text file without surrounding whitespace (token files end in a
@@ -165,21 +153,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn async_reads_and_writes() {
+    async fn async_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         assert_eq!(signature(&path).await, None);
         let err = read_trimmed(&path).await.unwrap_err();
         assert_eq!(io_reason(&err), "no such file");
-        write_atomic_off_runtime(path.clone(), b"  t0k3n\n".to_vec(), 0o600)
-            .await
-            .unwrap();
+        write_atomic(&path, b"  t0k3n\n", 0o600, Existing::Replace).unwrap();
         assert_eq!(read_trimmed(&path).await.unwrap(), "t0k3n");
         let before = signature(&path).await.unwrap();
         assert_eq!(before.1, 8);
-        write_atomic_off_runtime(path.clone(), b"longer token".to_vec(), 0o600)
-            .await
-            .unwrap();
+        write_atomic(&path, b"longer token", 0o600, Existing::Replace).unwrap();
         assert_ne!(signature(&path).await, Some(before));
     }
 }
