@@ -126,3 +126,30 @@ impl RefreshToken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_store_ends_with_the_newest_token_mode_0600() {
+        let yaml = "providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    grant_type: refresh_token\n    refresh_token: rt-0\n";
+        let cfg = Config::from_text(Path::new("t.yaml"), yaml, &|_| None)
+            .unwrap()
+            .providers[0]
+            .clone();
+        let r = RefreshToken::new(Arc::new(IdpClient::new(&cfg).unwrap()), Secret::new("rt-0"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("p.rt");
+        r.adopt(Secret::new("rt-1"));
+        let first = r.store("p", &store);
+        r.adopt(Secret::new("rt-2"));
+        tokio::join!(first, r.store("p", &store));
+        assert_eq!(std::fs::read_to_string(&store).unwrap(), "rt-2");
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(r.current().expose(), "rt-2");
+    }
+}
