@@ -7,14 +7,15 @@
 //! One key pair serves every leaf (minting is then one signature); leaves are cached per
 //! name, bounded, and re-minted before they expire. The CA key never leaves this module.
 
+use crate::file::{io_reason, write_atomic, Existing};
+use crate::lru::Lru;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
-use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
@@ -34,15 +35,8 @@ pub struct Interceptor {
     ca_not_after: OffsetDateTime,
     leaf_key: KeyPair,
     validity: Duration,
-    cache_size: usize,
-    cache: Mutex<LeafCache>,
-}
-
-#[derive(Default)]
-struct LeafCache {
-    by_name: HashMap<String, (Arc<ServerConfig>, SystemTime)>,
-    /// Names in insertion order, for eviction.
-    order: VecDeque<String>,
+    /// Leaf configs by name, with the time to re-mint them.
+    cache: Mutex<Lru<String, (Arc<ServerConfig>, SystemTime)>>,
 }
 
 impl Interceptor {
@@ -90,8 +84,7 @@ impl Interceptor {
             ca_not_after,
             leaf_key,
             validity: cfg.leaf_validity,
-            cache_size: cfg.cache_size.max(1),
-            cache: Mutex::default(),
+            cache: Mutex::new(Lru::new(cfg.cache_size.max(1))),
         })
     }
 
@@ -105,14 +98,9 @@ impl Interceptor {
         let now = SystemTime::now();
         {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((cfg, renew_at)) = cache.by_name.get(&name).cloned() {
-                if now < renew_at {
-                    // Least recently used goes first: move this name to the back.
-                    if let Some(i) = cache.order.iter().position(|n| *n == name) {
-                        let n = cache.order.remove(i).unwrap_or_default();
-                        cache.order.push_back(n);
-                    }
-                    return Ok(cfg);
+            if let Some((cfg, renew_at)) = cache.get(&name) {
+                if now < *renew_at {
+                    return Ok(cfg.clone());
                 }
             }
         }
@@ -120,25 +108,16 @@ impl Interceptor {
         let cfg = Arc::new(self.mint(&name)?);
         // Re-mint when 90% of the validity has passed.
         let renew_at = now + self.validity.mul_f64(0.9);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache
-            .by_name
-            .insert(name.clone(), (cfg.clone(), renew_at))
-            .is_none()
-        {
-            cache.order.push_back(name);
-            while cache.order.len() > self.cache_size {
-                if let Some(old) = cache.order.pop_front() {
-                    cache.by_name.remove(&old);
-                }
-            }
-        }
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, (cfg.clone(), renew_at));
         Ok(cfg)
     }
 
     /// Number of cached leaves (for tests and status).
     pub fn cached(&self) -> usize {
-        self.cache.lock().map(|c| c.by_name.len()).unwrap_or(0)
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     fn mint(&self, name: &str) -> Result<ServerConfig, String> {
@@ -200,14 +179,45 @@ pub fn generate_ca(common_name: &str, validity_days: u32) -> Result<(String, Str
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// `token-sidecar ca init`: writes a new CA to `dir/ca.crt` (0644) and `dir/ca.key`
+/// (0600) and returns their paths. Without `force` it refuses to touch either file if one
+/// exists; with it, both are replaced. Each file is written atomically, never through an
+/// existing file or symlink, the key first.
+pub fn write_ca(dir: &Path, force: bool) -> Result<(PathBuf, PathBuf), String> {
+    let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create {}: {}", dir.display(), io_reason(&e)))?;
+    if !force {
+        if let Some(p) = [&crt, &key]
+            .into_iter()
+            .find(|p| p.symlink_metadata().is_ok())
+        {
+            return Err(format!(
+                "{} exists; refusing to overwrite it (use --force to replace the CA)",
+                p.display()
+            ));
+        }
+    }
+    let (cert_pem, key_pem) = generate_ca("token-sidecar local CA", 3650)?;
+    let existing = if force {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    };
+    for (path, text, mode) in [(&key, &key_pem, 0o600), (&crt, &cert_pem, 0o644)] {
+        write_atomic(path, text.as_bytes(), mode, existing)
+            .map_err(|e| format!("cannot write {}: {}", path.display(), io_reason(&e)))?;
+    }
+    Ok((crt, key))
+}
+
 fn read(path: &Path, what: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        format!("cannot read the {what} {}: {reason}", path.display())
+        format!(
+            "cannot read the {what} {}: {}",
+            path.display(),
+            io_reason(&e)
+        )
     })
 }
 
@@ -303,6 +313,30 @@ mod tests {
             assert!(Arc::ptr_eq(&a, &b), "reused from the cache");
         }
         assert_eq!(ic.cached(), 2, "the cache is bounded");
+    }
+
+    #[test]
+    fn write_ca_refuses_to_overwrite_unless_forced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ca");
+        let (crt, key) = write_ca(&out, false).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&crt), mode(&key)), (0o644, 0o600));
+        let first = std::fs::read_to_string(&key).unwrap();
+        let err = write_ca(&out, false).unwrap_err();
+        assert!(err.contains("refusing to overwrite"), "{err}");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), first);
+        write_ca(&out, true).unwrap();
+        assert_ne!(std::fs::read_to_string(&key).unwrap(), first);
+        let cfg = InterceptConfig {
+            ca_cert_file: crt,
+            ca_key_file: key,
+            leaf_validity: Duration::from_secs(3600),
+            cache_size: 1,
+        };
+        assert!(Interceptor::load(&cfg).is_ok(), "a matching pair");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2, "no temp files");
     }
 
     #[test]

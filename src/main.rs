@@ -229,48 +229,7 @@ fn demo(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 /// `ca init`: a CA for `tls_intercept`, and how to make apps trust it.
 fn ca_init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let (crt, key) = (out.join("ca.crt"), out.join("ca.key"));
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (cert_pem, key_pem) = token_sidecar::intercept::generate_ca("token-sidecar local CA", 3650)
-        .map_err(anyhow::Error::msg)?;
-    // Written to new temp files first, then renamed into place: never through an existing
-    // file or symlink, and never a new key next to an old certificate.
-    let write_new = |path: &Path, text: &str, mode: u32| -> anyhow::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        Ok(())
-    };
-    if !force {
-        for p in [&crt, &key] {
-            if p.symlink_metadata().is_ok() {
-                anyhow::bail!(
-                    "{} exists; refusing to overwrite it (use --force to replace the CA)",
-                    p.display()
-                );
-            }
-        }
-        write_new(&key, &key_pem, 0o600)?;
-        write_new(&crt, &cert_pem, 0o644)?;
-    } else {
-        let suffix = format!(".tmp-{}", std::process::id());
-        let (tmp_key, tmp_crt) = (
-            out.join(format!("ca.key{suffix}")),
-            out.join(format!("ca.crt{suffix}")),
-        );
-        write_new(&tmp_key, &key_pem, 0o600)?;
-        write_new(&tmp_crt, &cert_pem, 0o644)?;
-        std::fs::rename(&tmp_key, &key)?;
-        std::fs::rename(&tmp_crt, &crt)?;
-    }
+    let (crt, key) = token_sidecar::intercept::write_ca(out, force).map_err(anyhow::Error::msg)?;
     let (c, k) = (crt.display(), key.display());
     println!(
         "wrote {c} and {k} (mode 0600; keep it secret: it can sign certificates your apps will trust)

@@ -31,10 +31,7 @@ pub fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
 
 fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
     match e {
-        rustls::pki_types::pem::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            "no such file".into()
-        }
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::Io(io) => crate::file::io_reason(io),
         other => format!("{other:?}"),
     }
 }

@@ -4,6 +4,7 @@
 //! file is taken as it is, so a secret containing `${` stays intact. `$$` stands for a
 //! literal `$`. Errors name the variable or file, never a value.
 
+pub use crate::file::io_reason;
 use std::path::Path;
 
 /// Expands the references in `input`, reading variables through `env` (so tests need not
@@ -64,15 +65,6 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
             path.display(),
             io_reason(&e)
         )),
-    }
-}
-
-/// The reason of an IO error without the OS error number noise.
-pub fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
     }
 }
 

@@ -1,12 +1,17 @@
-//! The OAuth2 token endpoint client (RFC 6749 §4.4 client credentials). The only code in
-//! the crate that talks to an IdP. It turns every answer into a [`TokenResponse`] or a
-//! classified [`Failure`] whose detail carries the IdP's `error`/`error_description`
-//! (RFC 6749 §5.2) and never a secret or a token.
+//! The OAuth2 token endpoint client: the only code in the crate that talks to an IdP. It
+//! sends one token request with the grant parameters a fetcher in `grant` chose, plus the
+//! provider's scope, audience, resource and client authentication, and turns every answer
+//! into a [`TokenResponse`] or a classified [`Failure`] whose detail carries the IdP's
+//! `error`/`error_description` (RFC 6749 §5.2) and never a secret or a token.
+//!
+//! It knows no grant: which parameters to send, and what to do with a rotated refresh
+//! token, is the fetchers' business.
 
-use super::wire::{basic_auth, oauth_error, parse_token, persist_secret, scrub, token_form};
-use crate::config::{format_duration, ClientAuth, Grant, ProviderConfig};
+use super::wire::{basic_auth, oauth_error, parse_token, scrub, token_form};
+use super::TokenError;
+use crate::config::{format_duration, ClientAuth, ProviderConfig};
+use crate::file::{io_reason, read_trimmed};
 use crate::secret::Secret;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest token response we read; anything longer is not a token response.
@@ -16,9 +21,6 @@ pub struct IdpClient {
     http: reqwest::Client,
     /// For `private_key_jwt`: loaded once, signs a new assertion per request.
     signer: Option<super::AssertionSigner>,
-    /// For `grant_type: refresh_token`: the current refresh token (rotated by the IdP),
-    /// shared with the token source so a reload can carry it over.
-    pub(super) refresh: Option<Arc<std::sync::Mutex<Secret>>>,
 }
 
 /// A successful token response.
@@ -42,6 +44,9 @@ pub struct Failure {
     pub retryable: bool,
     /// The IdP's HTTP status, when it answered.
     pub status: Option<u16>,
+    /// The fetcher's floor for the wait before the next fetch, when asking again soon is
+    /// pointless (a refresh token the IdP rejected stays rejected until someone acts).
+    pub min_backoff: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,139 +91,12 @@ impl IdpClient {
                     cfg.name
                 )
             })?;
-        let refresh = match &cfg.grant {
-            Grant::RefreshToken { initial, .. } => {
-                Some(Arc::new(std::sync::Mutex::new(initial.clone())))
-            }
-            _ => None,
-        };
-        Ok(Self {
-            http,
-            signer,
-            refresh,
-        })
-    }
-
-    /// Sends one token request.
-    pub async fn request(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
-        let grant: Vec<(&str, String)> = match (&cfg.grant, &self.refresh) {
-            (Grant::RefreshToken { .. }, Some(current)) => {
-                let rt = current
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expose()
-                    .to_string();
-                vec![
-                    ("grant_type", "refresh_token".into()),
-                    ("refresh_token", rt),
-                ]
-            }
-            (Grant::TokenExchange(_), _) => {
-                return Err(failure(
-                    FailureKind::Rejected,
-                    "token exchange needs a subject token from the request".into(),
-                ))
-            }
-            _ => vec![("grant_type", "client_credentials".into())],
-        };
-        let mut resp = self.send(cfg, grant).await;
-        // The stored token is dead but the operator configured a different one (the fix
-        // the error log asks for): try that one, once.
-        if let (
-            Err(f),
-            Some(current),
-            Grant::RefreshToken {
-                configured: Some(configured),
-                ..
-            },
-        ) = (&resp, &self.refresh, &cfg.grant)
-        {
-            let stale = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if f.detail.contains("invalid_grant") && stale != *configured {
-                tracing::warn!(provider = %cfg.name, "the stored refresh token was rejected; trying the configured one");
-                *current.lock().unwrap_or_else(|p| p.into_inner()) = configured.clone();
-                resp = self
-                    .send(
-                        cfg,
-                        vec![
-                            ("grant_type", "refresh_token".into()),
-                            ("refresh_token", configured.expose().to_string()),
-                        ],
-                    )
-                    .await;
-            }
-        }
-        if let (Ok(resp), Some(current), Grant::RefreshToken { store, .. }) =
-            (&resp, &self.refresh, &cfg.grant)
-        {
-            if let Some(rotated) = &resp.refresh_token {
-                *current.lock().unwrap_or_else(|p| p.into_inner()) = rotated.clone();
-                if let Some(store) = store {
-                    match persist_secret(store, rotated) {
-                        Ok(()) => {
-                            tracing::debug!(provider = %cfg.name, "rotated refresh token stored")
-                        }
-                        Err(e) => {
-                            tracing::error!(provider = %cfg.name, error = %e, "cannot store the rotated refresh token; a restart would use an old one")
-                        }
-                    }
-                }
-            }
-        }
-        if let (Err(f), Grant::RefreshToken { .. }) = (&resp, &cfg.grant) {
-            if f.kind == FailureKind::Rejected && f.detail.contains("invalid_grant") {
-                tracing::error!(
-                    provider = %cfg.name,
-                    "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
-                );
-            }
-        }
-        resp
-    }
-
-    /// RFC 8693 §2.1: exchanges `subject` for a token.
-    pub async fn exchange(
-        &self,
-        cfg: &ProviderConfig,
-        subject: &Secret,
-    ) -> Result<TokenResponse, Failure> {
-        let Grant::TokenExchange(x) = &cfg.grant else {
-            return Err(failure(
-                FailureKind::Rejected,
-                "not a token exchange provider".into(),
-            ));
-        };
-        let mut grant: Vec<(&str, String)> = vec![
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
-            ),
-            ("subject_token", subject.expose().to_string()),
-            ("subject_token_type", x.subject_token_type.clone()),
-        ];
-        if let (Some(file), Some(kind)) = (&x.actor_token_file, &x.actor_token_type) {
-            let actor = std::fs::read_to_string(file).map_err(|e| {
-                failure(
-                    FailureKind::Transient,
-                    format!(
-                        "cannot read the actor token file {}: {}",
-                        file.display(),
-                        e.kind()
-                    ),
-                )
-            })?;
-            grant.push(("actor_token", actor.trim().to_string()));
-            grant.push(("actor_token_type", kind.clone()));
-        }
-        if let Some(t) = &x.requested_token_type {
-            grant.push(("requested_token_type", t.clone()));
-        }
-        self.send(cfg, grant).await
+        Ok(Self { http, signer })
     }
 
     /// Sends one token request with `grant` parameters plus the provider's scope,
     /// audience, resource, extra parameters and client authentication.
-    async fn send(
+    pub(super) async fn send(
         &self,
         cfg: &ProviderConfig,
         grant: Vec<(&str, String)>,
@@ -244,7 +122,7 @@ impl IdpClient {
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
-        let assertion = self.assertion(cfg)?;
+        let assertion = self.assertion(cfg).await?;
         let resp = req
             .body(token_form(cfg, &grant, assertion.as_ref()))
             .send()
@@ -274,36 +152,34 @@ impl IdpClient {
             FailureKind::Transient
         } else if status.is_redirection() {
             return Err(Failure {
-                kind: FailureKind::Malformed,
-                detail: format!("{detail} (a redirect; token requests never follow redirects)"),
-                retry_after: None,
                 retryable: false,
                 status: Some(status.as_u16()),
+                ..failure(
+                    FailureKind::Malformed,
+                    format!("{detail} (a redirect; token requests never follow redirects)"),
+                )
             });
         } else {
             FailureKind::Rejected
         };
         Err(Failure {
-            kind,
-            detail,
             retry_after,
             retryable: kind == FailureKind::Transient,
             status: Some(status.as_u16()),
+            ..failure(kind, detail)
         })
     }
-}
 
-impl IdpClient {
     /// The client assertion for this request, for the assertion-based methods.
-    fn assertion(&self, cfg: &ProviderConfig) -> Result<Option<Secret>, Failure> {
+    async fn assertion(&self, cfg: &ProviderConfig) -> Result<Option<Secret>, Failure> {
         match (&cfg.client_auth, &self.signer) {
             (ClientAuth::PrivateKeyJwt(p), Some(signer)) => signer
                 .sign(&cfg.client_id, &p.audience)
                 .map(Some)
                 .map_err(|e| failure(FailureKind::Rejected, e)),
             // Re-read every time: Kubernetes rotates projected service-account tokens.
-            (ClientAuth::AssertionFile(path), _) => match std::fs::read_to_string(path) {
-                Ok(t) if !t.trim().is_empty() => Ok(Some(Secret::new(t.trim()))),
+            (ClientAuth::AssertionFile(path), _) => match read_trimmed(path).await {
+                Ok(t) if !t.is_empty() => Ok(Some(Secret::new(t))),
                 Ok(_) => Err(failure(
                     FailureKind::Transient,
                     format!("the client assertion file {} is empty", path.display()),
@@ -313,7 +189,7 @@ impl IdpClient {
                     format!(
                         "cannot read the client assertion file {}: {}",
                         path.display(),
-                        e.kind()
+                        io_reason(&e)
                     ),
                 )),
             },
@@ -322,41 +198,31 @@ impl IdpClient {
     }
 }
 
-/// A `static_file` token: the file's content, re-read at every fetch.
-pub fn read_token_file(path: &std::path::Path) -> Result<TokenResponse, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        failure(
-            FailureKind::Transient,
-            format!(
-                "cannot read the token file {}: {}",
-                path.display(),
-                e.kind()
-            ),
-        )
-    })?;
-    let token = text.trim();
-    if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
-        return Err(failure(
-            FailureKind::Malformed,
-            format!("the token file {} holds no usable token", path.display()),
-        ));
+impl Failure {
+    /// What the callers of a fetch that ended in this failure get; `retry_after`: when
+    /// the next fetch may start.
+    pub(super) fn into_error(self, retry_after: Duration) -> TokenError {
+        let detail = self.detail;
+        match self.kind {
+            FailureKind::Transient => TokenError::Unavailable {
+                detail,
+                retry_after,
+            },
+            FailureKind::Malformed => TokenError::InvalidResponse { detail },
+            FailureKind::Rejected => TokenError::Rejected { detail },
+        }
     }
-    Ok(TokenResponse {
-        access_token: Secret::new(token),
-        token_type: "Bearer".into(),
-        expires_in: None,
-        scope: None,
-        refresh_token: None,
-    })
 }
 
-fn failure(kind: FailureKind, detail: String) -> Failure {
+/// A failure of `kind`: retryable unless the IdP refused the client.
+pub(super) fn failure(kind: FailureKind, detail: String) -> Failure {
     Failure {
         kind,
         detail,
         retry_after: None,
         retryable: kind != FailureKind::Rejected,
         status: None,
+        min_backoff: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Token lifetime arithmetic (SPEC §5): pure functions, unit-tested without a clock.
 
+use super::idp::{Failure, FailureKind};
 use crate::config::Retries;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,9 +55,58 @@ pub fn backoff(attempt: u32, retries: &Retries, retry_after: Option<Duration>) -
         .min(retries.max_backoff)
 }
 
+/// How long a source waits after its `failures`-th failed fetch in a row, ending in
+/// `failure`: a [`backoff`] of at least `initial_backoff` (honouring the IdP's
+/// `Retry-After` for transient failures), and at least the fetcher's `min_backoff`.
+pub fn backoff_after_failure(failures: u32, retries: &Retries, failure: &Failure) -> Duration {
+    let hint = (failure.kind == FailureKind::Transient).then(|| {
+        failure
+            .retry_after
+            .unwrap_or(retries.initial_backoff)
+            .min(retries.max_backoff)
+    });
+    backoff(failures, retries, hint)
+        .max(retries.initial_backoff)
+        .max(failure.min_backoff.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::idp::failure;
+
+    #[test]
+    fn backoff_after_failure_honours_retry_after_and_the_fetchers_floor() {
+        let s = Duration::from_secs;
+        let r = Retries {
+            max_attempts: 1,
+            initial_backoff: s(1),
+            max_backoff: s(8),
+        };
+        let transient = |retry_after| Failure {
+            retry_after,
+            ..failure(FailureKind::Transient, "t".into())
+        };
+        for _ in 0..100 {
+            let first = backoff_after_failure(1, &r, &transient(None));
+            assert_eq!(first, s(1), "the first backoff is initial_backoff");
+            let later = backoff_after_failure(5, &r, &transient(None));
+            assert!(later >= s(1) && later <= s(8), "{later:?}");
+            assert_eq!(backoff_after_failure(1, &r, &transient(Some(s(5)))), s(5));
+            assert_eq!(backoff_after_failure(1, &r, &transient(Some(s(60)))), s(8));
+            let rejected = failure(FailureKind::Rejected, "r".into());
+            assert!(backoff_after_failure(1, &r, &rejected) <= s(1));
+            let held = Failure {
+                min_backoff: Some(s(3600)),
+                ..rejected
+            };
+            assert_eq!(
+                backoff_after_failure(1, &r, &held),
+                s(3600),
+                "above max_backoff"
+            );
+        }
+    }
 
     #[test]
     fn margins() {

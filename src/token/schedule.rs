@@ -3,8 +3,16 @@
 //! tries again with backoff until it succeeds — so requests never wait for the IdP once
 //! the first token is there. A source unused for `idle_timeout` parks until it is used
 //! again; `prefetch` sources never park. Scheduling uses the monotonic clock only.
+//!
+//! The scheduler decides when; the source fetches. It holds no state of its own beyond
+//! its loop, and never fetches while a fetch is running.
 
-use super::*;
+use super::source::TokenSource;
+use crate::config::ProviderConfig;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How far before the refresh point the scheduler may fire: a tenth of the refresh margin,
 /// at most 30 s. Many sidecars with the same token lifetime so spread their IdP requests,
@@ -33,8 +41,64 @@ pub(super) fn scheduled_at(
     arrived + (left / 10).max(Duration::from_secs(1)).min(left / 2)
 }
 
-/// How often a `static_file` token's file is checked for changes.
-const STATIC_FILE_POLL: Duration = Duration::from_secs(2);
+/// When a source was last used, and whether its scheduler parked for lack of use: the
+/// part of the scheduler's state that the request path touches, lock-free.
+pub(super) struct Usage {
+    epoch: Instant,
+    /// The last use, in ms after `epoch` (plus one, so 0 means never), written at most
+    /// once a second.
+    last_used: AtomicU64,
+    /// The scheduler parked because the token went unused: the use that ends the
+    /// idleness must wake it.
+    idle: AtomicBool,
+}
+
+impl Usage {
+    pub(super) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_used: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a use, at most once a second. True when the scheduler is parked for
+    /// idleness and must be woken.
+    pub(super) fn touch(&self, now: Instant) -> bool {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+        if ms < self.last_used.load(Ordering::Relaxed) + 1000 {
+            return false;
+        }
+        self.last_used.store(ms, Ordering::SeqCst);
+        self.idle.load(Ordering::SeqCst)
+    }
+
+    /// True when the token went unused for `idle_timeout` (never for `prefetch`
+    /// providers); the scheduler then parks. Idleness is announced before the last use is
+    /// checked once more: a request that uses the source in between either sees the flag
+    /// and wakes the scheduler, or is seen here.
+    pub(super) fn is_idle(&self, now: Instant, cfg: &ProviderConfig) -> bool {
+        let unused = || {
+            let last_used =
+                self.epoch + Duration::from_millis(self.last_used.load(Ordering::SeqCst));
+            !cfg.prefetch && now.saturating_duration_since(last_used) >= cfg.idle_timeout
+        };
+        let idle = unused() && {
+            self.idle.store(true, Ordering::SeqCst);
+            unused()
+        };
+        self.idle.store(idle, Ordering::SeqCst);
+        if idle {
+            tracing::debug!(provider = %cfg.name, "token not used for idle_timeout; background refresh paused");
+        }
+        idle
+    }
+
+    /// The scheduler is parked for idleness.
+    pub(super) fn parked(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
+    }
+}
 
 /// What the scheduler does next.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,107 +108,56 @@ enum Next {
     Stop,
 }
 
-impl TokenSource {
-    /// Starts this source's scheduler (once).
-    pub fn start_scheduler(self: &Arc<Self>) {
-        if !self.scheduler_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(Arc::clone(self).run_scheduler());
-        }
-    }
-
-    async fn run_scheduler(self: Arc<Self>) {
-        loop {
-            // Registered before deciding, so a wake-up in between is not lost.
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let now = Instant::now();
-            match self.next(now) {
-                Next::Stop => return,
-                Next::Park => notified.await,
-                // Due: fetch, then decide again from the new state (the next refresh
-                // point, or the backoff after a failure), which always lies ahead.
-                Next::FetchAt(at) if at <= now => {
-                    let _ = self.start_fetch().await;
-                }
-                // Not due: wait, then decide again (the source may have gone idle, been
-                // refreshed by a request, or been stopped meanwhile).
-                Next::FetchAt(at) => {
-                    // A token file is looked at every couple of seconds for changes.
-                    let at = if self.static_file().is_some() {
-                        at.min(now + STATIC_FILE_POLL)
-                    } else {
-                        at
-                    };
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = &mut notified => {}
-                    }
+/// The scheduler of `source`, until the source is stopped.
+pub(super) async fn run(source: Arc<TokenSource>) {
+    loop {
+        // Registered before deciding, so a wake-up in between is not lost.
+        let notified = source.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = Instant::now();
+        match next(&source, now).await {
+            Next::Stop => return,
+            Next::Park => notified.await,
+            // Due: fetch, then decide again from the new state (the next refresh point,
+            // or the backoff after a failure), which always lies ahead.
+            Next::FetchAt(at) if at <= now => {
+                let _ = source.start_fetch().await;
+            }
+            // Not due: wait, then decide again (the source may have gone idle, been
+            // refreshed by a request, or been stopped meanwhile). A source that can
+            // change without notice (a token file) is looked at every poll interval.
+            Next::FetchAt(at) => {
+                let at = match source.poll_interval() {
+                    Some(poll) => at.min(now + poll),
+                    None => at,
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = &mut notified => {}
                 }
             }
         }
     }
-
-    fn next(&self, now: Instant) -> Next {
-        if self.stopped.load(Ordering::Acquire) {
-            return Next::Stop;
-        }
-        let cfg = self.config.load();
-        let is_idle = || {
-            let last_used =
-                self.epoch + Duration::from_millis(self.last_used.load(Ordering::SeqCst));
-            !cfg.prefetch && now.saturating_duration_since(last_used) >= cfg.idle_timeout
-        };
-        // Announce idleness before checking the last use once more: a request that
-        // touched the source in between either sees the flag and wakes us, or is seen here.
-        let idle = is_idle() && {
-            self.idle.store(true, Ordering::SeqCst);
-            is_idle()
-        };
-        self.idle.store(idle, Ordering::SeqCst);
-        if idle {
-            tracing::debug!(provider = %cfg.name, "token not used for idle_timeout; background refresh paused");
-            return Next::Park;
-        }
-        if self.refreshing.load(Ordering::Acquire) {
-            return Next::Park;
-        }
-        if self.consecutive_failures.load(Ordering::Acquire) > 0 {
-            return Next::FetchAt(
-                self.epoch + Duration::from_millis(self.retry_not_before.load(Ordering::Acquire)),
-            );
-        }
-        if self.static_file_changed() {
-            return Next::FetchAt(now);
-        }
-        match self.current.load_full() {
-            Some(t) => Next::FetchAt(t.scheduled_at),
-            None if cfg.prefetch => Next::FetchAt(now),
-            // The first token of a non-prefetch provider is fetched by the first request.
-            None => Next::Park,
-        }
-    }
 }
 
-impl TokenSource {
-    fn static_file(&self) -> Option<std::path::PathBuf> {
-        match &self.config.load().kind {
-            crate::config::ProviderKind::StaticFile(p) => Some(p.clone()),
-            crate::config::ProviderKind::OAuth => None,
-        }
+async fn next(source: &TokenSource, now: Instant) -> Next {
+    if source.is_stopped() {
+        return Next::Stop;
     }
-
-    /// True (once) when a `static_file` token's file changed since it was last looked at.
-    fn static_file_changed(&self) -> bool {
-        let Some(path) = self.static_file() else {
-            return false;
-        };
-        let sig = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()));
-        let mut last = self.file_sig.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = last.is_some() && *last != Some(sig) && self.current.load().is_some();
-        *last = Some(sig);
-        changed
+    if source.is_idle(now) || source.is_refreshing() {
+        return Next::Park;
+    }
+    if let Some(backoff_ends) = source.failing_until() {
+        return Next::FetchAt(backoff_ends);
+    }
+    if source.source_changed().await {
+        return Next::FetchAt(now);
+    }
+    match source.scheduled_at() {
+        Some(at) => Next::FetchAt(at),
+        None if source.config().prefetch => Next::FetchAt(now),
+        // The first token of a non-prefetch provider is fetched by the first request.
+        None => Next::Park,
     }
 }

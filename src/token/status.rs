@@ -1,7 +1,12 @@
-//! What `/status` shows of a token source: its state, times (wall clock, for display
-//! only) and counters. Never a token.
+//! What `/status` shows of a token source, or of a token-exchange provider's subjects:
+//! state, times (wall clock, for display only) and counters. Pure functions of what the
+//! sources hand over; never a token.
 
-use super::*;
+use super::Token;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 /// What `/status` shows of a provider (SPEC §7). Never a token.
 #[derive(Debug, Serialize)]
@@ -23,52 +28,111 @@ pub struct ProviderStatus {
     pub subjects: Option<usize>,
 }
 
-impl TokenSource {
-    /// The provider's state for `/status`.
-    pub fn status(&self) -> ProviderStatus {
-        let stats = self.stats();
-        let now = Instant::now();
-        let wall = |t: Instant| rfc3339(instant_to_wall(t, now));
-        let current = self.current.load_full();
-        let token = current.as_ref().filter(|t| t.is_valid(now));
-        let failures = self.consecutive_failures.load(Ordering::Acquire);
-        let state = if self.refreshing.load(Ordering::Acquire) {
-            "refreshing"
-        } else if failures > 0 {
-            "failing"
-        } else {
-            match (&current, token) {
-                (None, _) => "empty",
-                (Some(t), Some(_)) if now < t.refresh_at => "fresh",
-                (Some(_), Some(_)) => "stale",
-                (Some(_), None) => "expired",
-            }
-        };
-        let retry = self.retry_not_before.load(Ordering::Acquire);
-        let parked = self.idle.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire);
-        let next_attempt = match (failures > 0 && retry > 0, token) {
-            _ if parked => None,
-            (true, _) => Some(self.epoch + Duration::from_millis(retry)),
-            (false, Some(t)) => Some(t.scheduled_at),
-            (false, None) => None,
-        };
-        ProviderStatus {
-            state,
-            has_token: token.is_some(),
-            expires_at: token.map(|t| rfc3339(t.expires_at_wall)),
-            expires_in_seconds: token
-                .map(|t| t.expires_at.saturating_duration_since(now).as_secs()),
-            refresh_at: token.map(|t| rfc3339(t.refresh_at_wall)),
-            next_attempt_at: next_attempt.map(wall),
-            consecutive_failures: failures,
-            scope: token.and_then(|t| t.scope.clone()),
-            fetches_total: stats.fetches_total,
-            failures_total: stats.failures_total,
-            last_error: stats.last_error,
-            last_fetch_at: stats.last_fetch_at.map(rfc3339),
-            subjects: None,
+/// Counters and the last attempt, for `/status`.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub fetches_total: u64,
+    pub failures_total: u64,
+    /// The error of the last attempt, `None` if it succeeded.
+    pub last_error: Option<String>,
+    /// When the last attempt was sent.
+    pub last_fetch_at: Option<SystemTime>,
+}
+
+impl Stats {
+    /// Counts one attempt, sent at `at`: its outcome is the failure's detail, if any.
+    pub(super) fn record(&mut self, outcome: Result<(), &str>, at: SystemTime) {
+        self.fetches_total += 1;
+        self.failures_total += u64::from(outcome.is_err());
+        self.last_fetch_at = Some(at);
+        self.last_error = outcome.err().map(str::to_string);
+    }
+}
+
+/// What `/status` needs of a token source, read at one moment.
+pub(super) struct SourceView {
+    pub current: Option<Arc<Token>>,
+    pub refreshing: bool,
+    pub consecutive_failures: u32,
+    /// When the backoff after the last failure ends, if one was set.
+    pub retry_at: Option<Instant>,
+    /// The scheduler is idle or stopped: no attempt is planned.
+    pub parked: bool,
+    pub stats: Stats,
+}
+
+/// The `/status` of one token source.
+pub(super) fn of_source(v: SourceView) -> ProviderStatus {
+    let now = Instant::now();
+    let wall = |t: Instant| rfc3339(instant_to_wall(t, now));
+    let token = v.current.as_ref().filter(|t| t.is_valid(now));
+    let failures = v.consecutive_failures;
+    let state = if v.refreshing {
+        "refreshing"
+    } else if failures > 0 {
+        "failing"
+    } else {
+        match (&v.current, token) {
+            (None, _) => "empty",
+            (Some(t), Some(_)) if now < t.refresh_at => "fresh",
+            (Some(_), Some(_)) => "stale",
+            (Some(_), None) => "expired",
+        }
+    };
+    let next_attempt = match (v.retry_at.filter(|_| failures > 0), token) {
+        _ if v.parked => None,
+        (Some(retry_at), _) => Some(retry_at),
+        (None, Some(t)) => Some(t.scheduled_at),
+        (None, None) => None,
+    };
+    ProviderStatus {
+        state,
+        has_token: token.is_some(),
+        expires_at: token.map(|t| rfc3339(t.expires_at_wall)),
+        expires_in_seconds: token.map(|t| t.expires_at.saturating_duration_since(now).as_secs()),
+        refresh_at: token.map(|t| rfc3339(t.refresh_at_wall)),
+        next_attempt_at: next_attempt.map(wall),
+        consecutive_failures: failures,
+        scope: token.and_then(|t| t.scope.clone()),
+        fetches_total: v.stats.fetches_total,
+        failures_total: v.stats.failures_total,
+        last_error: v.stats.last_error,
+        last_fetch_at: v.stats.last_fetch_at.map(rfc3339),
+        subjects: None,
+    }
+}
+
+/// The `/status` of a token-exchange provider from its subjects' (stats, has a valid
+/// token): counts summed; the time of the most recent fetch over all subjects, and that
+/// fetch's error (none if it succeeded).
+pub(super) fn per_subject(subjects: Vec<(Stats, bool)>) -> ProviderStatus {
+    let mut status = ProviderStatus {
+        state: "per_subject",
+        has_token: false,
+        expires_at: None,
+        expires_in_seconds: None,
+        refresh_at: None,
+        next_attempt_at: None,
+        consecutive_failures: 0,
+        scope: None,
+        fetches_total: 0,
+        failures_total: 0,
+        last_error: None,
+        last_fetch_at: None,
+        subjects: Some(subjects.len()),
+    };
+    let mut latest: Option<SystemTime> = None;
+    for (stats, has_token) in subjects {
+        status.has_token |= has_token;
+        status.fetches_total += stats.fetches_total;
+        status.failures_total += stats.failures_total;
+        if stats.last_fetch_at > latest {
+            latest = stats.last_fetch_at;
+            status.last_error = stats.last_error;
         }
     }
+    status.last_fetch_at = latest.map(rfc3339);
+    status
 }
 
 /// `2026-11-21T22:54:31Z`: RFC 3339 in UTC, to the second.

@@ -1,11 +1,18 @@
 //! Paused-time tests of the token cache: freshness, single flight, compare-and-invalidate,
 //! the rejection guard and the retry loop, with a scripted fetch instead of an IdP.
 
-use super::*;
+use super::grant::Fetcher;
+use super::idp::{self, FailureKind, TokenResponse};
+use super::{rfc3339, Rejection, Token, TokenError, TokenSource};
 use crate::config::Config;
+use crate::secret::Secret;
+use futures_util::FutureExt;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub(super) const CAUSE: Rejection<'static> = Rejection {
     route: "r",
@@ -31,7 +38,7 @@ pub(super) fn harness(provider_yaml: &str, latency: Duration) -> Harness {
     let calls = Arc::new(AtomicUsize::new(0));
     let script: Script = Arc::new(Mutex::new(VecDeque::new()));
     let (c, s) = (calls.clone(), script.clone());
-    let fetch_fn: FetchFn = Arc::new(move |_cfg| {
+    let fetch = Arc::new(move || {
         let n = c.fetch_add(1, Ordering::SeqCst) + 1;
         let next = s.lock().unwrap().pop_front().unwrap_or(Ok(60));
         async move {
@@ -47,19 +54,13 @@ pub(super) fn harness(provider_yaml: &str, latency: Duration) -> Harness {
                     scope: None,
                     refresh_token: None,
                 }),
-                Err(kind) => Err(Failure {
-                    kind,
-                    detail: format!("scripted {kind:?}"),
-                    retry_after: None,
-                    retryable: kind != FailureKind::Rejected,
-                    status: None,
-                }),
+                Err(kind) => Err(idp::failure(kind, format!("scripted {kind:?}"))),
             }
         }
         .boxed()
     });
     Harness {
-        source: TokenSource::with_fetch_fn(config, fetch_fn),
+        source: TokenSource::with_fetcher(config, Fetcher::Scripted(fetch), Arc::default()),
         calls,
         script,
     }

@@ -1,8 +1,13 @@
 //! Paused-time tests of the background scheduler, status states and scheduling points.
 
+use super::idp::FailureKind;
+use super::schedule::{self, refresh_jitter};
 use super::tests::harness;
-use super::*;
+use super::{refresh_margin, TokenError};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Lets spawned tasks (the scheduler, fetch tasks) run in paused time.
 async fn settle() {

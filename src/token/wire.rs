@@ -1,7 +1,6 @@
 //! The wire format of token requests and responses: form bodies (RFC 6749 §4.4.2, §6;
 //! RFC 8693 §2.1), client authentication encodings, token and error responses (RFC 6749
-//! §5.1, §5.2), and what may be shown of them. Pure functions, except the atomic store of
-//! a rotated refresh token.
+//! §5.1, §5.2), and what may be shown of them. Pure functions: no IO, no state.
 
 use super::idp::TokenResponse;
 use crate::config::{ClientAuth, ProviderConfig};
@@ -12,34 +11,6 @@ use std::time::Duration;
 /// RFC 7521 §4.2 / RFC 7523 §2.2.
 pub(super) const JWT_BEARER_ASSERTION: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// Writes `secret` to `path` atomically (a temp file in the same directory, mode 0600,
-/// then a rename), so a crash never leaves half a token.
-pub(super) fn persist_secret(path: &std::path::Path, secret: &Secret) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.tmp-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let write = || -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(secret.expose().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("{}: {}", path.display(), e.kind()))
-}
 
 /// The form body of a token request (RFC 6749 §4.4.2, §6; RFC 8693 §2.1).
 pub(super) fn token_form(

@@ -1,0 +1,155 @@
+//! `grant_type: refresh_token` (RFC 6749 §6). Holds the current refresh token, which the
+//! IdP may rotate with any response; stores each rotated one in `refresh_token_store`
+//! (atomically, mode 0600, off the runtime) so a restart continues from it; after
+//! `invalid_grant` tries the configured token once if the stored one differs; and marks a
+//! rejection as lasting, since a refused refresh token stays refused until someone acts.
+//!
+//! It never logs, returns in an error, or shows in `/status` a refresh token.
+
+use crate::config::{Grant, ProviderConfig};
+use crate::file::{io_reason, write_atomic, Existing};
+use crate::secret::Secret;
+use crate::token::idp::{Failure, FailureKind, IdpClient, TokenResponse};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// After the IdP rejected the refresh token, no new fetch before this long, unless
+/// someone acts (a reload with a new token, or `POST /providers/{name}/refresh`).
+const REJECTED_HOLD: Duration = Duration::from_secs(3600);
+
+pub(in crate::token) struct RefreshToken {
+    idp: Arc<IdpClient>,
+    /// The refresh token the next request sends. Shared with the store writer, which
+    /// writes whatever is current when it runs.
+    current: Arc<Mutex<Secret>>,
+    /// Held by the store writer, so writes to the store never overlap: with each writing
+    /// the then-current token, the last write always leaves the newest one.
+    store_writer: Arc<Mutex<()>>,
+}
+
+impl RefreshToken {
+    pub(super) fn new(idp: Arc<IdpClient>, initial: Secret) -> Self {
+        Self {
+            idp,
+            current: Arc::new(Mutex::new(initial)),
+            store_writer: Arc::default(),
+        }
+    }
+
+    pub(super) fn current(&self) -> Secret {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn adopt(&self, token: Secret) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    pub(super) async fn fetch(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
+        let (configured, store) = match &cfg.grant {
+            Grant::RefreshToken {
+                configured, store, ..
+            } => (configured.as_ref(), store.as_deref()),
+            _ => (None, None),
+        };
+        let mut resp = self.send(cfg, &self.current()).await;
+        // The stored token is dead but the operator configured a different one (the fix
+        // the error log asks for): try that one, once.
+        if let (Err(f), Some(configured)) = (&resp, configured) {
+            if f.detail.contains("invalid_grant") && self.current() != *configured {
+                tracing::warn!(provider = %cfg.name, "the stored refresh token was rejected; trying the configured one");
+                self.adopt(configured.clone());
+                resp = self.send(cfg, configured).await;
+            }
+        }
+        match &mut resp {
+            Ok(TokenResponse {
+                refresh_token: Some(rotated),
+                ..
+            }) => {
+                self.adopt(rotated.clone());
+                if let Some(store) = store {
+                    self.store(&cfg.name, store).await;
+                }
+            }
+            Ok(_) => {}
+            Err(f) if f.kind == FailureKind::Rejected => {
+                if f.detail.contains("invalid_grant") {
+                    tracing::error!(
+                        provider = %cfg.name,
+                        "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
+                    );
+                }
+                f.min_backoff = Some(REJECTED_HOLD);
+            }
+            Err(_) => {}
+        }
+        resp
+    }
+
+    async fn send(&self, cfg: &ProviderConfig, token: &Secret) -> Result<TokenResponse, Failure> {
+        let grant = vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", token.expose().to_string()),
+        ];
+        self.idp.send(cfg, grant).await
+    }
+
+    /// Writes the current refresh token to `path` on a blocking thread (an fsync on the
+    /// runtime would stall every request with `workers: 1`). A failure is logged, not
+    /// returned: the token in hand is good, only a restart would use an old one.
+    async fn store(&self, provider: &str, path: &Path) {
+        let (current, writer, target) = (
+            self.current.clone(),
+            self.store_writer.clone(),
+            path.to_path_buf(),
+        );
+        let written = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let token = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            write_atomic(&target, token.expose().as_bytes(), 0o600, Existing::Replace)
+                .map_err(|e| io_reason(&e))
+        })
+        .await
+        .unwrap_or_else(|_| Err("the writer stopped unexpectedly".into()));
+        match written {
+            Ok(()) => tracing::debug!(provider = %provider, "rotated refresh token stored"),
+            Err(reason) => tracing::error!(
+                provider = %provider,
+                store = %path.display(),
+                error = %reason,
+                "cannot store the rotated refresh token; a restart would use an old one"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_store_ends_with_the_newest_token_mode_0600() {
+        let yaml = "providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    grant_type: refresh_token\n    refresh_token: rt-0\n";
+        let cfg = Config::from_text(Path::new("t.yaml"), yaml, &|_| None)
+            .unwrap()
+            .providers[0]
+            .clone();
+        let r = RefreshToken::new(Arc::new(IdpClient::new(&cfg).unwrap()), Secret::new("rt-0"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("p.rt");
+        r.adopt(Secret::new("rt-1"));
+        let first = r.store("p", &store);
+        r.adopt(Secret::new("rt-2"));
+        tokio::join!(first, r.store("p", &store));
+        assert_eq!(std::fs::read_to_string(&store).unwrap(), "rt-2");
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(r.current().expose(), "rt-2");
+    }
+}

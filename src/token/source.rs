@@ -1,0 +1,446 @@
+//! [`TokenSource`]: one provider's token. The cache the request path reads without a
+//! lock; single-flight fetching in a task of its own; compare-and-invalidate after an
+//! upstream rejected a token; and the cold state behind one mutex (the fetch in flight,
+//! the last error and its backoff, the rejection guard, counters).
+//!
+//! A source knows nothing about grants: it asks its [`Fetcher`] for token responses and
+//! honours the minimum backoff a fetcher reports. It does no IO of its own.
+
+use super::fetch::fetch_with_retries;
+use super::grant::Fetcher;
+use super::idp::{failure, Failure, FailureKind};
+use super::lifetime::backoff_after_failure;
+use super::schedule::{self, Usage};
+use super::status::{self, ProviderStatus, SourceView, Stats};
+use super::{Rejection, Token, TokenError};
+use crate::config::ProviderConfig;
+use crate::metrics::ProviderMetrics;
+use crate::secret::Secret;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// A token is re-fetched because an upstream rejected it at most this often.
+const REJECT_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Token>, TokenError>>>;
+
+/// The token of one provider: cached, fetched once however many requests wait, and
+/// refreshed in the background before it expires.
+pub struct TokenSource {
+    config: ArcSwap<ProviderConfig>,
+    /// The header prefixes of the provider's routes, prebuilt into every token.
+    prefixes: ArcSwap<Vec<Box<str>>>,
+    fetcher: Fetcher,
+    /// The token the request path reads: one lock-free load.
+    current: ArcSwapOption<Token>,
+    /// Everything else that changes. Taken to start, join or settle a fetch, after a
+    /// rejection, by the scheduler and for `/status`; never by `get` for a fresh token.
+    state: Mutex<State>,
+    // What `get` must know without taking the lock, and nothing more:
+    /// A fetch is running, so a stale token starts no second one, and the last fetch's
+    /// error is not answered while a new fetch may yet succeed.
+    refreshing: AtomicBool,
+    /// No new fetch before this many ms after `epoch` (0: none): the backoff after a
+    /// failure, during which `get` answers the last error instead of asking the IdP.
+    retry_not_before: AtomicU64,
+    /// The last use and whether the scheduler parked for lack of use (two atomics):
+    /// `get` records a use, and wakes a parked scheduler.
+    usage: Usage,
+    /// Wakes the scheduler: new token, invalidation, use after idleness, stop.
+    wake: Notify,
+    epoch: Instant,
+    pub metrics: Arc<ProviderMetrics>,
+}
+
+/// The cold state of a source.
+#[derive(Default)]
+struct State {
+    /// The fetch under way, shared by everyone who waits for it.
+    inflight: Option<SharedFetch>,
+    /// The error of the last fetch if it failed, answered at once during its backoff.
+    last_error: Option<TokenError>,
+    consecutive_failures: u32,
+    /// When a rejected token last caused a re-fetch.
+    last_reject_refetch: Option<Instant>,
+    stats: Stats,
+    scheduler_started: bool,
+    stopped: bool,
+}
+
+/// What a rejected token leads to.
+enum Renewal {
+    /// A newer token is already cached.
+    Current(Arc<Token>),
+    /// A fetch (new or already running) will produce the replacement.
+    Fetch(SharedFetch),
+    /// Rejections re-fetched less than a second ago: no replay.
+    Guarded,
+}
+
+impl TokenSource {
+    pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
+        let fetcher = Fetcher::for_provider(&config)?;
+        Ok(Self::with_fetcher(config, fetcher, Arc::default()))
+    }
+
+    pub(super) fn with_fetcher(
+        config: Arc<ProviderConfig>,
+        fetcher: Fetcher,
+        metrics: Arc<ProviderMetrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config: ArcSwap::new(config),
+            prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
+            fetcher,
+            current: ArcSwapOption::empty(),
+            state: Mutex::default(),
+            refreshing: AtomicBool::new(false),
+            retry_not_before: AtomicU64::new(0),
+            usage: Usage::new(),
+            wake: Notify::new(),
+            epoch: Instant::now(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> Arc<ProviderConfig> {
+        self.config.load_full()
+    }
+
+    /// Applies settings that do not change the token's identity (retries, refresh margin,
+    /// prefetch, idle timeout).
+    pub fn set_config(&self, config: Arc<ProviderConfig>) {
+        self.config.store(config);
+        self.wake.notify_one();
+    }
+
+    /// The header prefixes the routes of this provider use, so tokens prebuild them.
+    pub fn set_prefixes(&self, prefixes: Vec<Box<str>>) {
+        self.prefixes.store(Arc::new(prefixes));
+    }
+
+    /// For `grant_type: refresh_token`: the refresh token the next fetch will use.
+    pub fn refresh_token(&self) -> Option<Secret> {
+        self.fetcher.refresh_token()
+    }
+
+    /// Continues from `token`, the current refresh token of the source this one replaces.
+    pub fn adopt_refresh_token(&self, token: Secret) {
+        self.fetcher.adopt_refresh_token(token);
+    }
+
+    /// A valid token: the cached one while it is fresh; the cached one plus a background
+    /// refresh once it is past its refresh point; otherwise the result of a fetch that all
+    /// concurrent callers share. Never an expired token. While the last fetch failed and
+    /// its backoff runs, the error comes back at once instead of another IdP request.
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<Token>, TokenError> {
+        let now = Instant::now();
+        if self.usage.touch(now) {
+            self.wake.notify_one();
+        }
+        if let Some(token) = self.current.load_full() {
+            if now < token.refresh_at {
+                return Ok(token);
+            }
+            if token.is_valid(now) {
+                self.refresh_in_background(now);
+                return Ok(token);
+            }
+        }
+        if let Some(err) = self.failing_fast(now) {
+            return Err(err);
+        }
+        self.start_fetch().await
+    }
+
+    /// The cached token if it is still valid, without fetching.
+    pub fn peek(&self) -> Option<Arc<Token>> {
+        self.current
+            .load_full()
+            .filter(|t| t.is_valid(Instant::now()))
+    }
+
+    /// Fetches a new token now (admin `POST /providers/{name}/refresh`), or joins the fetch
+    /// already under way.
+    pub async fn refresh_now(self: &Arc<Self>) -> Result<Arc<Token>, TokenError> {
+        self.start_fetch().await
+    }
+
+    /// Called when an upstream rejected `used`. Returns the token to replay with, or
+    /// `None` when a replay would be pointless.
+    ///
+    /// Compare-and-invalidate: only if `used` is still the cached token is it thrown away,
+    /// so a late 401 for an old token never discards a newer one. Re-fetches caused by
+    /// rejections happen at most once per [`REJECT_REFETCH_INTERVAL`], whatever the
+    /// upstream keeps answering, so a broken API cannot turn into an IdP flood.
+    pub async fn renew_after_reject(
+        self: &Arc<Self>,
+        used: &Arc<Token>,
+        cause: Rejection<'_>,
+    ) -> Option<Arc<Token>> {
+        match self.reject(used, cause) {
+            Renewal::Current(t) => Some(t).filter(|t| t.is_valid(Instant::now())),
+            Renewal::Fetch(f) => f.await.ok(),
+            Renewal::Guarded => None,
+        }
+    }
+
+    /// Like [`renew_after_reject`](Self::renew_after_reject) for a request that cannot be
+    /// replayed: the rejected token is still invalidated and a new one fetched in the
+    /// background, but nobody waits for it.
+    pub fn invalidate(self: &Arc<Self>, used: &Arc<Token>, cause: Rejection<'_>) {
+        drop(self.reject(used, cause));
+    }
+
+    /// Starts this source's scheduler (once).
+    pub fn start_scheduler(self: &Arc<Self>) {
+        let first = !std::mem::replace(&mut self.state().scheduler_started, true);
+        if first {
+            tokio::spawn(schedule::run(Arc::clone(self)));
+        }
+    }
+
+    /// Stops the background scheduler (the provider left the config).
+    pub fn stop(&self) {
+        self.state().stopped = true;
+        self.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state().stats.clone()
+    }
+
+    /// The provider's state for `/status`.
+    pub fn status(&self) -> ProviderStatus {
+        let state = self.state();
+        let retry = self.retry_not_before.load(Ordering::Acquire);
+        status::of_source(SourceView {
+            current: self.current.load_full(),
+            refreshing: self.refreshing.load(Ordering::Acquire),
+            consecutive_failures: state.consecutive_failures,
+            retry_at: (retry > 0).then(|| self.epoch + Duration::from_millis(retry)),
+            parked: state.stopped || self.usage.parked(),
+            stats: state.stats.clone(),
+        })
+    }
+
+    fn reject(self: &Arc<Self>, used: &Arc<Token>, cause: Rejection<'_>) -> Renewal {
+        // The check and the invalidation happen under the lock, so of many requests
+        // rejected at once exactly one invalidates and all share one fetch.
+        let mut state = self.state();
+        match self.current.load_full() {
+            Some(cur) if !Arc::ptr_eq(&cur, used) => return Renewal::Current(cur),
+            Some(_) => {
+                let now = Instant::now();
+                if state
+                    .last_reject_refetch
+                    .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
+                {
+                    tracing::debug!(provider = %self.config.load().name, "token rejected again within 1s; not re-fetching");
+                    return Renewal::Guarded;
+                }
+                state.last_reject_refetch = Some(now);
+                self.current.store(None);
+                self.metrics.set_expiry(0);
+                let provider = &self.config.load().name;
+                tracing::info!(provider = %provider, route = cause.route, upstream_status = cause.status, "upstream rejected the token; fetching a new one");
+                tracing::info!(target: "audit", event = "token_invalidated", provider = %provider, route = cause.route, upstream_status = cause.status);
+            }
+            None => {}
+        }
+        Renewal::Fetch(self.start_fetch_locked(&mut state))
+    }
+
+    /// Starts one background refresh unless one is running or the last one failed less
+    /// than a backoff ago. Atomic loads only on the common path.
+    fn refresh_in_background(self: &Arc<Self>, now: Instant) {
+        if self.refreshing.load(Ordering::Acquire)
+            || self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
+        {
+            return;
+        }
+        drop(self.start_fetch());
+    }
+
+    /// During the backoff after a failed fetch (and with no fetch running), the error of
+    /// that fetch, with `Retry-After` set to the time left.
+    fn failing_fast(&self, now: Instant) -> Option<TokenError> {
+        let not_before = self.retry_not_before.load(Ordering::Acquire);
+        if self.refreshing.load(Ordering::Acquire) || self.millis(now) >= not_before {
+            return None;
+        }
+        let left = Duration::from_millis(not_before - self.millis(now));
+        Some(match self.state().last_error.clone()? {
+            TokenError::Unavailable { detail, .. } => TokenError::Unavailable {
+                detail,
+                retry_after: left,
+            },
+            other => other,
+        })
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The fetch task and how it settles.
+impl TokenSource {
+    /// Starts a fetch, or returns the one already under way. The fetch runs in its own
+    /// task so that a client hanging up does not cancel it for everyone else.
+    pub(super) fn start_fetch(self: &Arc<Self>) -> SharedFetch {
+        let mut state = self.state();
+        self.start_fetch_locked(&mut state)
+    }
+
+    fn start_fetch_locked(self: &Arc<Self>, state: &mut State) -> SharedFetch {
+        if let Some(f) = state.inflight.as_ref() {
+            return f.clone();
+        }
+        let me = Arc::clone(self);
+        self.refreshing.store(true, Ordering::Release);
+        let task = tokio::spawn(async move {
+            // Cleared however the task ends, a panic included, so that a failed fetch
+            // never leaves the provider stuck behind a finished future.
+            let _done = FetchDone(&me);
+            let result = me.fetch().await;
+            me.settle(result)
+        });
+        let fut = async move {
+            task.await.unwrap_or_else(|_| {
+                Err(TokenError::Unavailable {
+                    detail: "token fetch was aborted".into(),
+                    retry_after: Duration::from_secs(1),
+                })
+            })
+        }
+        .boxed()
+        .shared();
+        state.inflight = Some(fut.clone());
+        fut
+    }
+
+    /// One fetch with retries. A panic inside it becomes a transient failure, so that it
+    /// backs off like any other.
+    async fn fetch(&self) -> Result<Arc<Token>, Failure> {
+        let (cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
+        let record = |outcome: Result<(), &str>, at, took| self.record(outcome, at, took);
+        let fetch = fetch_with_retries(&self.fetcher, &cfg, &prefixes, record);
+        let caught = std::panic::AssertUnwindSafe(fetch).catch_unwind().await;
+        caught.unwrap_or_else(|_| {
+            tracing::error!(provider = %cfg.name, "token fetch failed unexpectedly; backing off");
+            Err(Failure {
+                retry_after: Some(Duration::from_secs(1)),
+                ..failure(
+                    FailureKind::Transient,
+                    "token fetch failed unexpectedly".into(),
+                )
+            })
+        })
+    }
+
+    /// Publishes the result of a fetch: the new token, or the failure and its backoff
+    /// (at least the fetcher's `min_backoff`). A failure comes back with `Retry-After` set
+    /// to that backoff, the time of the next attempt.
+    fn settle(&self, result: Result<Arc<Token>, Failure>) -> Result<Arc<Token>, TokenError> {
+        let mut state = self.state();
+        let failure = match result {
+            Ok(token) => {
+                self.current.store(Some(token.clone()));
+                state.consecutive_failures = 0;
+                state.last_error = None;
+                self.retry_not_before.store(0, Ordering::Release);
+                let expiry = token.expires_at_wall.duration_since(UNIX_EPOCH);
+                self.metrics.set_expiry(expiry.map_or(0, |d| d.as_secs()));
+                return Ok(token);
+            }
+            Err(f) => f,
+        };
+        state.consecutive_failures += 1;
+        let wait = backoff_after_failure(
+            state.consecutive_failures,
+            &self.config.load().retries,
+            &failure,
+        );
+        self.retry_not_before
+            .store(self.millis(Instant::now() + wait) + 1, Ordering::Release);
+        let error = failure.into_error(wait);
+        state.last_error = Some(error.clone());
+        Err(error)
+    }
+
+    fn record(&self, outcome: Result<(), &str>, at: SystemTime, took: Duration) {
+        self.metrics.fetch(outcome.is_ok(), took);
+        self.state().stats.record(outcome, at);
+    }
+}
+
+/// What the scheduler reads and does.
+impl TokenSource {
+    /// Registered before the scheduler decides, so a wake-up in between is not lost.
+    pub(super) fn notified(&self) -> Notified<'_> {
+        self.wake.notified()
+    }
+
+    pub(super) fn is_stopped(&self) -> bool {
+        self.state().stopped
+    }
+
+    /// True when the token went unused for `idle_timeout` (see [`Usage::is_idle`]).
+    pub(super) fn is_idle(&self, now: Instant) -> bool {
+        self.usage.is_idle(now, &self.config.load())
+    }
+
+    pub(super) fn is_refreshing(&self) -> bool {
+        self.refreshing.load(Ordering::Acquire)
+    }
+
+    /// After failed fetches: when the backoff ends.
+    pub(super) fn failing_until(&self) -> Option<Instant> {
+        (self.state().consecutive_failures > 0).then(|| {
+            self.epoch + Duration::from_millis(self.retry_not_before.load(Ordering::Acquire))
+        })
+    }
+
+    /// True (once) when what the cached token came from changed (a token file).
+    pub(super) async fn source_changed(&self) -> bool {
+        // Asked even without a token, so that the fetcher's last look stays current.
+        let changed = self.fetcher.changed().await;
+        changed && self.current.load().is_some()
+    }
+
+    /// How often [`source_changed`](Self::source_changed) is worth asking.
+    pub(super) fn poll_interval(&self) -> Option<Duration> {
+        self.fetcher.poll_interval()
+    }
+
+    /// When the cached token is due for its background refresh.
+    pub(super) fn scheduled_at(&self) -> Option<Instant> {
+        self.current.load().as_ref().map(|t| t.scheduled_at)
+    }
+}
+
+/// Marks the end of a fetch task when dropped.
+struct FetchDone<'a>(&'a Arc<TokenSource>);
+
+impl Drop for FetchDone<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.inflight = None;
+        // Under the lock, so a fetch started right after this one is never left looking
+        // like no fetch is running.
+        self.0.refreshing.store(false, Ordering::Release);
+        drop(state);
+        self.0.wake.notify_one();
+    }
+}
