@@ -4,6 +4,8 @@
 #
 # Env: ROUNDS (3) DURATION (10, seconds per run) CONNECTIONS (50) THREADS (2)
 #      WARMUP (2, seconds per target) SKIP_BUILD (0) SIDECAR_BIN (target/release/token-sidecar)
+#      BASELINE_BIN (unset): a second token-sidecar binary (say, built from an older commit),
+#      measured as target "baseline" in the same interleaved rounds, for before/after numbers
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -97,10 +99,10 @@ trap 'exit 143' TERM
 ulimit -n 65536 2>/dev/null || true
 
 # Free loopback ports: bind to port 0, note the port, close.
-read -r UP_PORT NGX_PORT SC_PORT IDP_PORT < <(python3 - <<'EOF'
+read -r UP_PORT NGX_PORT SC_PORT IDP_PORT BASE_PORT < <(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -254,6 +256,21 @@ declare -A URL=(
 )
 declare -A CPU_PIDS=([direct]="" [nginx]="$NGX_MASTER $NGX_WORKER" [sidecar]="$SC_PID")
 declare -A RSS_PID=([direct]="" [nginx]="$NGX_WORKER" [sidecar]="$SC_PID")
+
+if [[ -n ${BASELINE_BIN:-} ]]; then
+    [[ -x $BASELINE_BIN ]] || die "no baseline binary at $BASELINE_BIN"
+    cp "$BASELINE_BIN" "$TMP/token-sidecar-baseline"
+    sed "s/^listen: .*/listen: 127.0.0.1:$BASE_PORT/" "$SC_CFG" >"$TMP/baseline.yaml"
+    log "starting the baseline token-sidecar on 127.0.0.1:$BASE_PORT (workers: 1)"
+    "$TMP/token-sidecar-baseline" run -c "$TMP/baseline.yaml" >"$RESULTS/baseline.log" 2>&1 &
+    BASE_PID=$!
+    PIDS+=("$BASE_PID")
+    wait_200 "http://127.0.0.1:$BASE_PORT/" "$BASE_PID" baseline
+    TARGETS+=(baseline)
+    URL[baseline]="http://127.0.0.1:$BASE_PORT"
+    CPU_PIDS[baseline]=$BASE_PID
+    RSS_PID[baseline]=$BASE_PID
+fi
 
 log "checking each target answers 200 and what Authorization the upstream receives"
 for t in "${TARGETS[@]}"; do
