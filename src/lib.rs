@@ -1,6 +1,8 @@
 //! token-sidecar: a small, fast proxy that adds OAuth2 access tokens to the outbound
 //! requests of unchanged applications. See ARCHITECTURE.md for the map.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod demo;

@@ -1,6 +1,8 @@
 //! The `token-sidecar` binary: command line, logging, runtime, signals and exit codes.
 //! Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};

@@ -188,174 +188,139 @@ pub fn render<'a>(
     global: &GlobalMetrics,
 ) -> String {
     let mut out = String::with_capacity(8192);
-    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
+    render_requests(&mut out, routes.clone());
+    render_tokens(&mut out, providers);
+    render_replays(&mut out, routes.clone());
+    render_reloads_and_tunnels(&mut out, global);
+    render_upstream_errors(&mut out, routes);
+    out
+}
 
-    header(
-        &mut out,
-        "token_sidecar_requests_total",
-        "counter",
-        "Requests served, by route and final status.",
-    );
+/// Writes a family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Requests by route and status (statuses never seen are left out), then their latency.
+fn render_requests<'a>(
+    out: &mut String,
+    routes: impl Iterator<Item = (&'a str, &'a RouteMetrics)> + Clone,
+) {
+    let name = "token_sidecar_requests_total";
+    let help = "Requests served, by route and final status.";
+    header(out, name, "counter", help);
     for (route, m) in routes.clone() {
+        let route = escape(route);
         for (status, c) in m.requests.iter().enumerate() {
             let n = c.load(Relaxed);
             if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "token_sidecar_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+                let _ = writeln!(out, "{name}{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
     }
-    header(
-        &mut out,
-        "token_sidecar_request_duration_seconds",
-        "histogram",
-        "Time to the response headers, by route.",
-    );
-    for (route, m) in routes.clone() {
-        m.duration.render(
-            &mut out,
-            "token_sidecar_request_duration_seconds",
-            &format!("route=\"{}\"", escape(route)),
-        );
+    let name = "token_sidecar_request_duration_seconds";
+    let help = "Time to the response headers, by route.";
+    header(out, name, "histogram", help);
+    for (route, m) in routes {
+        let labels = format!("route=\"{}\"", escape(route));
+        m.duration.render(out, name, &labels);
     }
-    header(
-        &mut out,
-        "token_sidecar_token_fetches_total",
-        "counter",
-        "Token requests to the IdP, by outcome.",
-    );
+}
+
+/// The token sources' series: fetches by outcome, fetch latency, expiry, exposures.
+fn render_tokens<'a>(
+    out: &mut String,
+    providers: impl Iterator<Item = (&'a str, &'a ProviderMetrics)> + Clone,
+) {
+    let name = "token_sidecar_token_fetches_total";
+    let help = "Token requests to the IdP, by outcome.";
+    header(out, name, "counter", help);
     for (p, m) in providers.clone() {
         let p = escape(p);
-        let _ = writeln!(
-            out,
-            "token_sidecar_token_fetches_total{{provider=\"{p}\",outcome=\"success\"}} {}",
-            m.fetch_success.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "token_sidecar_token_fetches_total{{provider=\"{p}\",outcome=\"error\"}} {}",
-            m.fetch_error.load(Relaxed)
-        );
+        for (outcome, c) in [("success", &m.fetch_success), ("error", &m.fetch_error)] {
+            let n = c.load(Relaxed);
+            let _ = writeln!(out, "{name}{{provider=\"{p}\",outcome=\"{outcome}\"}} {n}");
+        }
     }
-    header(
-        &mut out,
-        "token_sidecar_token_fetch_duration_seconds",
-        "histogram",
-        "Duration of token requests to the IdP.",
-    );
+    let name = "token_sidecar_token_fetch_duration_seconds";
+    let help = "Duration of token requests to the IdP.";
+    header(out, name, "histogram", help);
     for (p, m) in providers.clone() {
-        m.fetch_duration.render(
-            &mut out,
-            "token_sidecar_token_fetch_duration_seconds",
-            &format!("provider=\"{}\"", escape(p)),
-        );
+        let labels = format!("provider=\"{}\"", escape(p));
+        m.fetch_duration.render(out, name, &labels);
     }
-    header(
-        &mut out,
-        "token_sidecar_token_expiry_timestamp_seconds",
-        "gauge",
-        "Unix time at which the current token expires (0: none).",
-    );
+    let name = "token_sidecar_token_expiry_timestamp_seconds";
+    let help = "Unix time at which the current token expires (0: none).";
+    header(out, name, "gauge", help);
     for (p, m) in providers.clone() {
-        let _ = writeln!(
-            out,
-            "token_sidecar_token_expiry_timestamp_seconds{{provider=\"{}\"}} {}",
-            escape(p),
-            m.expiry.load(Relaxed)
-        );
+        let (p, n) = (escape(p), m.expiry.load(Relaxed));
+        let _ = writeln!(out, "{name}{{provider=\"{p}\"}} {n}");
     }
-    header(
-        &mut out,
-        "token_sidecar_token_exposed_total",
-        "counter",
-        "Tokens served by GET /providers/{name}/token (expose_token).",
-    );
+    let name = "token_sidecar_token_exposed_total";
+    let help = "Tokens served by GET /providers/{name}/token (expose_token).";
+    header(out, name, "counter", help);
     for (p, m) in providers {
-        let _ = writeln!(
-            out,
-            "token_sidecar_token_exposed_total{{provider=\"{}\"}} {}",
-            escape(p),
-            m.exposed.load(Relaxed)
-        );
+        let (p, n) = (escape(p), m.exposed.load(Relaxed));
+        let _ = writeln!(out, "{name}{{provider=\"{p}\"}} {n}");
     }
-    header(
-        &mut out,
-        "token_sidecar_token_replays_total",
-        "counter",
-        "Requests replayed with a renewed token, by final status class.",
-    );
-    for (route, m) in routes.clone() {
-        for (i, outcome) in ["2xx", "4xx", "5xx"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "token_sidecar_token_replays_total{{route=\"{}\",outcome=\"{outcome}\"}} {}",
-                escape(route),
-                m.replays[i].load(Relaxed)
-            );
-        }
-    }
-    header(
-        &mut out,
-        "token_sidecar_config_reloads_total",
-        "counter",
-        "Config reloads, by outcome.",
-    );
-    let _ = writeln!(
-        out,
-        "token_sidecar_config_reloads_total{{outcome=\"success\"}} {}",
-        global.reload_success.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "token_sidecar_config_reloads_total{{outcome=\"error\"}} {}",
-        global.reload_error.load(Relaxed)
-    );
-    header(
-        &mut out,
-        "token_sidecar_tunnels_total",
-        "counter",
-        "CONNECT tunnels opened, by kind.",
-    );
-    for (i, kind) in ["blind", "intercepted", "upgrade"].iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "token_sidecar_tunnels_total{{kind=\"{kind}\"}} {}",
-            global.tunnels[i].load(Relaxed)
-        );
-    }
-    header(
-        &mut out,
-        "token_sidecar_tunnels_active",
-        "gauge",
-        "CONNECT tunnels open now.",
-    );
-    let _ = writeln!(
-        out,
-        "token_sidecar_tunnels_active {}",
-        global.tunnels_active.load(Relaxed)
-    );
-    header(
-        &mut out,
-        "token_sidecar_upstream_errors_total",
-        "counter",
-        "Upstream failures, by route and kind.",
-    );
+}
+
+/// Replays by route and final status class, in [`ReplayOutcome`] order.
+fn render_replays<'a>(out: &mut String, routes: impl Iterator<Item = (&'a str, &'a RouteMetrics)>) {
+    let name = "token_sidecar_token_replays_total";
+    let help = "Requests replayed with a renewed token, by final status class.";
+    header(out, name, "counter", help);
     for (route, m) in routes {
-        for (i, kind) in ["connect", "timeout", "tls"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "token_sidecar_upstream_errors_total{{route=\"{}\",kind=\"{kind}\"}} {}",
-                escape(route),
-                m.upstream_errors[i].load(Relaxed)
-            );
+        let route = escape(route);
+        for (outcome, c) in ["2xx", "4xx", "5xx"].iter().zip(&m.replays) {
+            let n = c.load(Relaxed);
+            let _ = writeln!(out, "{name}{{route=\"{route}\",outcome=\"{outcome}\"}} {n}");
         }
     }
-    out
+}
+
+/// The sidecar-wide series: config reloads by outcome, tunnels by kind, open tunnels.
+fn render_reloads_and_tunnels(out: &mut String, global: &GlobalMetrics) {
+    let name = "token_sidecar_config_reloads_total";
+    let help = "Config reloads, by outcome.";
+    header(out, name, "counter", help);
+    let reloads = [
+        ("success", &global.reload_success),
+        ("error", &global.reload_error),
+    ];
+    for (outcome, c) in reloads {
+        let n = c.load(Relaxed);
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+    }
+    let name = "token_sidecar_tunnels_total";
+    let help = "CONNECT tunnels opened, by kind.";
+    header(out, name, "counter", help);
+    let kinds = ["blind", "intercepted", "upgrade"]; // `TunnelKind` order
+    for (kind, c) in kinds.iter().zip(&global.tunnels) {
+        let n = c.load(Relaxed);
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
+    }
+    let name = "token_sidecar_tunnels_active";
+    let help = "CONNECT tunnels open now.";
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {}", global.tunnels_active.load(Relaxed));
+}
+
+/// Upstream failures by route and kind, in [`UpstreamErrorKind`] order.
+fn render_upstream_errors<'a>(
+    out: &mut String,
+    routes: impl Iterator<Item = (&'a str, &'a RouteMetrics)>,
+) {
+    let name = "token_sidecar_upstream_errors_total";
+    let help = "Upstream failures, by route and kind.";
+    header(out, name, "counter", help);
+    for (route, m) in routes {
+        let route = escape(route);
+        for (kind, c) in ["connect", "timeout", "tls"].iter().zip(&m.upstream_errors) {
+            let n = c.load(Relaxed);
+            let _ = writeln!(out, "{name}{{route=\"{route}\",kind=\"{kind}\"}} {n}");
+        }
+    }
 }
 
 /// Prometheus label-value escaping.
@@ -399,5 +364,53 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+    }
+
+    /// Every family once, with HELP and TYPE, in the order `/metrics` has always used; one
+    /// line per series (histograms: 16 buckets, +Inf, sum, count).
+    #[test]
+    fn renders_each_family_once_in_order() {
+        let (r, p, g) = (
+            RouteMetrics::default(),
+            ProviderMetrics::default(),
+            GlobalMetrics::default(),
+        );
+        r.request(200, Duration::from_millis(3));
+        let text = render(
+            [("a", &r), ("b", &r)].into_iter(),
+            [("crm", &p)].into_iter(),
+            &g,
+        );
+        let types: Vec<_> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "token_sidecar_requests_total counter",
+                "token_sidecar_request_duration_seconds histogram",
+                "token_sidecar_token_fetches_total counter",
+                "token_sidecar_token_fetch_duration_seconds histogram",
+                "token_sidecar_token_expiry_timestamp_seconds gauge",
+                "token_sidecar_token_exposed_total counter",
+                "token_sidecar_token_replays_total counter",
+                "token_sidecar_config_reloads_total counter",
+                "token_sidecar_tunnels_total counter",
+                "token_sidecar_tunnels_active gauge",
+                "token_sidecar_upstream_errors_total counter",
+            ]
+        );
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        // requests 2, durations 2×19, fetches 2, fetch duration 19, expiry 1, exposed 1,
+        // replays 2×3, reloads 2, tunnels 3, active 1, upstream errors 2×3.
+        assert_eq!(
+            series,
+            2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 3 + 1 + 6,
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), series + 2 * types.len());
+        let last = "token_sidecar_upstream_errors_total{route=\"b\",kind=\"tls\"} 0\n";
+        assert!(text.ends_with(last), "{text}");
     }
 }

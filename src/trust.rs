@@ -1,6 +1,11 @@
 //! TLS trust for outgoing connections (to IdPs and upstreams): the system's roots plus
 //! an optional extra CA file. Certificate verification is never switched off; there is no
 //! code path here that could do so.
+//!
+//! Outside tests, this is the only place that loads trust roots or builds a rustls
+//! `ClientConfig`: the upstream client (hyper-rustls, also for intercepted requests) and
+//! the IdP client (reqwest, handed the config with `tls_backend_preconfigured`) both get
+//! theirs here, so they trust exactly the same roots.
 
 use crate::keys::ClientIdentity;
 use rustls::pki_types::pem::PemObject;
@@ -36,9 +41,10 @@ fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-/// The system's trust roots, loaded once per process.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+/// The system's trust roots, loaded and parsed once per process; each client config
+/// starts from a copy.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let loaded = rustls_native_certs::load_native_certs();
         if !loaded.errors.is_empty() {
@@ -47,7 +53,9 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
                 "some system trust roots could not be loaded"
             );
         }
-        loaded.certs
+        let mut roots = RootCertStore::empty();
+        let (_added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+        roots
     })
 }
 
@@ -74,8 +82,7 @@ pub fn client_config_with(
     alpn: &[&[u8]],
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    let mut roots = system_roots().clone();
     if let Some(path) = ca_file {
         for cert in load_pem_certs(path)? {
             roots

