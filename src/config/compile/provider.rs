@@ -1,6 +1,9 @@
 //! Validation of one `providers.<name>` entry.
 
-use super::*;
+use super::{
+    is_loopback_host, ClientAuth, Cx, Duration, Grant, ProviderConfig, ProviderKind, RawProvider,
+    Retries, Secret, Text, TokenKey, YamlPath,
+};
 use crate::config::token_key::KeyParts;
 
 /// `scopes`, `audience`, `resource` and `extra_params`, checked.

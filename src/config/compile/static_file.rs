@@ -1,6 +1,9 @@
 //! Validation of a `kind: static_file` provider: a bearer token read from a file.
 
-use super::*;
+use super::{
+    ClientAuth, Cx, Duration, Grant, PathBuf, ProviderConfig, ProviderKind, RawProvider, Retries,
+    TokenKey, YamlPath,
+};
 use crate::config::token_key::KeyParts;
 
 impl Cx<'_> {
