@@ -91,8 +91,9 @@ fn private_keys_are_loaded_once_and_rotation_changes_the_key() {
         ),
     );
     let first = load(&yaml).unwrap();
-    let ClientAuth::PrivateKeyJwt(p) = &first.providers[0].client_auth else {
-        panic!("{:?}", first.providers[0].client_auth);
+    let client = first.providers[0].origin.oauth().unwrap();
+    let ClientAuth::PrivateKeyJwt(p) = &client.client_auth else {
+        panic!("{:?}", client.client_auth);
     };
     assert_eq!(p.key.alg(), crate::keys::SigningAlg::Es256);
     assert!(!format!("{first:?}").contains("PRIVATE KEY"));
@@ -130,7 +131,7 @@ fn tls_client_identities_are_loaded_once_and_rotation_changes_the_key() {
     );
     let first = load(&yaml).unwrap();
     assert!(matches!(
-        &first.providers[0].client_auth,
+        &first.providers[0].origin.oauth().unwrap().client_auth,
         ClientAuth::TlsClientAuth { identity, .. } if identity.pair().0.len() == 1
     ));
     assert!(!format!("{first:?}").contains("PRIVATE KEY"));
