@@ -19,9 +19,9 @@ use super::raw::{RawConfig, RawLog, RawProvider, RawRoute, RawTlsIntercept, Text
 use super::units::{parse_duration, parse_size};
 use super::{
     interp, Arc, ClientAuth, Config, ConfigError, Duration, Exchange, Grant, HeaderName,
-    HostPattern, LogConfig, LogFormat, Method, OnTokenError, Path, PathBuf, PrivateKeyJwt,
-    ProviderConfig, ProviderKind, Retries, RouteConfig, Secret, SocketAddr, StatusCode, TokenKey,
-    Unmatched, Upstream,
+    HostPattern, LogConfig, LogFormat, Method, OAuthClient, OnTokenError, Path, PathBuf,
+    PrivateKeyJwt, ProviderConfig, Retries, RouteConfig, Secret, SocketAddr, StatusCode, TokenKey,
+    TokenOrigin, Unmatched, Upstream,
 };
 use std::collections::BTreeSet;
 use std::net::IpAddr;
