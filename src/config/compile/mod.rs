@@ -273,4 +273,8 @@ impl Cx<'_> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_advice;
+#[cfg(test)]
+mod tests_egress;
+#[cfg(test)]
 mod tests_keys;
