@@ -43,6 +43,12 @@ pub struct ProxyClient {
     pub password: Secret,
 }
 
+/// RFC 7617: a Basic-auth user-id may not contain ':'. Names are also kept to visible
+/// ASCII, since they are logged with each request.
+pub(crate) fn valid_client_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
 /// Where blind CONNECT tunnels (unmatched, under `unmatched: forward`) may go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TunnelPorts {

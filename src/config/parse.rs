@@ -105,6 +105,17 @@ fn parse_clients(clients: Value, base: &YamlPath, raw: &mut Parsed, problems: &m
     };
     let mut parsed = BTreeMap::new();
     for (name, mut c) in map {
+        // `app:s3cret` in a flow mapping is one key: an invalid name may hold a password,
+        // so it appears neither in the message nor in the YAML path.
+        if !super::egress::valid_client_name(&name) {
+            problems.push(Problem {
+                path: base.clone(),
+                message: "a client name is not a valid Basic-auth user name (1 to 128 visible ASCII characters, no ':'); it is not shown, in case it holds a password".into(),
+                at_key: false,
+            });
+            raw.broken_clients.push(name);
+            continue;
+        }
         let path = base.key(&name);
         let client = match &mut c {
             Value::Object(obj) => {

@@ -172,8 +172,8 @@ fn clients_in_both_forms() {
         ("clients:\n  app: { password: '' }\n", "", "proxy.yaml:2:20: clients.app.password: the client's password must not be empty"),
         ("clients:\n  app: {}\n", "", "clients.app.password: missing required field (the client's password)"),
         ("clients:\n  app:\n", "", "clients.app: missing required field (the client's password)"),
-        ("clients:\n  'a:b': pw\n", "", "proxy.yaml:2:10: clients.a:b: invalid client name \"a:b\""),
-        ("clients:\n  'a b': pw\n", "", "clients.a b: invalid client name"),
+        ("clients:\n  'a:b': pw\n", "", "proxy.yaml:2:3: clients: a client name is not a valid Basic-auth user name"),
+        ("clients:\n  'a b': pw\n", "", "proxy.yaml:2:3: clients: a client name is not"),
         ("clients:\n  app: { pasword: x }\n", "", "proxy.yaml:2:10: clients.app.pasword: unknown field `pasword`, expected one of: password"),
         ("clients:\n  app: [pw-in-a-list]\n", "", "proxy.yaml:2:8: clients.app: expected a password, or a mapping with `password`"),
         ("clients: [app]\n", "", "proxy.yaml:1:10: clients: expected a mapping of client names to passwords"),
@@ -182,6 +182,8 @@ fn clients_in_both_forms() {
     ]);
     for yaml in [
         cfg("clients:\n  'a:b': hunter2-pw\n", ""),
+        cfg("clients: { app:hunter2-pw }\n", ""),
+        cfg("clients: { app:hunter2-pw, b: [x] }\n", ""),
         cfg("clients:\n  app: [hunter2-pw]\n", ""),
         cfg("clients:\n  app: { password: hunter2-pw, x: 1 }\n", ""),
     ] {
