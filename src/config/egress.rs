@@ -43,6 +43,12 @@ pub struct ProxyClient {
     pub password: Secret,
 }
 
+/// True when a proxy listening on `ip` is reachable from other machines (SPEC §4 Shared
+/// egress): any address but a loopback one, `0.0.0.0` and `::` included.
+pub(crate) fn is_shared_egress(ip: std::net::IpAddr) -> bool {
+    !ip.to_canonical().is_loopback()
+}
+
 /// RFC 7617: a Basic-auth user-id may not contain ':'. Names are also kept to visible
 /// ASCII, since they are logged with each request.
 pub(crate) fn valid_client_name(name: &str) -> bool {

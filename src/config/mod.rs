@@ -3,10 +3,14 @@
 //!
 //! This module does no network IO and holds no runtime state. It reads the config file
 //! and the files the config names (`${file:...}`, `ca_file`, keys, certificates, the
-//! refresh-token store), and nothing else. Key material is loaded here, once, and carried
-//! in the compiled config, so the runtime never reads a key file. Every problem in a file
-//! is collected and reported at once, each as `FILE:LINE:COLUMN: yaml.path: message`; no
-//! message ever contains a secret or raw config text.
+//! refresh-token store, `admin_token_file`), and nothing else. Key material is loaded
+//! here, once, and carried in the compiled config, so the runtime never reads a key file.
+//! Every problem in a file is collected and reported at once, each as
+//! `FILE:LINE:COLUMN: yaml.path: message`; warnings are located the same way; no message
+//! ever contains a secret or raw config text.
+//!
+//! How `match.host` selects hosts and ports (SPEC §4 Ports) is defined here, in `host`,
+//! so that validation (which routes shadow others) and `route` agree.
 //!
 //! `config` imports neither `route` nor `token`: what both need sits below it (`keys`,
 //! `secret`, `trust`, `intercept`).
@@ -354,7 +358,7 @@ impl Config {
     /// True when `listen` is not a loopback address: other machines' clients reach the
     /// proxy, so it trusts them less and its defaults tighten (SPEC §4 Shared egress).
     pub fn shared_egress(&self) -> bool {
-        !self.listen.ip().to_canonical().is_loopback()
+        egress::is_shared_egress(self.listen.ip())
     }
 
     /// The proxy client called `name` (the Basic-auth user-id), if `clients` defines it.

@@ -18,7 +18,7 @@ impl Cx<'_> {
         let log = self.log(&root.key("log"), raw);
         // SPEC §4 Shared egress: other machines' clients reach a non-loopback listener, so
         // what matches no route is refused unless the file says otherwise.
-        let shared = !listen.ip().to_canonical().is_loopback();
+        let shared = super::super::egress::is_shared_egress(listen.ip());
         let unmatched = self.choice(
             &root.key("unmatched"),
             &raw.unmatched,
