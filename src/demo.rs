@@ -4,7 +4,7 @@
 //! commands to try. Tokens here are demo tokens; the echo API shows their claims, never
 //! the token itself.
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::error::{json_response, Body};
 use crate::runtime::SetupError;
 use crate::sidecar::{run, Listeners};
@@ -42,14 +42,16 @@ pub async fn run_demo(shutdown: impl Future<Output = ()>) -> Result<(), SetupErr
     let (stop_tx, stop_rx) = watch::channel(false);
     let idp_task = tokio::spawn(crate::listener::serve(
         idp,
-        idp_handle,
+        |_, req| idp_handle(req),
+        Limits::default(),
         stop_rx.clone(),
         Duration::from_secs(1),
         "demo-idp",
     ));
     let api_task = tokio::spawn(crate::listener::serve(
         api,
-        api_handle,
+        |_, req| api_handle(req),
+        Limits::default(),
         stop_rx,
         Duration::from_secs(1),
         "demo-api",
