@@ -2,41 +2,166 @@
 //! reloads and manual token refresh. Nothing it returns contains a token or a secret,
 //! except `GET /providers/{name}/token` for providers that opted in with
 //! `expose_token: true`. It is handed the runtime and the reloader; it owns neither.
+//!
+//! Probes and metrics answer anyone who can connect. Control endpoints answer loopback
+//! peers, and others only with `Authorization: Bearer <admin_token_file's token>`
+//! (compared in constant time). The proxy never relays to this listener, so a request
+//! through the proxy always arrives here from the proxy's own address — and is refused
+//! there before it is sent.
 
 use crate::error::{json_response, Body, ErrorContext, ProxyError};
+use crate::listener::Peer;
 use crate::reload::Reloader;
 use crate::runtime::{ProviderRuntime, Runtime, Snapshot, Tokens};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::time::Instant;
+
+/// `POST /providers/{name}/refresh` starts at most one fetch per provider this often.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the admin endpoints act on.
 pub struct Admin {
     runtime: Arc<Runtime>,
     reloader: Arc<Reloader>,
+    /// When each provider's last manual refresh started.
+    refreshed: Mutex<HashMap<String, Instant>>,
+}
+
+/// The admin endpoints: who may call them, and with which methods.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint<'p> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Status,
+    Reload,
+    Refresh(&'p str),
+    Token(&'p str),
+}
+
+impl<'p> Endpoint<'p> {
+    fn of(path: &'p str) -> Option<Self> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        Some(match segments.as_slice() {
+            ["healthz"] => Endpoint::Healthz,
+            ["readyz"] => Endpoint::Readyz,
+            ["metrics"] => Endpoint::Metrics,
+            ["status"] => Endpoint::Status,
+            ["reload"] => Endpoint::Reload,
+            ["providers", name, "refresh"] => Endpoint::Refresh(name),
+            ["providers", name, "token"] => Endpoint::Token(name),
+            _ => return None,
+        })
+    }
+
+    /// Probes and metrics answer anyone; the rest is control.
+    fn is_control(self) -> bool {
+        !matches!(
+            self,
+            Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics
+        )
+    }
+
+    /// `Allow`: `HEAD` works wherever `GET` does.
+    fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Reload | Endpoint::Refresh(_) => "POST",
+            _ => "GET, HEAD",
+        }
+    }
 }
 
 impl Admin {
     pub fn new(runtime: Arc<Runtime>, reloader: Arc<Reloader>) -> Self {
-        Admin { runtime, reloader }
+        Admin {
+            runtime,
+            reloader,
+            refreshed: Mutex::default(),
+        }
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
         let snap = self.runtime.snapshot();
-        let path = req.uri().path().trim_end_matches('/');
-        let segments: Vec<&str> = path.split('/').skip(1).collect();
-        match (req.method(), segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            (&Method::GET, ["readyz"]) => readyz(&snap),
-            (&Method::GET, ["status"]) => status(&snap),
-            (&Method::GET, ["metrics"]) => self.metrics(&snap),
-            (&Method::POST, ["reload"]) => self.reload().await,
-            (&Method::POST, ["providers", name, "refresh"]) => refresh(&snap, name).await,
-            (&Method::GET, ["providers", name, "token"]) => expose(&snap, name).await,
-            _ => not_found(&format!("no admin endpoint {} {path}", req.method())),
+        let Some(endpoint) = Endpoint::of(req.uri().path()) else {
+            return not_found(&format!("no admin endpoint {}", req.uri().path()));
+        };
+        let allowed = match endpoint.allow() {
+            "POST" => req.method() == Method::POST,
+            _ => req.method() == Method::GET || req.method() == Method::HEAD,
+        };
+        if !allowed {
+            return method_not_allowed(endpoint.allow());
         }
+        if endpoint.is_control() && !may_control(&snap, peer, &req) {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "forbidden", "detail": "control endpoints answer loopback peers, or a Bearer token from admin_token_file"}),
+            );
+        }
+        match endpoint {
+            Endpoint::Healthz => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Endpoint::Readyz => readyz(&snap),
+            Endpoint::Metrics => self.metrics(&snap),
+            Endpoint::Status => status(&snap),
+            Endpoint::Reload => self.reload().await,
+            Endpoint::Refresh(name) => self.refresh(&snap, name).await,
+            Endpoint::Token(name) => expose(&snap, name).await,
+        }
+    }
+
+    /// `POST /providers/{name}/refresh`: fetch now (at most once a second per provider),
+    /// answer the provider's status.
+    async fn refresh(&self, snap: &Snapshot, name: &str) -> Response<Body> {
+        let source = match snap.providers.get(name) {
+            None => return not_found(&format!("no provider named {name}")),
+            Some(ProviderRuntime {
+                tokens: Tokens::Exchange(_),
+                ..
+            }) => {
+                return json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"error": "per_subject", "detail": format!("provider {name} exchanges one token per subject; there is no single token to refresh")}),
+                )
+            }
+            Some(ProviderRuntime {
+                tokens: Tokens::Single(source),
+                ..
+            }) => source,
+        };
+        if let Some(wait) = self.refresh_throttled(name) {
+            let mut resp = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"error": "too_many_requests", "detail": format!("provider {name} was refreshed less than a second ago")}),
+            );
+            let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            return resp;
+        }
+        match source.refresh_now().await {
+            Ok(_) => json_response(StatusCode::OK, &source.status()),
+            Err(e) => token_error(e, name),
+        }
+    }
+
+    /// `None` when a refresh of `name` may start now (and records it), else how long to
+    /// wait.
+    fn refresh_throttled(&self, name: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(last) = refreshed.get(name) {
+            let since = now.duration_since(*last);
+            if since < REFRESH_INTERVAL {
+                return Some(REFRESH_INTERVAL - since);
+            }
+        }
+        refreshed.insert(name.to_string(), now);
+        None
     }
 
     fn metrics(&self, snap: &Snapshot) -> Response<Body> {
@@ -118,27 +243,6 @@ fn status(snap: &Snapshot) -> Response<Body> {
     )
 }
 
-/// `POST /providers/{name}/refresh`: fetch now, answer the provider's status.
-async fn refresh(snap: &Snapshot, name: &str) -> Response<Body> {
-    match snap.providers.get(name) {
-        None => not_found(&format!("no provider named {name}")),
-        Some(ProviderRuntime {
-            tokens: Tokens::Exchange(_),
-            ..
-        }) => json_response(
-            StatusCode::CONFLICT,
-            &json!({"error": "per_subject", "detail": format!("provider {name} exchanges one token per subject; there is no single token to refresh")}),
-        ),
-        Some(ProviderRuntime {
-            tokens: Tokens::Single(source),
-            ..
-        }) => match source.refresh_now().await {
-            Ok(_) => json_response(StatusCode::OK, &source.status()),
-            Err(e) => token_error(e, name),
-        },
-    }
-}
-
 /// `GET /providers/{name}/token`, only for providers with `expose_token: true`.
 async fn expose(snap: &Snapshot, name: &str) -> Response<Body> {
     let source = match snap.providers.get(name) {
@@ -174,6 +278,30 @@ fn token_error(e: crate::token::TokenError, provider: &str) -> Response<Body> {
         route: None,
         provider: Some(provider),
     })
+}
+
+/// Control endpoints: loopback peers, or the bearer of `admin_token_file`'s token.
+fn may_control(snap: &Snapshot, peer: Peer, req: &Request<Incoming>) -> bool {
+    if peer.addr.ip().to_canonical().is_loopback() {
+        return true;
+    }
+    let Some(token) = &snap.config.admin_token else {
+        return false;
+    };
+    req.headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|presented| token.matches(presented))
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({"error": "method_not_allowed", "detail": format!("this endpoint answers {allow}")}),
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    resp
 }
 
 fn not_found(detail: &str) -> Response<Body> {

@@ -25,6 +25,16 @@ impl Secret {
         self.0.is_empty()
     }
 
+    /// True when `candidate` is this secret. Compares SHA-256 digests in constant time, so
+    /// neither the content nor the length of the secret leaks through timing.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let (a, b) = (self.fingerprint(), fingerprint(candidate));
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+    }
+
     /// The SHA-256 of the secret: identifies it (in cache keys, token identities)
     /// without holding it.
     pub fn fingerprint(&self) -> Fingerprint {
@@ -67,5 +77,15 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn matches_only_itself() {
+        let s = Secret::new("hunter2");
+        assert!(s.matches(b"hunter2"));
+        assert!(!s.matches(b"hunter3"));
+        assert!(!s.matches(b"hunter"));
+        assert!(!s.matches(b""));
+        assert!(!s.matches(b"hunter22"));
     }
 }
