@@ -8,7 +8,10 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use std::time::Duration;
 
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// Request and response bodies on both sides of the proxy. The error is boxed so that the
+/// app's request body can say why it failed (stalled or malformed; see `proxy`).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A proxy-generated failure. `detail` strings never hold a secret or a token.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,25 @@ pub enum ProxyError {
     InterceptUnavailable { detail: String },
     #[error("no subject token: {detail}")]
     SubjectTokenMissing { detail: String },
+    /// The proxy itself, a link-local address, or a loopback / port the proxy may not
+    /// reach for this client (SPEC §4).
+    #[error("destination forbidden: {detail}")]
+    DestinationForbidden { detail: String },
+    /// The token would travel over plain http to a non-loopback host.
+    #[error("insecure destination: {detail}")]
+    InsecureDestination { detail: String },
+    /// A browser's cross-site request, or a Host a host-less route does not serve.
+    #[error("browser request forbidden: {detail}")]
+    BrowserRequestForbidden { detail: String },
+    /// `clients` is configured and the request carries no valid `Proxy-Authorization`.
+    #[error("proxy authentication required")]
+    ProxyAuthRequired { detail: String },
+    /// The authenticated client may not use this route.
+    #[error("client forbidden: {detail}")]
+    ClientForbidden { detail: String },
+    /// The app's request body sent nothing for `body_read_timeout`.
+    #[error("request body timed out: {detail}")]
+    RequestTimeout { detail: String },
 }
 
 /// Which route and provider an error concerns, when known.
@@ -93,6 +115,30 @@ impl ProxyError {
             ProxyError::InterceptUnavailable { detail } => {
                 (StatusCode::FORBIDDEN, "tls_not_intercepted", detail, None)
             }
+            ProxyError::DestinationForbidden { detail } => {
+                (StatusCode::FORBIDDEN, "destination_forbidden", detail, None)
+            }
+            ProxyError::InsecureDestination { detail } => {
+                (StatusCode::FORBIDDEN, "insecure_destination", detail, None)
+            }
+            ProxyError::BrowserRequestForbidden { detail } => (
+                StatusCode::FORBIDDEN,
+                "browser_request_forbidden",
+                detail,
+                None,
+            ),
+            ProxyError::ProxyAuthRequired { detail } => (
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "proxy_auth_required",
+                detail,
+                None,
+            ),
+            ProxyError::ClientForbidden { detail } => {
+                (StatusCode::FORBIDDEN, "client_forbidden", detail, None)
+            }
+            ProxyError::RequestTimeout { detail } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", detail, None)
+            }
         }
     }
 
@@ -114,6 +160,12 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         h.insert("x-token-sidecar-error", HeaderValue::from_static(code));
+        if matches!(self, ProxyError::ProxyAuthRequired { .. }) {
+            h.insert(
+                http::header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"token-sidecar\""),
+            );
+        }
         if let Some(after) = retry_after {
             // Whole seconds, rounded up: never earlier than the next attempt.
             let secs = after.as_millis().div_ceil(1000).max(1) as u64;

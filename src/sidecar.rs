@@ -26,8 +26,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SetupError> {
     let grace = config.shutdown_grace;
+    let limits = config.limits.clone();
     let source = config.source.clone();
-    let runtime = Runtime::new(config)?;
+    let own = [Some(&listeners.proxy), listeners.admin.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let runtime = Runtime::new(config, own)?;
     let reloader = Reloader::new(runtime.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime.start_schedulers();
@@ -43,20 +49,22 @@ pub async fn run(
     }
     if let Some(listener) = listeners.admin {
         let admin = Arc::new(Admin::new(runtime.clone(), reloader));
-        let handler = move |req| admin.clone().handle(req);
+        let handler = move |peer, req| admin.clone().handle(peer, req);
         tasks.spawn(crate::listener::serve(
             listener,
             handler,
+            limits.clone(),
             stop_rx.clone(),
             grace,
             "admin",
         ));
     }
     let rt = runtime.clone();
-    let handler = move |req| crate::proxy::handle(rt.clone(), req);
+    let handler = move |peer, req| crate::proxy::handle(rt.clone(), peer, req);
     tasks.spawn(crate::listener::serve(
         listeners.proxy,
         handler,
+        limits,
         stop_rx,
         grace,
         "proxy",

@@ -1,17 +1,18 @@
 //! Sending: the one send path to the upstream (phase 5) and the replay after a rejected
 //! token (phase 6). The replay-safety rule is written at [`replay_once`].
 
+use super::body::{AppBody, AppBodyError};
 use super::Outcome;
 use crate::config::RouteConfig;
 use crate::error::{Body, ProxyError};
 use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
-use crate::runtime::RouteRuntime;
+use crate::runtime::{BodyBudget, Reservation, RouteRuntime};
 use crate::token::{Rejection, Token, TokenSource};
 use crate::upstream::{self, Client};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,15 +30,20 @@ pub(super) struct Outgoing<'s> {
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
-/// The request body: in memory (and so replayable), or streamed (sent once).
+/// The request body: in memory (and so replayable, holding its share of the replay
+/// budget), or streamed (sent once).
 pub(super) enum OutgoingBody {
-    Buffered(Bytes),
-    Streamed(Option<Incoming>),
+    Buffered(
+        Bytes,
+        #[allow(dead_code, reason = "held for its Drop, which gives the budget back")]
+        Option<Reservation>,
+    ),
+    Streamed(Option<AppBody>),
 }
 
 impl Outgoing<'_> {
     fn replayable(&self) -> bool {
-        matches!(self.body, OutgoingBody::Buffered(_))
+        matches!(self.body, OutgoingBody::Buffered(..))
     }
 
     /// The request for one attempt, with `token` in the route's header. A request that
@@ -52,7 +58,7 @@ impl Outgoing<'_> {
             headers.insert(&route.header, t.header_value(&route.value_prefix));
         }
         let body = match &mut self.body {
-            OutgoingBody::Buffered(b) => crate::error::full(b.clone()),
+            OutgoingBody::Buffered(b, _) => crate::error::full(b.clone()),
             OutgoingBody::Streamed(b) => b
                 .take()
                 .map(boxed)
@@ -69,29 +75,38 @@ impl Outgoing<'_> {
 }
 
 /// Buffers a body for a possible replay when it is small enough (known length, at most
-/// `max_replay_body`) and the route replays at all; other bodies stream.
+/// `max_replay_body`), the route replays at all, and the replay budget
+/// (`limits.max_buffered_bodies`) has room; other bodies stream.
 pub(super) async fn buffer_for_replay(
     route: &RouteConfig,
-    body: Incoming,
+    body: AppBody,
+    budget: &Arc<BodyBudget>,
 ) -> Result<OutgoingBody, ProxyError> {
-    let fits = body
+    let size = body
         .size_hint()
         .exact()
-        .is_some_and(|n| n <= route.max_replay_body);
-    if route.retry_on.is_empty() || !fits {
+        .filter(|n| *n <= route.max_replay_body);
+    let Some(size) = size.filter(|_| !route.retry_on.is_empty()) else {
         return Ok(OutgoingBody::Streamed(Some(body)));
-    }
+    };
     if body.is_end_stream() {
-        return Ok(OutgoingBody::Buffered(Bytes::new()));
+        return Ok(OutgoingBody::Buffered(Bytes::new(), None));
     }
+    let Some(reservation) = budget.reserve(size) else {
+        tracing::debug!(route = %route.name, size, "replay budget exhausted; streaming the body");
+        return Ok(OutgoingBody::Streamed(Some(body)));
+    };
     let bytes = body
         .collect()
         .await
-        .map_err(|e| ProxyError::BadRequest {
-            detail: format!("reading the request body failed: {e}"),
+        .map_err(|e| match AppBodyError::find(&*e) {
+            Some(app) => app.to_proxy_error(),
+            None => ProxyError::BadRequest {
+                detail: format!("reading the request body failed: {e}"),
+            },
         })?
         .to_bytes();
-    Ok(OutgoingBody::Buffered(bytes))
+    Ok(OutgoingBody::Buffered(bytes, Some(reservation)))
 }
 
 /// Phase 5: the first attempt, with `token` when it is injected.
@@ -176,6 +191,10 @@ pub(super) async fn send(
             });
         }
         Ok(Err(e)) => {
+            // The app's body failing is the app's fault: 400 or 408, never an upstream error.
+            if let Some(app) = AppBodyError::find(&e) {
+                return Err(app.to_proxy_error());
+            }
             let (kind, detail) = upstream::describe(&e);
             metrics.upstream_error(match kind {
                 upstream::FailureKind::Tls => UpstreamErrorKind::Tls,
@@ -199,7 +218,10 @@ pub(super) async fn send(
         );
         parts.headers.insert(http::header::UPGRADE, proto);
     }
-    Ok(Response::from_parts(parts, body.boxed()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed(),
+    ))
 }
 
 pub(super) fn request(
@@ -217,6 +239,6 @@ pub(super) fn request(
     req
 }
 
-pub(super) fn boxed(body: Incoming) -> Body {
+pub(super) fn boxed(body: AppBody) -> Body {
     body.boxed()
 }

@@ -1,78 +1,92 @@
 //! The request lifecycle, and the only module that knows the order of its phases. Each
 //! phase is one function, called in this order by [`serve`]:
 //!
-//! 1. [`target`]: what the request is for (absolute-form, origin-form, or the authority
-//!    of the tunnel it came through); CONNECT leaves here for [`tunnel`];
-//! 2. [`route`]: the first matching route, or [`unmatched`];
-//! 3. [`token`]: the route's token (for token exchange: the subject's);
-//! 4. [`prepare`]: destination, hop-by-hop headers, Host, the client to send with, and
-//!    the replay decision (the body is buffered only when a replay may need it);
-//! 5. [`forward::send`]: the one send path, within `upstream_timeout`;
-//! 6. [`forward::replay_once`]: the answer is in `retry_on`: renew the token and replay
+//! 1. [`admit`]: the proxy client (`clients`, `Proxy-Authorization`), or the client of
+//!    the tunnel the request came through;
+//! 2. [`target`]: what the request is for (absolute-form, origin-form, or the authority
+//!    of the tunnel it came through), with the path checked; CONNECT leaves here for
+//!    [`tunnel`];
+//! 3. [`route`]: the first matching route, or [`unmatched`];
+//! 4. [`allow`]: may this client, and this browser, use the route;
+//! 5. [`token`]: the route's token (for token exchange: the subject's);
+//! 6. [`prepare`]: destination (never the proxy itself; plaintext only where allowed),
+//!    hop-by-hop headers, Host, the client to send with, and the replay decision (the
+//!    body is buffered only when a replay may need it);
+//! 7. [`forward::attempt`]: the one send path, within `upstream_timeout`;
+//! 8. [`forward::replay_once`]: the answer is in `retry_on`: renew the token and replay
 //!    once (the rule is written there);
-//! 7. [`respond`]: splice an accepted upgrade, count, log.
+//! 9. [`respond`]: the app's HTTP version, splice an accepted upgrade; count, log.
 //!
 //! Every failure becomes a [`ProxyError`] and is rendered in `error`. One log line per
 //! request; it never holds a header value, userinfo or a query string.
 
+mod body;
 mod forward;
+mod guard;
 mod rewrite;
 mod target;
 mod tunnel;
+mod unmatched;
 
-use crate::config::{OnTokenError, Unmatched};
+use crate::config::{OnTokenError, ProxyClient};
 use crate::error::{Body, ErrorContext, ProxyError};
+use crate::listener::Peer;
 use crate::route;
 use crate::runtime::{RouteRuntime, Runtime, Snapshot, Tokens};
 use crate::token::{Token, TokenSource};
+use body::AppBody;
 use forward::{Outgoing, OutgoingBody};
-
 use futures_util::future::BoxFuture;
 use http::uri::Authority;
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
-use std::time::Duration;
 use target::RequestTarget;
 use tokio::time::Instant;
 
 pub use rewrite::strip_hop_by_hop;
 
-/// `upstream_timeout` for traffic that matched no route (routes default to the same).
-const UNMATCHED_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Where a request came from: the proxy listener, or inside an intercepted CONNECT
-/// tunnel to `authority` (then it is proxied as `https://authority/path`).
+/// tunnel (then it is proxied as `https://authority/path`).
 #[derive(Clone, Copy)]
 enum Via<'a> {
     Listener,
-    Tunnel(&'a Authority),
+    Tunnel(&'a Tunnel),
+}
+
+/// An intercepted tunnel: its authority, and the proxy client that opened it.
+struct Tunnel {
+    authority: Authority,
+    client: Option<String>,
 }
 
 /// What the request log line reports, filled in as the phases run.
 #[derive(Default)]
 struct Outcome<'s> {
+    client: Option<&'s str>,
     route: Option<&'s RouteRuntime>,
     token: bool,
     replayed: bool,
 }
 
 /// Serves one request from the app on the current snapshot, which it keeps to the end.
-pub async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> {
-    serve_logged(&runtime, req, Via::Listener).await
+pub async fn handle(runtime: Arc<Runtime>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+    serve_logged(&runtime, peer, req, Via::Listener).await
 }
 
-/// The handler for the requests inside an intercepted tunnel to `authority`. Boxed, so
-/// that the tunnel, opened by this same lifecycle, is handed a plain function.
-fn tunneled(runtime: Arc<Runtime>, authority: Authority) -> tunnel::Handler {
+/// The handler for the requests inside an intercepted tunnel. Boxed, so that the tunnel,
+/// opened by this same lifecycle, is handed a plain function.
+fn tunneled(runtime: Arc<Runtime>, peer: Peer, tunnel: Tunnel) -> tunnel::Handler {
+    let tunnel = Arc::new(tunnel);
     Arc::new(move |req| -> BoxFuture<'static, Response<Body>> {
-        let (runtime, authority) = (runtime.clone(), authority.clone());
-        Box::pin(async move { serve_logged(&runtime, req, Via::Tunnel(&authority)).await })
+        let (runtime, tunnel) = (runtime.clone(), tunnel.clone());
+        Box::pin(async move { serve_logged(&runtime, peer, req, Via::Tunnel(&tunnel)).await })
     })
 }
 
 async fn serve_logged(
     runtime: &Arc<Runtime>,
+    peer: Peer,
     req: Request<Incoming>,
     via: Via<'_>,
 ) -> Response<Body> {
@@ -83,7 +97,7 @@ async fn serve_logged(
     let uri = req.uri().clone();
     let host_header = req.headers().get(http::header::HOST).cloned();
     let mut out = Outcome::default();
-    let resp = match serve(runtime, &snap, req, via, &mut out).await {
+    let resp = match serve(runtime, &snap, peer, req, via, &mut out).await {
         Ok(resp) => resp,
         Err(e) => error_response(e, &out),
     };
@@ -97,6 +111,8 @@ async fn serve_logged(
         tracing::info!(
             route = out.route.map_or("-", |r| r.config.name.as_str()),
             provider = out.route.map_or("-", |r| r.config.provider.as_str()),
+            client = out.client.unwrap_or("-"),
+            peer = %peer.addr,
             method = %method,
             host,
             path = uri.path(),
@@ -125,20 +141,37 @@ fn error_response(e: ProxyError, out: &Outcome<'_>) -> Response<Body> {
 async fn serve<'s>(
     runtime: &Arc<Runtime>,
     snap: &'s Snapshot,
+    peer: Peer,
     mut req: Request<Incoming>,
     via: Via<'_>,
     out: &mut Outcome<'s>,
 ) -> Result<Response<Body>, ProxyError> {
+    let version = req.version();
+    let client = admit(snap, &req, via)?;
+    out.client = client.map(|c| c.name.as_str());
     let target = target(&mut req, via)?;
     if req.method() == Method::CONNECT {
-        return tunnel::connect(runtime, snap, req, tunneled).await;
+        let name = client.map(|c| c.name.clone());
+        let inner = move |runtime, authority| {
+            tunneled(
+                runtime,
+                peer,
+                Tunnel {
+                    authority,
+                    client: name,
+                },
+            )
+        };
+        return tunnel::connect(runtime, snap, req, inner).await;
     }
     let Some(route) = route(snap, &req, &target, via) else {
-        return unmatched(snap, req, &target).await;
+        let resp = unmatched::forward(runtime, snap, req, &target).await?;
+        return Ok(respond(runtime, resp, version, None));
     };
     out.route = Some(route);
+    allow(snap, route, client, &req)?;
     let (source, token) = token(route, &mut req).await?;
-    let mut outgoing = prepare(route, req, token.as_ref(), out).await?;
+    let mut outgoing = prepare(runtime, snap, route, req, token.as_ref(), out).await?;
     let upgrade = outgoing.upgrade.take();
     let token = token.filter(|_| outgoing.inject);
     let first = forward::attempt(route, &mut outgoing, token.as_deref()).await?;
@@ -148,11 +181,35 @@ async fn serve<'s>(
         }
         None => first,
     };
-    Ok(respond(runtime, resp, upgrade))
+    Ok(respond(runtime, resp, version, upgrade))
 }
 
-/// Phase 1: what the request is for. Inside a tunnel, the tunnel's authority with the
-/// request's path (whatever its Host header says).
+/// Phase 1: the proxy client. With `clients` configured, every request proves one with
+/// `Proxy-Authorization: Basic` (which is never forwarded: it is hop-by-hop); requests
+/// inside an intercepted tunnel belong to the client that opened it, as long as the
+/// current config still has that client.
+fn admit<'s>(
+    snap: &'s Snapshot,
+    req: &Request<Incoming>,
+    via: Via<'_>,
+) -> Result<Option<&'s ProxyClient>, ProxyError> {
+    match via {
+        Via::Listener => guard::authenticate(&snap.config, req),
+        Via::Tunnel(_) if snap.config.clients.is_empty() => Ok(None),
+        Via::Tunnel(t) => t
+            .client
+            .as_deref()
+            .and_then(|name| snap.config.client(name))
+            .map(Some)
+            .ok_or_else(|| ProxyError::ProxyAuthRequired {
+                detail: "the client that opened this tunnel is no longer configured".into(),
+            }),
+    }
+}
+
+/// Phase 2: what the request is for. Inside a tunnel, the tunnel's authority with the
+/// request's path (whatever its Host header says). Paths that could escape a route's
+/// prefix are refused here, before routing.
 fn target(req: &mut Request<Incoming>, via: Via<'_>) -> Result<RequestTarget, ProxyError> {
     if req.method() == Method::CONNECT {
         if let Via::Tunnel(_) = via {
@@ -162,13 +219,14 @@ fn target(req: &mut Request<Incoming>, via: Via<'_>) -> Result<RequestTarget, Pr
         }
         return Ok(RequestTarget::default());
     }
-    if let Via::Tunnel(authority) = via {
-        target::into_tunnel_uri(req, authority)?;
+    target::check_path(req.uri().path())?;
+    if let Via::Tunnel(t) = via {
+        target::into_tunnel_uri(req, &t.authority)?;
     }
     Ok(RequestTarget::of(req, matches!(via, Via::Tunnel(_))))
 }
 
-/// Phase 2: the first route, in file order, that selects the request. Inside an
+/// Phase 3: the first route, in file order, that selects the request. Inside an
 /// intercepted tunnel, routes that opted out of interception do not apply.
 fn route<'s>(
     snap: &'s Snapshot,
@@ -183,7 +241,23 @@ fn route<'s>(
     }
 }
 
-/// Phase 3: the token source (the provider's, or for token exchange the subject's, taken
+/// Phase 4: the route's `clients`, and the browser rules (SPEC §4 Browsers).
+fn allow(
+    snap: &Snapshot,
+    route: &RouteRuntime,
+    client: Option<&ProxyClient>,
+    req: &Request<Incoming>,
+) -> Result<(), ProxyError> {
+    guard::client_allowed(&route.config, client)?;
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    guard::browser_allowed(&snap.config, &route.config, req.headers(), host)
+}
+
+/// Phase 5: the token source (the provider's, or for token exchange the subject's, taken
 /// from the request and, unless configured otherwise, not forwarded) and its token.
 async fn token(
     route: &RouteRuntime,
@@ -215,17 +289,21 @@ async fn token(
     }
 }
 
-/// Phase 4: the request as the upstream will get it, without the token header. Decides
-/// the client (gRPC to a plain-http upstream needs h2c; upgrades exist only in HTTP/1.1;
+/// Phase 6: the request as the upstream will get it, without the token header. Refuses
+/// a destination that is the proxy itself, and plain http to a non-loopback host when a
+/// token would go with it (SPEC §4 Own listeners, Plaintext). Decides the client (gRPC to a plain-http upstream needs h2c; upgrades exist only in HTTP/1.1;
 /// everything else goes as HTTP/1.1, upgraded to h2 by ALPN where a TLS upstream offers
 /// it) and whether the body is buffered for a replay.
 async fn prepare<'s>(
+    runtime: &Runtime,
+    snap: &Snapshot,
     route: &'s RouteRuntime,
     mut req: Request<Incoming>,
     token: Option<&Arc<Token>>,
     out: &mut Outcome<'s>,
 ) -> Result<Outgoing<'s>, ProxyError> {
     let config = &route.config;
+    let (limits, budget) = (&snap.config.limits, &runtime.body_budget);
     // An HTTP/1.1 Upgrade (WebSocket): forwarded with its token, then spliced after 101.
     let upgrade =
         rewrite::upgrade_protocol(req.headers()).map(|proto| (proto, hyper::upgrade::on(&mut req)));
@@ -251,6 +329,7 @@ async fn prepare<'s>(
     // Inject unless the app set the header itself and the route keeps it (overwrite: false).
     let inject =
         token.is_some() && (config.overwrite || !parts.headers.contains_key(&config.header));
+    destination_allowed(runtime, config, &dest.uri, inject).await?;
     out.token = inject;
     let (client, version) = match (
         &upgrade,
@@ -260,8 +339,9 @@ async fn prepare<'s>(
         (None, true) => (&route.h2c_client, Version::HTTP_2),
         (None, false) => (&route.client, Version::HTTP_11),
     };
+    let body = AppBody::new(body, limits.body_read_timeout);
     let body = match inject && upgrade.is_none() {
-        true => forward::buffer_for_replay(config, body).await?,
+        true => forward::buffer_for_replay(config, body, budget).await?,
         false => OutgoingBody::Streamed(Some(body)),
     };
     Ok(Outgoing {
@@ -276,12 +356,16 @@ async fn prepare<'s>(
     })
 }
 
-/// Phase 7: an accepted upgrade is spliced to the app's side; the response goes back.
+/// Phase 9: the response goes back in the HTTP version the app spoke (an HTTP/1.0
+/// upstream must not turn the app's HTTP/1.1 keep-alive connection into a closing
+/// HTTP/1.0 one); an accepted upgrade is spliced to the app's side.
 fn respond(
     runtime: &Arc<Runtime>,
     mut resp: Response<Body>,
+    version: Version,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
+    *resp.version_mut() = version;
     if let Some(client_side) = upgrade {
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             let upstream_side = hyper::upgrade::on(&mut resp);
@@ -291,45 +375,24 @@ fn respond(
     resp
 }
 
-/// A request that matched no route: refused under `unmatched: deny`, otherwise forwarded
-/// untouched (no token) when it names its own target.
-async fn unmatched(
-    snap: &Snapshot,
-    req: Request<Incoming>,
-    target: &RequestTarget,
-) -> Result<Response<Body>, ProxyError> {
-    let host =
-        target::request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
-    if snap.config.unmatched == Unmatched::Deny {
-        return Err(ProxyError::NoRoute {
-            detail: format!(
-                "no route matches {} {host}{}",
-                req.method(),
-                req.uri().path()
-            ),
-        });
+/// Where a routed request may go: never to the proxy's own listeners, whatever name is
+/// used; and, when it carries a token, over plain http only to loopback or with the
+/// route's `allow_http`.
+async fn destination_allowed(
+    runtime: &Runtime,
+    route: &crate::config::RouteConfig,
+    uri: &http::Uri,
+    with_token: bool,
+) -> Result<(), ProxyError> {
+    if with_token {
+        guard::plaintext_allowed(route, uri)?;
     }
-    if !target.absolute {
-        return Err(ProxyError::BadRequest {
-            detail: format!("no route matches {host}{}, and an origin-form request names no target to forward to", req.uri().path()),
-        });
-    }
-    let (mut parts, body) = req.into_parts();
-    let dest = rewrite::own_target(&parts.uri, None)?;
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(http::header::HOST, dest.host);
-    let req = forward::request(
-        parts.method,
-        dest.uri,
-        Version::HTTP_11,
-        parts.headers,
-        forward::boxed(body),
-    );
-    forward::send(
-        &snap.default_client,
-        req,
-        UNMATCHED_UPSTREAM_TIMEOUT,
-        &snap.unmatched_metrics,
-    )
-    .await
+    let (Some(host), Some(port)) = (uri.host(), target::port_of(uri)) else {
+        return Ok(());
+    };
+    let reach = guard::Reach {
+        own: &runtime.own,
+        no_local: false,
+    };
+    guard::destination(host, port, reach).await.map(|_| ())
 }

@@ -39,6 +39,55 @@ impl RequestTarget {
     }
 }
 
+/// SPEC §4 Paths: a path with a dot segment (`.` or `..`, also percent-encoded as `%2e`)
+/// or an encoded slash or backslash (`%2f`, `%5c`) is refused before routing, so that
+/// `path_prefix: /v2` can never be escaped with `/v2/../admin` (servers and frameworks
+/// differ in how they normalise such paths; the proxy refuses to guess).
+pub(super) fn check_path(path: &str) -> Result<(), ProxyError> {
+    let refuse = |what: &str| {
+        Err(ProxyError::BadRequest {
+            detail: format!("the request path contains {what}, which the proxy refuses"),
+        })
+    };
+    let encoded_slash = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'f') | (b'5', b'c')
+            )
+    });
+    if encoded_slash {
+        return refuse("an encoded slash or backslash");
+    }
+    for segment in path.split('/') {
+        if is_dot_segment(segment) {
+            return refuse("a dot segment");
+        }
+    }
+    Ok(())
+}
+
+/// `.` or `..`, with any of the dots written as `%2e` / `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut dots = 0;
+    let mut rest = segment.as_bytes();
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3
+            && rest[0] == b'%'
+            && rest[1] == b'2'
+            && rest[2].eq_ignore_ascii_case(&b'e')
+        {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
+}
+
 /// Rewrites the target of a request that arrived inside an intercepted CONNECT tunnel
 /// to `authority`: it is proxied as `https://authority/path`, whatever its Host header
 /// says.
@@ -82,6 +131,15 @@ fn default_port(uri: &Uri) -> u16 {
     }
 }
 
+/// The port a URI reaches: its own, else its scheme's default.
+pub(super) fn port_of(uri: &Uri) -> Option<u16> {
+    uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    })
+}
+
 /// Splits `host[:port]`; the port defaults to `default_port`.
 fn split_host_port(authority: Option<&str>, default_port: u16) -> (Option<&str>, Option<u16>) {
     let Some(a) = authority else {
@@ -102,5 +160,48 @@ fn split_host_port(authority: Option<&str>, default_port: u16) -> (Option<&str>,
             Err(_) => (Some(a), Some(default_port)),
         },
         None => (Some(a), Some(default_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_a_prefix_are_refused() {
+        let refused = [
+            "/v2/../admin",
+            "/v2/./x",
+            "/v2/..",
+            "/..",
+            "/v2/%2e%2e/admin",
+            "/v2/%2E%2E/admin",
+            "/v2/.%2e/admin",
+            "/v2/%2e./admin",
+            "/v2/%2e/admin",
+            "/v2/..%2fadmin",
+            "/v2%2F..%2Fadmin",
+            "/v2/a%5c..%5cadmin",
+            "/v2/a%5Cb",
+        ];
+        for p in refused {
+            assert!(check_path(p).is_err(), "{p} must be refused");
+        }
+        let allowed = [
+            "/",
+            "",
+            "/v2/x",
+            "/v2/.well-known/x",
+            "/v2/...",
+            "/v2/a..b",
+            "/v2/%2e%2e%2e",
+            "/v2/x.json",
+            "/v2/%25%2e",
+            "/v2/%2",
+            "/v2/a%20b",
+        ];
+        for p in allowed {
+            assert!(check_path(p).is_ok(), "{p} must be allowed");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! Other CONNECTs follow `unmatched`: a blind tunnel, or 403 `no_route`. Tunnels close when
 //! either side closes, or after [`TUNNEL_IDLE_TIMEOUT`] without a byte either way.
 
+use super::guard;
 use crate::config::Unmatched;
 use crate::error::{Body, ProxyError};
 use crate::metrics::TunnelKind;
@@ -83,24 +84,7 @@ pub async fn connect(
             detail: format!("no route matches CONNECT {host}:{port}"),
         });
     }
-    let upstream = match tokio::time::timeout(
-        TUNNEL_CONNECT_TIMEOUT,
-        TcpStream::connect(authority.as_str()),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(ProxyError::UpstreamTimeout {
-                detail: format!("connecting to {authority} timed out"),
-            })
-        }
-        Ok(Err(e)) => {
-            return Err(ProxyError::UpstreamUnavailable {
-                detail: format!("cannot connect to {authority}: {e}"),
-            })
-        }
-        Ok(Ok(s)) => s,
-    };
+    let upstream = open_blind(runtime, snap, &authority).await?;
     let _ = upstream.set_nodelay(true);
     let runtime = runtime.clone();
     tokio::spawn(async move {
@@ -113,6 +97,49 @@ pub async fn connect(
         }
     });
     Ok(established())
+}
+
+/// Connects a blind tunnel: only to `tunnel_ports`, never to the proxy itself, and on a
+/// shared listener never to loopback or link-local addresses (SPEC §4 Shared egress).
+/// There, every failure reads the same, so a refusal never tells an open port from a
+/// closed one.
+async fn open_blind(
+    runtime: &Runtime,
+    snap: &Snapshot,
+    authority: &Authority,
+) -> Result<TcpStream, ProxyError> {
+    let (host, port) = (authority.host(), authority.port_u16().unwrap_or(443));
+    let shared = snap.config.shared_egress();
+    if !snap.config.tunnel_ports.allows(port) {
+        return Err(ProxyError::DestinationForbidden {
+            detail: format!("tunnels go only to tunnel_ports, not to port {port}"),
+        });
+    }
+    let reach = guard::Reach {
+        own: &runtime.own,
+        no_local: shared,
+    };
+    let checked = guard::destination(host, port, reach).await?;
+    let connecting = async {
+        match checked {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect(authority.as_str()).await,
+        }
+    };
+    let failed = |what: String| match shared {
+        true => ProxyError::UpstreamUnavailable {
+            detail: format!("cannot open a tunnel to {authority}"),
+        },
+        false => ProxyError::UpstreamUnavailable { detail: what },
+    };
+    match tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, connecting).await {
+        Err(_) if !shared => Err(ProxyError::UpstreamTimeout {
+            detail: format!("connecting to {authority} timed out"),
+        }),
+        Err(_) => Err(failed(String::new())),
+        Ok(Err(e)) => Err(failed(format!("cannot connect to {authority}: {e}"))),
+        Ok(Ok(s)) => Ok(s),
+    }
 }
 
 fn established() -> Response<Body> {

@@ -2,12 +2,13 @@
 //! sources, pools and route metrics are kept across snapshots when they still apply, so
 //! an unchanged provider keeps its token and scheduler through a reload.
 
-use super::{ProviderRuntime, RouteRuntime, Snapshot, Tokens};
+use super::{BodyBudget, ProviderRuntime, RouteRuntime, Snapshot, Tokens};
 use crate::config::{Config, Grant, ProviderConfig, TokenKey};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
 use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ pub struct Runtime {
     registry: Mutex<Registry>,
     pools: Pools,
     pub metrics: GlobalMetrics,
+    /// All replay buffers together (`limits.max_buffered_bodies`).
+    pub body_budget: Arc<BodyBudget>,
+    /// The sockets the proxy listens on (proxy and admin): never a destination.
+    pub own: Vec<SocketAddr>,
 }
 
 /// A runtime object could not be built from a config that compiled.
@@ -34,15 +39,19 @@ struct Registry {
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Result<Arc<Self>, SetupError> {
+    /// The runtime for `config`, serving on the sockets `own` (which it never forwards to).
+    pub fn new(config: Config, own: Vec<SocketAddr>) -> Result<Arc<Self>, SetupError> {
         let pools = Pools::default();
         let registry = Mutex::new(Registry::default());
         let first = build(Arc::new(config), &registry, &pools)?;
+        let body_budget = BodyBudget::new(first.config.limits.max_buffered_bodies);
         Ok(Arc::new(Runtime {
             snapshot: ArcSwap::from_pointee(first),
             registry,
             pools,
             metrics: GlobalMetrics::default(),
+            body_budget,
+            own,
         }))
     }
 
@@ -66,6 +75,8 @@ impl Runtime {
             .route_metrics
             .retain(|name, _| snap.routes.iter().any(|r| &r.config.name == name));
         drop(registry);
+        self.body_budget
+            .set_limit(snap.config.limits.max_buffered_bodies);
         self.snapshot.store(Arc::new(snap));
         self.start_schedulers();
         Ok(())

@@ -7,6 +7,7 @@
 //! handed a `Runtime`, never the other way round. It does no IO of its own beyond
 //! starting and stopping token schedulers.
 
+mod budget;
 mod build;
 
 use crate::config::{Config, Grant, ProviderConfig, RouteConfig, TokenOrigin};
@@ -16,6 +17,7 @@ use crate::upstream::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use budget::{BodyBudget, Reservation};
 pub use build::{Runtime, SetupError};
 
 /// Everything a request needs, immutable. A request keeps the snapshot it started with.

@@ -139,7 +139,9 @@ async fn websocket_upgrades_carry_the_token_and_splice_bytes() {
     let seen_auth = Arc::new(Mutex::new(None::<String>));
     let echo = serve(upgrade_echo(seen_auth.clone())).await;
     let sc = TestSidecar::start(&format!(
-        "providers:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: http://{echo}\n",
+        // The app addresses the sidecar as `app` (a host-less route answers only names
+        // the proxy knows as its own: SPEC §4 Browsers).
+        "server_names: [app]\nproviders:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: http://{echo}\n",
         provider_yaml("crm", &idp, "")
     ))
     .await;
@@ -311,7 +313,7 @@ async fn websockets_reach_tls_upstreams_that_offer_h2() {
     )
     .await;
     let sc = TestSidecar::start(&format!(
-        "providers:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: https://{echo}\n    ca_file: {}\n",
+        "server_names: [app]\nproviders:\n{}routes:\n  - match: {{ path_prefix: /ws }}\n    provider: crm\n    upstream: https://{echo}\n    ca_file: {}\n",
         provider_yaml("crm", &idp, ""),
         upstream_ca.cert_path().display()
     ))

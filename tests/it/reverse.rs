@@ -43,11 +43,16 @@ async fn strip_prefix_and_upstream_authority() {
 async fn preserve_host_keeps_the_apps_host_header() {
     let idp = FakeIdp::builder().run().await;
     let api = FakeUpstream::ok().await;
-    let sc = TestSidecar::start(&config(
-        &idp,
-        &format!("    upstream: {}\n    preserve_host: true\n", api.url()),
-    ))
-    .await;
+    // `app.internal` must be one of the proxy's names: a host-less route answers no
+    // other Host (SPEC §4 Browsers, DNS rebinding).
+    let yaml = format!(
+        "server_names: [app.internal]\n{}",
+        config(
+            &idp,
+            &format!("    upstream: {}\n    preserve_host: true\n", api.url())
+        )
+    );
+    let sc = TestSidecar::start(&yaml).await;
     direct_client()
         .get(sc.url("/crm/x"))
         .header("host", "app.internal")

@@ -1,0 +1,85 @@
+//! Traffic that matched no route: refused under `unmatched: deny`, otherwise forwarded
+//! untouched and without a token when it names its own target. On a shared listener
+//! (SPEC §4 Shared egress) it never reaches loopback or link-local addresses, whatever
+//! name it uses: the name is resolved once, checked, and that address is what the proxy
+//! connects to.
+
+use super::forward;
+use super::guard::{self, Reach};
+use super::target::{self, RequestTarget};
+use super::{body::AppBody, rewrite, strip_hop_by_hop};
+use crate::config::Unmatched;
+use crate::error::{Body, ProxyError};
+use crate::runtime::{Runtime, Snapshot};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `upstream_timeout` for traffic that matched no route (routes default to the same).
+const UNMATCHED_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(super) async fn forward(
+    runtime: &Runtime,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    target: &RequestTarget,
+) -> Result<Response<Body>, ProxyError> {
+    let host =
+        target::request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
+    if snap.config.unmatched == Unmatched::Deny {
+        return Err(ProxyError::NoRoute {
+            detail: format!(
+                "no route matches {} {host}{}",
+                req.method(),
+                req.uri().path()
+            ),
+        });
+    }
+    if !target.absolute {
+        return Err(ProxyError::BadRequest {
+            detail: format!("no route matches {host}{}, and an origin-form request names no target to forward to", req.uri().path()),
+        });
+    }
+    let (mut parts, body) = req.into_parts();
+    let mut dest = rewrite::own_target(&parts.uri, None)?;
+    let reach = Reach {
+        own: &runtime.own,
+        no_local: snap.config.shared_egress(),
+    };
+    if let (Some(h), Some(port)) = (dest.uri.host(), target::port_of(&dest.uri)) {
+        if let Some(checked) = guard::destination(h, port, reach).await? {
+            dest.uri = pinned(&dest.uri, checked);
+        }
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(http::header::HOST, dest.host);
+    let body = forward::boxed(AppBody::new(body, snap.config.limits.body_read_timeout));
+    let req = forward::request(
+        parts.method,
+        dest.uri,
+        Version::HTTP_11,
+        parts.headers,
+        body,
+    );
+    forward::send(
+        &snap.default_client,
+        req,
+        UNMATCHED_UPSTREAM_TIMEOUT,
+        &snap.unmatched_metrics,
+    )
+    .await
+}
+
+/// For plain http, `uri` with its authority replaced by the address that was checked,
+/// so the connection goes where the check looked (the Host header keeps the name). TLS
+/// needs the name for its certificate check; an https URI is left as it is.
+fn pinned(uri: &Uri, addr: SocketAddr) -> Uri {
+    if uri.scheme() != Some(&Scheme::HTTP) {
+        return uri.clone();
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Authority::try_from(addr.to_string()).ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
