@@ -121,7 +121,7 @@ mod tests {
             &'a str,
             Option<&'a str>,
         );
-        let cases: &[Case] = &[
+        let cases: &[Case<'_>] = &[
             (
                 Some("api.example.com"),
                 Some(80),

@@ -162,27 +162,39 @@ pub struct Exchange {
     pub forward_subject_header: bool,
 }
 
-/// Where a provider's token comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// An OAuth2 token endpoint (including the `azure_ad` preset).
-    OAuth,
-    /// A bearer token in a file, re-read when it changes.
-    StaticFile(PathBuf),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Retries {
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-/// One OAuth2 provider: how to get a token.
+/// Where a provider's token comes from: its `kind`.
 #[derive(Clone, Debug)]
-pub struct ProviderConfig {
-    pub name: String,
-    pub kind: ProviderKind,
+pub enum TokenOrigin {
+    /// An OAuth2 token endpoint (`kind: oauth2`, and the `azure_ad` preset).
+    OAuth(Arc<OAuthClient>),
+    /// `kind: static_file`: a bearer token in a file, re-read when it changes.
+    StaticFile { token_file: PathBuf },
+}
+
+impl TokenOrigin {
+    /// The OAuth2 client, unless the token comes from a file.
+    pub fn oauth(&self) -> Option<&Arc<OAuthClient>> {
+        match self {
+            TokenOrigin::OAuth(client) => Some(client),
+            TokenOrigin::StaticFile { .. } => None,
+        }
+    }
+
+    /// The OAuth2 grant, unless the token comes from a file.
+    pub fn grant(&self) -> Option<&Grant> {
+        self.oauth().map(|client| &client.grant)
+    }
+
+    /// The grant's name, or `static_file`, for logs.
+    pub fn grant_name(&self) -> &'static str {
+        self.grant().map_or("static_file", Grant::name)
+    }
+}
+
+/// The sidecar as the OAuth2 client of an IdP: the token endpoint, the client's
+/// credentials, the grant and what the token is asked for.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
     pub token_url: reqwest::Url,
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -192,15 +204,33 @@ pub struct ProviderConfig {
     pub audience: Option<String>,
     pub resource: Option<String>,
     pub extra_params: Vec<(String, String)>,
+    /// Trust for the token endpoint, beside the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Retries {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// One provider: where its token comes from, and how its token source fetches and keeps
+/// it.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub origin: TokenOrigin,
     /// `None`: the SPEC §5 default, min(5 min, half the lifetime).
     pub refresh_before_expiry: Option<Duration>,
+    /// How long one fetch, all its attempts included, may take.
     pub timeout: Duration,
+    /// Attempts per fetch, and the backoff between failed fetches.
     pub retries: Retries,
     pub prefetch: bool,
     pub idle_timeout: Duration,
-    pub ca_file: Option<PathBuf>,
     pub expose_token: bool,
-    /// What identifies this provider's token (built from the fields above).
+    /// What identifies this provider's token (built from `origin`).
     pub key: TokenKey,
 }
 

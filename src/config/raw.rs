@@ -56,9 +56,9 @@ pub struct RawConfig {
     pub tls_intercept: Option<RawTlsIntercept>,
     /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
     /// only so that serde's field list knows the keys.
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "read by parse, entry by entry")]
     pub providers: Option<IgnoredAny>,
-    #[allow(dead_code)]
+    #[allow(dead_code, reason = "read by parse, entry by entry")]
     pub routes: Option<IgnoredAny>,
 }
 

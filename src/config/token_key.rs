@@ -1,70 +1,49 @@
 //! [`TokenKey`]: what identifies the token a provider hands out.
 
-use super::{ClientAuth, Exchange, Grant, ProviderKind};
+use super::{ClientAuth, Exchange, Grant, OAuthClient, TokenOrigin};
 use crate::keys::SigningAlg;
 use crate::secret::{fingerprint, Fingerprint, Secret};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What identifies the token a provider hands out: two providers with equal keys would
 /// fetch the same token, so a reload may keep the cached one, and any change to a field
 /// below builds a new token source.
 ///
-/// It holds the kind, the grant (for `refresh_token` the configured token and the store,
-/// never the rotated one; for `token_exchange` all its settings), the token URL, the
-/// client id and secret, the client authentication (with its key material), scopes,
-/// audience, resource, extra parameters and `ca_file`. Secrets, key material and the
-/// values of extra parameters are held as SHA-256 fingerprints, taken when the config was
-/// compiled, so a rotated key file gives a new key on the next reload. Settings that do not change the token (timeouts,
-/// retries, refresh margin, prefetch, idle timeout, `expose_token`) are not part of it.
+/// For a `static_file` provider it is the file. For an OAuth2 provider it holds the grant
+/// (for `refresh_token` the configured token and the store, never the rotated one; for
+/// `token_exchange` all its settings), the token URL, the client id and secret, the
+/// client authentication (with its key material), scopes, audience, resource, extra
+/// parameters and `ca_file`. Secrets, key material and the values of extra parameters
+/// are held as SHA-256 fingerprints, taken when the config was compiled, so a rotated key
+/// file gives a new key on the next reload. Settings that do not change the token
+/// (timeouts, retries, refresh margin, prefetch, idle timeout, `expose_token`) are not
+/// part of it. So a token source may keep the [`OAuthClient`] it was built with for as
+/// long as its provider's key stays the same: all a fetch sends, but the rotating refresh
+/// token, is in the key.
 ///
 /// `Debug` prints neither a secret nor a fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TokenKey(Arc<Fields>);
-
-/// The fields of a provider that identify its token, borrowed while it is compiled.
-pub(super) struct KeyParts<'a> {
-    pub kind: &'a ProviderKind,
-    pub grant: &'a Grant,
-    pub token_url: &'a reqwest::Url,
-    pub client_id: &'a str,
-    pub client_secret: Option<&'a Secret>,
-    pub client_auth: &'a ClientAuth,
-    pub scopes: &'a [String],
-    pub audience: Option<&'a str>,
-    pub resource: Option<&'a str>,
-    pub extra_params: &'a [(String, String)],
-    pub ca_file: Option<&'a Path>,
-}
+pub struct TokenKey(Arc<OriginKey>);
 
 impl TokenKey {
-    pub(super) fn new(p: KeyParts<'_>) -> TokenKey {
-        TokenKey(Arc::new(Fields {
-            kind: p.kind.clone(),
-            grant: GrantKey::of(p.grant),
-            token_url: p.token_url.clone(),
-            client_id: p.client_id.to_string(),
-            client_secret: p.client_secret.map(Digest::of),
-            client_auth: AuthKey::of(p.client_auth),
-            scopes: p.scopes.to_vec(),
-            audience: p.audience.map(str::to_string),
-            resource: p.resource.map(str::to_string),
-            // A parameter's value may be a credential: only its fingerprint is kept.
-            extra_params: p
-                .extra_params
-                .iter()
-                .map(|(k, v)| (k.clone(), Digest(fingerprint(v.as_bytes()))))
-                .collect(),
-            // Trust for the IdP is part of the HTTP client a source is built with.
-            ca_file: p.ca_file.map(Path::to_path_buf),
+    pub(super) fn new(origin: &TokenOrigin) -> TokenKey {
+        TokenKey(Arc::new(match origin {
+            TokenOrigin::OAuth(client) => OriginKey::OAuth(Box::new(ClientKey::of(client))),
+            TokenOrigin::StaticFile { token_file } => OriginKey::StaticFile(token_file.clone()),
         }))
     }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Fields {
-    kind: ProviderKind,
+enum OriginKey {
+    OAuth(Box<ClientKey>),
+    StaticFile(PathBuf),
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
     grant: GrantKey,
     token_url: reqwest::Url,
     client_id: String,
@@ -75,6 +54,29 @@ struct Fields {
     resource: Option<String>,
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
+}
+
+impl ClientKey {
+    fn of(c: &OAuthClient) -> ClientKey {
+        ClientKey {
+            grant: GrantKey::of(&c.grant),
+            token_url: c.token_url.clone(),
+            client_id: c.client_id.clone(),
+            client_secret: c.client_secret.as_ref().map(Digest::of),
+            client_auth: AuthKey::of(&c.client_auth),
+            scopes: c.scopes.clone(),
+            audience: c.audience.clone(),
+            resource: c.resource.clone(),
+            // A parameter's value may be a credential: only its fingerprint is kept.
+            extra_params: c
+                .extra_params
+                .iter()
+                .map(|(k, v)| (k.clone(), Digest(fingerprint(v.as_bytes()))))
+                .collect(),
+            // Trust for the IdP is part of the HTTP client a source is built with.
+            ca_file: c.ca_file.clone(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -201,11 +201,13 @@ fn value_prefixes(config: &Config, provider: &str) -> Vec<Box<str>> {
 /// from the token its predecessor last received, not from the configured one, which the
 /// IdP has already replaced — unless the operator configured a new one.
 fn carry_refresh_token(sources: &HashMap<SourceKey, Tokens>, p: &ProviderConfig, new: &Tokens) {
-    let (Grant::RefreshToken { configured, .. }, Some(new)) = (&p.grant, new.single()) else {
+    let (Some(Grant::RefreshToken { configured, .. }), Some(new)) =
+        (p.origin.grant(), new.single())
+    else {
         return;
     };
     let previous = sources.iter().filter(|((name, _), _)| *name == p.name).find_map(|(_, t)| t.single()).filter(|old| {
-        matches!(&old.config().grant, Grant::RefreshToken { configured: c, .. } if c == configured)
+        matches!(old.config().origin.grant(), Some(Grant::RefreshToken { configured: c, .. }) if c == configured)
     });
     if let Some(token) = previous.and_then(|old| old.refresh_token()) {
         new.adopt_refresh_token(token);

@@ -9,7 +9,7 @@
 
 mod build;
 
-use crate::config::{Config, Grant, ProviderConfig, RouteConfig};
+use crate::config::{Config, Grant, ProviderConfig, RouteConfig, TokenOrigin};
 use crate::metrics::{ProviderMetrics, RouteMetrics};
 use crate::token::{ExchangeSource, ProviderStatus, TokenSource};
 use crate::upstream::Client;
@@ -66,10 +66,13 @@ pub enum Tokens {
 
 impl Tokens {
     fn new(config: Arc<ProviderConfig>) -> Result<Tokens, String> {
-        Ok(match config.grant {
-            Grant::TokenExchange(_) => Tokens::Exchange(ExchangeSource::new(config)?),
-            _ => Tokens::Single(TokenSource::new(config)?),
-        })
+        if let TokenOrigin::OAuth(client) = &config.origin {
+            if let Grant::TokenExchange(x) = &client.grant {
+                let (client, x) = (client.clone(), x.clone());
+                return Ok(Tokens::Exchange(ExchangeSource::new(config, client, x)?));
+            }
+        }
+        Ok(Tokens::Single(TokenSource::new(config)?))
     }
 
     /// The single token source (not for token exchange).

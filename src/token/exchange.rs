@@ -10,7 +10,7 @@ use super::grant::{ExchangeFetcher, Fetcher};
 use super::idp::IdpClient;
 use super::source::TokenSource;
 use super::status::{self, ProviderStatus};
-use crate::config::{Exchange, Grant, ProviderConfig};
+use crate::config::{Exchange, OAuthClient, ProviderConfig};
 use crate::lru::Lru;
 use crate::metrics::ProviderMetrics;
 use crate::secret::{Fingerprint, Secret};
@@ -22,6 +22,9 @@ type FetcherFor = Box<dyn Fn(Secret) -> Fetcher + Send + Sync>;
 
 pub struct ExchangeSource {
     config: ArcSwap<ProviderConfig>,
+    /// The settings this source was built from. They are part of the provider's
+    /// `TokenKey`, so a reload that changes them builds a new source.
+    settings: Arc<Exchange>,
     /// The IdP client's exchange in production, a script in tests.
     fetcher_for: FetcherFor,
     subjects: Mutex<Lru<Fingerprint, Arc<TokenSource>>>,
@@ -30,20 +33,35 @@ pub struct ExchangeSource {
 }
 
 impl ExchangeSource {
-    pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
-        let idp = Arc::new(IdpClient::new(&config)?);
+    /// The source of `config`, whose OAuth2 `client` exchanges tokens with `settings`
+    /// (its `grant_type: token_exchange`).
+    pub fn new(
+        config: Arc<ProviderConfig>,
+        client: Arc<OAuthClient>,
+        settings: Exchange,
+    ) -> Result<Arc<Self>, String> {
+        let idp = Arc::new(IdpClient::new(&config.name, client)?);
+        let settings = Arc::new(settings);
+        let shared = settings.clone();
         Ok(Self::with_fetchers(
             config,
+            settings,
             Box::new(move |subject| {
-                Fetcher::Exchange(ExchangeFetcher::new(idp.clone(), Some(subject)))
+                let fetcher = ExchangeFetcher::new(idp.clone(), shared.clone(), Some(subject));
+                Fetcher::Exchange(fetcher)
             }),
         ))
     }
 
-    fn with_fetchers(config: Arc<ProviderConfig>, fetcher_for: FetcherFor) -> Arc<Self> {
-        let max_subjects = settings(&config).max_subjects;
+    fn with_fetchers(
+        config: Arc<ProviderConfig>,
+        settings: Arc<Exchange>,
+        fetcher_for: FetcherFor,
+    ) -> Arc<Self> {
+        let max_subjects = settings.max_subjects;
         Arc::new(Self {
             config: ArcSwap::new(config),
+            settings,
             fetcher_for,
             subjects: Mutex::new(Lru::new(max_subjects)),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
@@ -51,13 +69,13 @@ impl ExchangeSource {
         })
     }
 
-    pub fn settings(&self) -> Exchange {
-        settings(&self.config.load())
+    pub fn settings(&self) -> &Exchange {
+        &self.settings
     }
 
     /// The subject token in `headers` (after the configured prefix), if present.
     pub fn subject(&self, headers: &http::HeaderMap) -> Option<Secret> {
-        let x = self.settings();
+        let x = &self.settings;
         let value = headers.get(&x.header)?.to_str().ok()?;
         let token = value.strip_prefix(x.prefix.as_str()).or_else(|| {
             // Scheme names are case-insensitive ("bearer x" for "Bearer ").
@@ -83,8 +101,6 @@ impl ExchangeSource {
             self.metrics.clone(),
         );
         source.set_prefixes(self.prefixes.load().to_vec());
-        // A reload may have changed the bound.
-        subjects.set_capacity(self.settings().max_subjects);
         subjects.insert(key, source.clone());
         source
     }
@@ -123,29 +139,10 @@ impl ExchangeSource {
     }
 }
 
-/// The exchange settings of `config`. Exchange sources are only built for token-exchange
-/// providers (a reload that changes the grant changes the identity and builds a new
-/// source), so the fallback never serves a request.
-fn settings(config: &ProviderConfig) -> Exchange {
-    match &config.grant {
-        Grant::TokenExchange(x) => x.clone(),
-        _ => Exchange {
-            header: http::header::AUTHORIZATION,
-            prefix: String::new(),
-            subject_token_type: String::new(),
-            actor_token_file: None,
-            actor_token_type: None,
-            requested_token_type: None,
-            max_subjects: 1,
-            forward_subject_header: false,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Grant};
     use crate::token::idp::{failure, Failure, FailureKind, TokenResponse};
     use futures_util::FutureExt;
     use std::path::Path;
@@ -159,8 +156,13 @@ mod tests {
             .unwrap()
             .providers[0]
             .clone();
+        let Some(Grant::TokenExchange(settings)) = config.origin.grant() else {
+            panic!("not a token exchange provider: {config:?}");
+        };
+        let settings = Arc::new(settings.clone());
         ExchangeSource::with_fetchers(
             config,
+            settings,
             Box::new(|subject: Secret| {
                 let bad = subject.expose().starts_with("bad");
                 Fetcher::Scripted(Arc::new(move || {

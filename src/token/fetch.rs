@@ -114,9 +114,7 @@ fn build_token(
     Arc::new(Token {
         header_values,
         token_type: resp.token_type,
-        scope: resp
-            .scope
-            .or_else(|| (!cfg.scopes.is_empty()).then(|| cfg.scopes.join(" "))),
+        scope: resp.scope,
         lifetime,
         expires_at,
         refresh_at,
@@ -133,7 +131,7 @@ fn log_fetched(cfg: &ProviderConfig, token: &Token, attempt: u32, took: Duration
         target: "audit",
         event = "token_fetched",
         provider = %cfg.name,
-        grant = cfg.grant.name(),
+        grant = cfg.origin.grant_name(),
         scope = token.scope.as_deref().unwrap_or(""),
         expires_in = token.lifetime.as_secs(),
         attempt,

@@ -9,15 +9,18 @@
 
 use super::wire::{basic_auth, oauth_error, parse_token, scrub, token_form};
 use super::TokenError;
-use crate::config::{format_duration, ClientAuth, ProviderConfig};
+use crate::config::{format_duration, ClientAuth, OAuthClient};
 use crate::file::{io_reason, read_trimmed};
 use crate::secret::Secret;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest token response we read; anything longer is not a token response.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 pub struct IdpClient {
+    /// The token endpoint, the client's credentials, the grant and what to ask for.
+    client: Arc<OAuthClient>,
     http: reqwest::Client,
     /// For `private_key_jwt`: loaded once, signs a new assertion per request.
     signer: Option<super::AssertionSigner>,
@@ -60,20 +63,22 @@ pub enum FailureKind {
 }
 
 impl IdpClient {
-    pub fn new(cfg: &ProviderConfig) -> Result<Self, String> {
+    /// The client of `provider` for `client`: its TLS settings, client certificate and
+    /// assertion signer.
+    pub fn new(provider: &str, client: Arc<OAuthClient>) -> Result<Self, String> {
         // Keys were loaded when the config was compiled.
-        let identity = match &cfg.client_auth {
+        let identity = match &client.client_auth {
             ClientAuth::TlsClientAuth { identity, .. } => Some(identity.pair()),
             _ => None,
         };
-        let signer = match &cfg.client_auth {
+        let signer = match &client.client_auth {
             ClientAuth::PrivateKeyJwt(p) => {
                 Some(super::AssertionSigner::new(p.key.clone(), p.key_id.clone()))
             }
             _ => None,
         };
         let tls = crate::trust::client_config_with(
-            cfg.ca_file.as_deref(),
+            client.ca_file.as_deref(),
             &[b"h2", b"http/1.1"],
             identity,
         )?;
@@ -87,22 +92,23 @@ impl IdpClient {
             .no_proxy()
             .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| {
-                format!(
-                    "cannot build the HTTP client for provider {}: {e}",
-                    cfg.name
-                )
-            })?;
-        Ok(Self { http, signer })
+            .map_err(|e| format!("cannot build the HTTP client for provider {provider}: {e}"))?;
+        Ok(Self {
+            client,
+            http,
+            signer,
+        })
     }
 
-    /// Sends one token request with `grant` parameters plus the provider's scope,
-    /// audience, resource, extra parameters and client authentication.
+    /// Sends one token request with `grant` parameters plus the client's scope,
+    /// audience, resource, extra parameters and client authentication; gives up after
+    /// `timeout`.
     pub(super) async fn send(
         &self,
-        cfg: &ProviderConfig,
+        timeout: Duration,
         grant: Vec<(&str, String)>,
     ) -> Result<TokenResponse, Failure> {
+        let cfg = &*self.client;
         let mut req = self
             .http
             .post(cfg.token_url.clone())
@@ -112,7 +118,7 @@ impl IdpClient {
             )
             .header(http::header::ACCEPT, "application/json")
             // Per request, so a reload can change `timeout` without a new client.
-            .timeout(cfg.timeout);
+            .timeout(timeout);
         if let (ClientAuth::Basic, Some(secret)) = (&cfg.client_auth, &cfg.client_secret) {
             let mut value = http::HeaderValue::try_from(basic_auth(&cfg.client_id, secret))
                 .map_err(|_| {
@@ -124,12 +130,12 @@ impl IdpClient {
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
-        let assertion = self.assertion(cfg).await?;
+        let assertion = self.assertion().await?;
         let resp = req
             .body(token_form(cfg, &grant, assertion.as_ref()))
             .send()
             .await
-            .map_err(|e| transport_failure(&e, cfg.timeout))?;
+            .map_err(|e| transport_failure(&e, timeout))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -139,12 +145,17 @@ impl IdpClient {
             .map(Duration::from_secs);
         let body = read_limited(resp)
             .await
-            .map_err(|e| transport_failure(&e, cfg.timeout))?;
+            .map_err(|e| transport_failure(&e, timeout))?;
         if status.is_success() {
-            return parse_token(&body).map_err(|detail| Failure {
+            let mut token = parse_token(&body).map_err(|detail| Failure {
                 status: Some(status.as_u16()),
                 ..failure(FailureKind::Malformed, detail)
-            });
+            })?;
+            // RFC 6749 §5.1: without `scope`, the token has the scope that was asked for.
+            if token.scope.is_none() && !cfg.scopes.is_empty() {
+                token.scope = Some(cfg.scopes.join(" "));
+            }
+            return Ok(token);
         }
         let what = oauth_error(&body)
             .map(|e| format!(" {}", scrub(&e, cfg, &grant, assertion.as_ref())))
@@ -173,10 +184,10 @@ impl IdpClient {
     }
 
     /// The client assertion for this request, for the assertion-based methods.
-    async fn assertion(&self, cfg: &ProviderConfig) -> Result<Option<Secret>, Failure> {
-        match (&cfg.client_auth, &self.signer) {
+    async fn assertion(&self) -> Result<Option<Secret>, Failure> {
+        match (&self.client.client_auth, &self.signer) {
             (ClientAuth::PrivateKeyJwt(p), Some(signer)) => signer
-                .sign(&cfg.client_id, &p.audience)
+                .sign(&self.client.client_id, &p.audience)
                 .map(Some)
                 .map_err(|e| failure(FailureKind::Rejected, e)),
             // Re-read every time: Kubernetes rotates projected service-account tokens.

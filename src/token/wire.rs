@@ -3,7 +3,7 @@
 //! §5.1, §5.2), and what may be shown of them. Pure functions: no IO, no state.
 
 use super::idp::TokenResponse;
-use crate::config::{ClientAuth, ProviderConfig};
+use crate::config::{ClientAuth, OAuthClient};
 use crate::secret::Secret;
 use base64::Engine;
 use std::time::Duration;
@@ -14,7 +14,7 @@ pub(super) const JWT_BEARER_ASSERTION: &str =
 
 /// The form body of a token request (RFC 6749 §4.4.2, §6; RFC 8693 §2.1).
 pub(super) fn token_form(
-    cfg: &ProviderConfig,
+    cfg: &OAuthClient,
     grant: &[(&str, String)],
     assertion: Option<&Secret>,
 ) -> String {
@@ -79,7 +79,7 @@ pub(super) const SECRET_PARAMS: &[&str] = &["refresh_token", "subject_token", "a
 /// credentials: a one-letter test secret must not blank out every such letter).
 pub(super) fn scrub(
     text: &str,
-    cfg: &ProviderConfig,
+    cfg: &OAuthClient,
     grant: &[(&str, String)],
     assertion: Option<&Secret>,
 ) -> String {

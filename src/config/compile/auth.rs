@@ -1,7 +1,7 @@
 //! Validation of a provider's client authentication (`client_auth` and its keys). Keys of
 //! another method are errors. Keys and certificates are loaded here, once.
 
-use super::*;
+use super::{Arc, ClientAuth, Cx, Path, PathBuf, PrivateKeyJwt, RawProvider, YamlPath};
 use crate::keys::{SigningAlg, SigningKey};
 
 impl Cx<'_> {

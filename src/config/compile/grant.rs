@@ -1,7 +1,7 @@
 //! Validation of a provider's grant (`grant_type` and its keys). Keys of another grant are
 //! errors.
 
-use super::*;
+use super::{Cx, Exchange, Grant, HeaderName, PathBuf, RawProvider, Secret, YamlPath};
 
 impl Cx<'_> {
     /// `grant_type` and the keys that belong to it; keys of another grant are errors.

@@ -17,7 +17,12 @@ use super::locate::{Locations, YamlPath};
 use super::parse::Parsed;
 use super::raw::{RawConfig, RawLog, RawProvider, RawRoute, RawTlsIntercept, Text};
 use super::units::{parse_duration, parse_size};
-use super::*;
+use super::{
+    interp, Arc, ClientAuth, Config, ConfigError, Duration, Exchange, Grant, HeaderName,
+    HostPattern, LogConfig, LogFormat, Method, OAuthClient, OnTokenError, Path, PathBuf,
+    PrivateKeyJwt, ProviderConfig, Retries, RouteConfig, Secret, SocketAddr, StatusCode, TokenKey,
+    TokenOrigin, Unmatched, Upstream,
+};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 

@@ -1,7 +1,9 @@
 //! Validation of one `providers.<name>` entry.
 
-use super::*;
-use crate::config::token_key::KeyParts;
+use super::{
+    is_loopback_host, Arc, ClientAuth, Cx, Duration, Grant, OAuthClient, ProviderConfig,
+    RawProvider, Retries, Secret, Text, TokenKey, TokenOrigin, YamlPath,
+};
 
 /// `scopes`, `audience`, `resource` and `extra_params`, checked.
 struct TokenParams {
@@ -94,40 +96,29 @@ impl Cx<'_> {
         if self.problems.len() > before {
             return None;
         }
-        let (token_url, client_id, kind) = (token_url?, client_id?, ProviderKind::OAuth);
-        let key = TokenKey::new(KeyParts {
-            kind: &kind,
-            grant: &grant,
-            token_url: &token_url,
-            client_id: &client_id,
-            client_secret: client_secret.as_ref(),
-            client_auth: &client_auth,
-            scopes: &params.scopes,
-            audience: params.audience.as_deref(),
-            resource: params.resource.as_deref(),
-            extra_params: &params.extra_params,
-            ca_file: ca_file.as_deref(),
-        });
-        Some(ProviderConfig {
-            name: name.to_string(),
-            kind,
-            grant,
-            token_url,
-            client_id,
+        let client = OAuthClient {
+            token_url: token_url?,
+            client_id: client_id?,
             client_secret,
             client_auth,
+            grant,
             scopes: params.scopes,
             audience: params.audience,
             resource: params.resource,
             extra_params: params.extra_params,
+            ca_file,
+        };
+        let origin = TokenOrigin::OAuth(Arc::new(client));
+        Some(ProviderConfig {
+            name: name.to_string(),
+            key: TokenKey::new(&origin),
+            origin,
             refresh_before_expiry,
             timeout,
             retries,
             prefetch: raw.prefetch.unwrap_or(false),
             idle_timeout,
-            ca_file,
             expose_token: raw.expose_token.unwrap_or(false),
-            key,
         })
     }
 

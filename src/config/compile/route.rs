@@ -1,6 +1,9 @@
 //! Validation of one `routes[i]` entry.
 
-use super::*;
+use super::{
+    parse_size, Cx, Duration, HeaderName, HostPattern, Method, OnTokenError, RawRoute, RouteConfig,
+    StatusCode, Text, Upstream, YamlPath,
+};
 use std::collections::BTreeSet;
 
 /// Headers a route may not inject: they frame or address the request itself.

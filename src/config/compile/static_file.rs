@@ -1,7 +1,8 @@
 //! Validation of a `kind: static_file` provider: a bearer token read from a file.
 
-use super::*;
-use crate::config::token_key::KeyParts;
+use super::{
+    Cx, Duration, PathBuf, ProviderConfig, RawProvider, Retries, TokenKey, TokenOrigin, YamlPath,
+};
 
 impl Cx<'_> {
     /// `kind: static_file`: a bearer token read from `token_file`.
@@ -18,42 +19,21 @@ impl Cx<'_> {
             "the file holding the token",
         )?;
         self.unused_with_static_file(path, raw);
-        let file = PathBuf::from(file);
-        let abs = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
-        let token_url = reqwest::Url::from_file_path(&abs).ok()?;
         let refresh_before_expiry = self.refresh_before_expiry(path, raw);
         let idle_timeout = self.idle_timeout(path, raw);
         if self.problems.len() > before {
             return None;
         }
-        let kind = ProviderKind::StaticFile(file);
-        let (client_auth, grant) = (ClientAuth::Basic, Grant::ClientCredentials);
-        let key = TokenKey::new(KeyParts {
-            kind: &kind,
-            grant: &grant,
-            token_url: &token_url,
-            client_id: "",
-            client_secret: None,
-            client_auth: &client_auth,
-            scopes: &[],
-            audience: None,
-            resource: None,
-            extra_params: &[],
-            ca_file: None,
-        });
+        let origin = TokenOrigin::StaticFile {
+            token_file: PathBuf::from(file),
+        };
         Some(ProviderConfig {
             name: name.to_string(),
-            kind,
-            token_url,
-            client_id: String::new(),
-            client_secret: None,
-            client_auth,
-            grant,
-            scopes: Vec::new(),
-            audience: None,
-            resource: None,
-            extra_params: Vec::new(),
+            key: TokenKey::new(&origin),
+            origin,
             refresh_before_expiry,
+            // Not configurable: one read per fetch, and 1 s to 10 s before the next fetch
+            // after a failed read.
             timeout: Duration::from_secs(10),
             retries: Retries {
                 max_attempts: 1,
@@ -62,9 +42,7 @@ impl Cx<'_> {
             },
             prefetch: raw.prefetch.unwrap_or(false),
             idle_timeout,
-            ca_file: None,
             expose_token: raw.expose_token.unwrap_or(false),
-            key,
         })
     }
 

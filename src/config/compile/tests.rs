@@ -31,12 +31,13 @@ fn compiles_a_good_config_with_defaults() {
     let c = load(GOOD).unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:4140");
     let p = &c.providers[0];
-    assert_eq!(p.client_id, "crm-client");
+    let client = p.origin.oauth().unwrap();
+    assert_eq!(client.client_id, "crm-client");
     assert_eq!(
-        p.client_secret.as_ref().unwrap().expose(),
+        client.client_secret.as_ref().unwrap().expose(),
         "top-secret-value"
     );
-    assert_eq!(p.client_auth, ClientAuth::Basic);
+    assert_eq!(client.client_auth, ClientAuth::Basic);
     assert_eq!(p.timeout, Duration::from_secs(10));
     assert_eq!(p.retries.max_attempts, 3);
     let r = &c.routes[0];
@@ -246,7 +247,7 @@ fn azure_ad_builds_the_token_url() {
     let yaml = "providers:\n  az:\n    kind: azure_ad\n    tenant_id: 11111111-2222-3333-4444-555555555555\n    client_id: app\n    client_secret: s\n    scopes: [https://management.azure.com/.default]\n";
     let c = load(yaml).unwrap();
     assert_eq!(
-        c.providers[0].token_url.as_str(),
+        c.providers[0].origin.oauth().unwrap().token_url.as_str(),
         "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/oauth2/v2.0/token"
     );
     let sovereign = yaml.replace(
@@ -254,6 +255,9 @@ fn azure_ad_builds_the_token_url() {
         "    authority: https://login.microsoftonline.us/\n    client_id: app",
     );
     assert!(load(&sovereign).unwrap().providers[0]
+        .origin
+        .oauth()
+        .unwrap()
         .token_url
         .as_str()
         .starts_with("https://login.microsoftonline.us/1111"));
@@ -279,8 +283,8 @@ fn grants_and_their_keys() {
         "client_id: x\n    grant_type: refresh_token\n    refresh_token: rt-1",
     );
     assert!(matches!(
-        load(&rt).unwrap().providers[0].grant,
-        Grant::RefreshToken { .. }
+        load(&rt).unwrap().providers[0].origin.grant(),
+        Some(Grant::RefreshToken { .. })
     ));
     let missing = GOOD.replace(
         "client_id: ${CRM_ID}",

@@ -91,8 +91,9 @@ fn private_keys_are_loaded_once_and_rotation_changes_the_key() {
         ),
     );
     let first = load(&yaml).unwrap();
-    let ClientAuth::PrivateKeyJwt(p) = &first.providers[0].client_auth else {
-        panic!("{:?}", first.providers[0].client_auth);
+    let client = first.providers[0].origin.oauth().unwrap();
+    let ClientAuth::PrivateKeyJwt(p) = &client.client_auth else {
+        panic!("{:?}", client.client_auth);
     };
     assert_eq!(p.key.alg(), crate::keys::SigningAlg::Es256);
     assert!(!format!("{first:?}").contains("PRIVATE KEY"));
@@ -130,7 +131,7 @@ fn tls_client_identities_are_loaded_once_and_rotation_changes_the_key() {
     );
     let first = load(&yaml).unwrap();
     assert!(matches!(
-        &first.providers[0].client_auth,
+        &first.providers[0].origin.oauth().unwrap().client_auth,
         ClientAuth::TlsClientAuth { identity, .. } if identity.pair().0.len() == 1
     ));
     assert!(!format!("{first:?}").contains("PRIVATE KEY"));
@@ -151,4 +152,26 @@ fn tls_client_identities_are_loaded_once_and_rotation_changes_the_key() {
             && problems.contains("holds no PEM private key"),
         "{problems}"
     );
+}
+
+/// A `static_file` provider carries its file and no OAuth2 client; its key is the file.
+#[test]
+fn static_file_providers_carry_only_their_file() {
+    let yaml = |file: &str| {
+        format!("providers:\n  f:\n    kind: static_file\n    token_file: {file}\n    expose_token: true\n")
+    };
+    let c = load(&yaml("/run/token")).unwrap();
+    let p = &c.providers[0];
+    assert!(
+        matches!(&p.origin, TokenOrigin::StaticFile { token_file } if token_file == Path::new("/run/token"))
+    );
+    assert!(p.origin.oauth().is_none() && p.origin.grant().is_none());
+    assert_eq!(p.origin.grant_name(), "static_file");
+    assert!(p.expose_token);
+    assert_eq!(
+        (p.timeout, p.retries.max_attempts),
+        (Duration::from_secs(10), 1)
+    );
+    assert_eq!(load(&yaml("/run/token")).unwrap().providers[0].key, p.key);
+    assert_ne!(load(&yaml("/run/other")).unwrap().providers[0].key, p.key);
 }

@@ -1,7 +1,11 @@
 //! The top level of a config file: listeners, log, process settings, `tls_intercept`,
 //! and the lists of providers and routes.
 
-use super::*;
+use super::{
+    Arc, BTreeSet, Config, Cx, Duration, LogConfig, LogFormat, Parsed, Path, PathBuf,
+    ProviderConfig, RawConfig, RawLog, RawTlsIntercept, RouteConfig, Unmatched, YamlPath,
+    DEFAULT_LISTEN,
+};
 use crate::intercept::{InterceptConfig, Interceptor};
 
 impl Cx<'_> {

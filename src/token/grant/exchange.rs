@@ -4,31 +4,37 @@
 //!
 //! Neither token ever appears in a log line or an error.
 
-use crate::config::{Grant, ProviderConfig};
+use crate::config::Exchange;
 use crate::file::{io_reason, read_trimmed};
 use crate::secret::Secret;
 use crate::token::idp::{failure, Failure, FailureKind, IdpClient, TokenResponse};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(in crate::token) struct ExchangeFetcher {
     idp: Arc<IdpClient>,
+    /// The provider's settings, shared by the fetchers of all its subjects.
+    settings: Arc<Exchange>,
     /// `None` for a provider asked for a token without a request (`token-sidecar token`).
     subject: Option<Secret>,
 }
 
 impl ExchangeFetcher {
-    pub(in crate::token) fn new(idp: Arc<IdpClient>, subject: Option<Secret>) -> Self {
-        Self { idp, subject }
+    pub(in crate::token) fn new(
+        idp: Arc<IdpClient>,
+        settings: Arc<Exchange>,
+        subject: Option<Secret>,
+    ) -> Self {
+        Self {
+            idp,
+            settings,
+            subject,
+        }
     }
 
-    /// RFC 8693 §2.1: exchanges the subject token for a token.
-    pub(super) async fn fetch(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
-        let Grant::TokenExchange(x) = &cfg.grant else {
-            return Err(failure(
-                FailureKind::Rejected,
-                "not a token exchange provider".into(),
-            ));
-        };
+    /// RFC 8693 §2.1: exchanges the subject token for a token; gives up after `timeout`.
+    pub(super) async fn fetch(&self, timeout: Duration) -> Result<TokenResponse, Failure> {
+        let x = &*self.settings;
         let Some(subject) = &self.subject else {
             return Err(failure(
                 FailureKind::Rejected,
@@ -60,6 +66,6 @@ impl ExchangeFetcher {
         if let Some(t) = &x.requested_token_type {
             grant.push(("requested_token_type", t.clone()));
         }
-        self.idp.send(cfg, grant).await
+        self.idp.send(timeout, grant).await
     }
 }

@@ -13,7 +13,7 @@ mod refresh;
 mod static_file;
 
 use super::idp::{Failure, IdpClient, TokenResponse};
-use crate::config::{Grant, ProviderConfig, ProviderKind};
+use crate::config::{Grant, ProviderConfig, TokenOrigin};
 use crate::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,16 +50,28 @@ impl Fetcher {
     /// The fetcher `cfg` asks for. A token-exchange provider gets one without a subject,
     /// which fails every fetch: its tokens come from [`ExchangeFetcher`]s per subject.
     pub(super) fn for_provider(cfg: &ProviderConfig) -> Result<Self, String> {
-        if let ProviderKind::StaticFile(path) = &cfg.kind {
-            return Ok(Self::StaticFile(StaticFile::new(path.clone())));
-        }
-        let idp = Arc::new(IdpClient::new(cfg)?);
-        Ok(match &cfg.grant {
-            Grant::ClientCredentials => Self::ClientCredentials(idp),
-            Grant::RefreshToken { initial, .. } => {
-                Self::RefreshToken(RefreshToken::new(idp, initial.clone()))
+        let client = match &cfg.origin {
+            TokenOrigin::OAuth(client) => client,
+            TokenOrigin::StaticFile { token_file } => {
+                return Ok(Self::StaticFile(StaticFile::new(token_file.clone())))
             }
-            Grant::TokenExchange(_) => Self::Exchange(ExchangeFetcher::new(idp, None)),
+        };
+        let idp = Arc::new(IdpClient::new(&cfg.name, client.clone())?);
+        Ok(match &client.grant {
+            Grant::ClientCredentials => Self::ClientCredentials(idp),
+            Grant::RefreshToken {
+                initial,
+                configured,
+                store,
+            } => Self::RefreshToken(RefreshToken::new(
+                idp,
+                initial.clone(),
+                configured.clone(),
+                store.clone(),
+            )),
+            Grant::TokenExchange(x) => {
+                Self::Exchange(ExchangeFetcher::new(idp, Arc::new(x.clone()), None))
+            }
         })
     }
 
@@ -67,11 +79,11 @@ impl Fetcher {
     pub(super) async fn fetch(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
         match self {
             Self::ClientCredentials(idp) => {
-                idp.send(cfg, vec![("grant_type", "client_credentials".into())])
-                    .await
+                let grant = vec![("grant_type", "client_credentials".into())];
+                idp.send(cfg.timeout, grant).await
             }
             Self::RefreshToken(r) => r.fetch(cfg).await,
-            Self::Exchange(x) => x.fetch(cfg).await,
+            Self::Exchange(x) => x.fetch(cfg.timeout).await,
             Self::StaticFile(f) => f.fetch().await,
             #[cfg(test)]
             Self::Scripted(script) => script().await,

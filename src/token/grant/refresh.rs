@@ -6,11 +6,11 @@
 //!
 //! It never logs, returns in an error, or shows in `/status` a refresh token.
 
-use crate::config::{Grant, ProviderConfig};
+use crate::config::ProviderConfig;
 use crate::file::{io_reason, write_atomic, Existing};
 use crate::secret::Secret;
 use crate::token::idp::{Failure, FailureKind, IdpClient, TokenResponse};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ const REJECTED_HOLD: Duration = Duration::from_secs(3600);
 
 pub(in crate::token) struct RefreshToken {
     idp: Arc<IdpClient>,
+    /// The configured refresh token, tried once when the IdP rejects a different one.
+    configured: Option<Secret>,
+    /// `refresh_token_store`: where each rotated token is written.
+    store: Option<PathBuf>,
     /// The refresh token the next request sends. Shared with the store writer, which
     /// writes whatever is current when it runs.
     current: Arc<Mutex<Secret>>,
@@ -29,9 +33,16 @@ pub(in crate::token) struct RefreshToken {
 }
 
 impl RefreshToken {
-    pub(super) fn new(idp: Arc<IdpClient>, initial: Secret) -> Self {
+    pub(super) fn new(
+        idp: Arc<IdpClient>,
+        initial: Secret,
+        configured: Option<Secret>,
+        store: Option<PathBuf>,
+    ) -> Self {
         Self {
             idp,
+            configured,
+            store,
             current: Arc::new(Mutex::new(initial)),
             store_writer: Arc::default(),
         }
@@ -49,12 +60,7 @@ impl RefreshToken {
     }
 
     pub(super) async fn fetch(&self, cfg: &ProviderConfig) -> Result<TokenResponse, Failure> {
-        let (configured, store) = match &cfg.grant {
-            Grant::RefreshToken {
-                configured, store, ..
-            } => (configured.as_ref(), store.as_deref()),
-            _ => (None, None),
-        };
+        let (configured, store) = (self.configured.as_ref(), self.store.as_deref());
         let mut resp = self.send(cfg, &self.current()).await;
         // The stored token is dead but the operator configured a different one (the fix
         // the error log asks for): try that one, once.
@@ -95,7 +101,7 @@ impl RefreshToken {
             ("grant_type", "refresh_token".into()),
             ("refresh_token", token.expose().to_string()),
         ];
-        self.idp.send(cfg, grant).await
+        self.idp.send(cfg.timeout, grant).await
     }
 
     /// Writes the current refresh token to `path` on a blocking thread (an fsync on the
@@ -140,7 +146,9 @@ mod tests {
             .unwrap()
             .providers[0]
             .clone();
-        let r = RefreshToken::new(Arc::new(IdpClient::new(&cfg).unwrap()), Secret::new("rt-0"));
+        let client = cfg.origin.oauth().unwrap().clone();
+        let idp = Arc::new(IdpClient::new("p", client).unwrap());
+        let r = RefreshToken::new(idp, Secret::new("rt-0"), None, None);
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("p.rt");
         r.adopt(Secret::new("rt-1"));
