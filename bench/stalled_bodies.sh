@@ -120,6 +120,13 @@ s.daemon_threads = True
 s.serve_forever()
 EOF
 PIDS+=($!)
+for url in "http://127.0.0.1:$IDP_PORT/" "http://127.0.0.1:$UP_PORT/"; do
+    for _ in $(seq 100); do
+        curl -s --noproxy '*' --max-time 1 -o /dev/null "$url" 2>/dev/null && break
+        sleep 0.1
+    done
+    curl -s --noproxy '*' --max-time 1 -o /dev/null "$url" || die "no answer from $url"
+done
 
 # ---------------------------------------------------------------- sidecar config
 config() {
