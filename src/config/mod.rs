@@ -3,15 +3,21 @@
 //!
 //! This module does no network IO and holds no runtime state. It reads the config file
 //! and the files the config names (`${file:...}`, `ca_file`, keys, certificates, the
-//! refresh-token store), and nothing else. Key material is loaded here, once, and carried
-//! in the compiled config, so the runtime never reads a key file. Every problem in a file
-//! is collected and reported at once, each as `FILE:LINE:COLUMN: yaml.path: message`; no
-//! message ever contains a secret or raw config text.
+//! refresh-token store, `admin_token_file`), and nothing else. Key material is loaded
+//! here, once, and carried in the compiled config, so the runtime never reads a key file.
+//! Every problem in a file is collected and reported at once, each as
+//! `FILE:LINE:COLUMN: yaml.path: message`; warnings are located the same way; no message
+//! ever contains a secret or raw config text.
+//!
+//! How `match.host` selects hosts and ports (SPEC §4 Ports) is defined here, in `host`,
+//! so that validation (which routes shadow others) and `route` agree.
 //!
 //! `config` imports neither `route` nor `token`: what both need sits below it (`keys`,
 //! `secret`, `trust`, `intercept`).
 
 mod compile;
+mod egress;
+mod host;
 mod interp;
 mod locate;
 mod parse;
@@ -29,6 +35,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use egress::{Limits, ProxyClient, TunnelPorts};
+pub use host::{
+    is_loopback_host, normalize_origin, parse_host_pattern, parse_server_name, HostName,
+    HostPattern, PortMatch,
+};
 pub use locate::YamlPath;
 pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
@@ -49,7 +60,19 @@ pub struct Config {
     pub providers: Vec<Arc<ProviderConfig>>,
     /// In file order: the first matching route wins.
     pub routes: Vec<Arc<RouteConfig>>,
-    /// Things that are valid but probably not what the operator meant.
+    /// `limits`, defaults filled in.
+    pub limits: Limits,
+    /// `clients`, sorted by name. Empty: no `Proxy-Authorization` is asked for.
+    pub clients: Vec<ProxyClient>,
+    /// The effective `tunnel_ports` (explicit, else by how `listen` is exposed).
+    pub tunnel_ports: TunnelPorts,
+    /// `server_names`: lowercase host names or IP addresses (IPv6 in brackets), no ports.
+    pub server_names: Vec<String>,
+    /// `admin_token_file`, and the token read from it when this config was compiled.
+    pub admin_token_file: Option<PathBuf>,
+    pub admin_token: Option<Secret>,
+    /// Things that are valid but probably not what the operator meant, each as
+    /// `FILE:LINE:COLUMN: yaml.path: message` where it has a place in the file.
     pub warnings: Vec<String>,
 }
 
@@ -69,6 +92,12 @@ impl fmt::Debug for Config {
             )
             .field("providers", &self.providers)
             .field("routes", &self.routes)
+            .field("limits", &self.limits)
+            .field("clients", &self.clients)
+            .field("tunnel_ports", &self.tunnel_ports)
+            .field("server_names", &self.server_names)
+            .field("admin_token_file", &self.admin_token_file)
+            .field("admin_token", &self.admin_token)
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -234,54 +263,6 @@ pub struct ProviderConfig {
     pub key: TokenKey,
 }
 
-/// Which requests a route selects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostPattern {
-    /// Exact host name, lowercase, any port.
-    Exact(String),
-    /// `*.example.com`: stored as `.example.com`; any subdomain at any depth, not the apex.
-    Suffix(String),
-    /// `host:port`: that host on that port only.
-    WithPort(String, u16),
-}
-
-impl fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostPattern::Exact(h) => f.write_str(h),
-            HostPattern::Suffix(s) => write!(f, "*{s}"),
-            HostPattern::WithPort(h, p) => write!(f, "{h}:{p}"),
-        }
-    }
-}
-
-impl HostPattern {
-    /// True when `host` (lowercase; IPv6 in brackets) on `port` is selected.
-    pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
-        match self {
-            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostPattern::Suffix(s) => {
-                host.len() > s.len()
-                    && host.is_char_boundary(host.len() - s.len())
-                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-            HostPattern::WithPort(h, p) => port == Some(*p) && host.eq_ignore_ascii_case(h),
-        }
-    }
-
-    /// True when every host `other` selects is selected by `self`.
-    fn covers(&self, other: &HostPattern) -> bool {
-        use HostPattern::*;
-        match (self, other) {
-            (Exact(x), Exact(y)) | (Exact(x), WithPort(y, _)) => x == y,
-            (WithPort(x, p), WithPort(y, q)) => x == y && p == q,
-            (Suffix(_), Exact(h)) | (Suffix(_), WithPort(h, _)) => self.matches(h, None),
-            (Suffix(s), Suffix(t)) => t.ends_with(s.as_str()),
-            _ => false,
-        }
-    }
-}
-
 /// `/v2` is a prefix of `/v2`, `/v2/`, `/v2/x`, but not of `/v2x`.
 pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
@@ -328,6 +309,12 @@ pub struct RouteConfig {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// `clients`: the proxy clients this route serves; `None`: every client.
+    pub clients: Option<Vec<String>>,
+    /// `allowed_origins`, normalised ([`normalize_origin`]); default none.
+    pub allowed_origins: Vec<String>,
+    /// `allow_http`: the token may travel over plain http to a non-loopback host.
+    pub allow_http: bool,
 }
 
 impl RouteConfig {
@@ -396,5 +383,29 @@ impl Config {
 
     pub fn provider(&self, name: &str) -> Option<&Arc<ProviderConfig>> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// True when `listen` is not a loopback address: other machines' clients reach the
+    /// proxy, so it trusts them less and its defaults tighten (SPEC §4 Shared egress).
+    pub fn shared_egress(&self) -> bool {
+        egress::is_shared_egress(self.listen.ip())
+    }
+
+    /// The proxy client called `name` (the Basic-auth user-id), if `clients` defines it.
+    pub fn client(&self, name: &str) -> Option<&ProxyClient> {
+        self.clients.iter().find(|c| c.name == name)
+    }
+
+    /// True when `host` (a `Host` header's name without its port; IPv6 in brackets) names
+    /// this proxy: a loopback name or address, the `listen` address, or one of
+    /// `server_names` (SPEC §4 Browsers: what a route without `match.host` accepts).
+    pub fn is_own_name(&self, host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let is_listen_ip = bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical() == self.listen.ip().to_canonical());
+        is_loopback_host(host)
+            || is_listen_ip
+            || self.server_names.iter().any(|n| host::same_host(n, host))
     }
 }

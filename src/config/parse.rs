@@ -6,7 +6,10 @@
 //! is deserialized on its own, so one bad entry does not hide the problems of the next.
 
 use super::locate::YamlPath;
-use super::raw::{RawConfig, RawLog, RawMatch, RawProvider, RawRetries, RawRoute, RawTlsIntercept};
+use super::raw::{
+    RawClient, RawConfig, RawLimits, RawLog, RawMatch, RawProvider, RawRetries, RawRoute,
+    RawTlsIntercept, Text,
+};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -22,8 +25,12 @@ pub struct Problem {
 /// A config file as written, split into its entries.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    /// The top-level keys (its `providers` and `routes` are always `None`).
+    /// The top-level keys (its `providers`, `routes` and `clients` are always `None`).
     pub top: RawConfig,
+    /// `clients`: `None` when the key is absent (or null).
+    pub clients: Option<BTreeMap<String, RawClient>>,
+    /// Clients that exist but did not parse (so routes naming them are not flagged).
+    pub broken_clients: Vec<String>,
     pub providers: BTreeMap<String, RawProvider>,
     /// Providers that exist but did not parse (so routes naming them are not flagged).
     pub broken_providers: Vec<String>,
@@ -64,8 +71,13 @@ pub fn parse(text: &str) -> Result<(Parsed, Vec<Problem>), serde_saphyr::Error> 
     if let Some(Value::Object(log)) = top.get_mut("log") {
         unknown_keys(log, &root.key("log"), fields_of::<RawLog>(), &mut problems);
     }
+    if let Some(Value::Object(limits)) = top.get_mut("limits") {
+        let path = root.key("limits");
+        unknown_keys(limits, &path, fields_of::<RawLimits>(), &mut problems);
+    }
     let providers = top.remove("providers").unwrap_or(Value::Null);
     let routes = top.remove("routes").unwrap_or(Value::Null);
+    let clients = top.remove("clients").unwrap_or(Value::Null);
 
     let mut raw = Parsed {
         top: typed(value, &root, &mut problems).unwrap_or_default(),
@@ -73,7 +85,68 @@ pub fn parse(text: &str) -> Result<(Parsed, Vec<Problem>), serde_saphyr::Error> 
     };
     parse_providers(providers, &root.key("providers"), &mut raw, &mut problems);
     parse_routes(routes, &root.key("routes"), &mut raw, &mut problems);
+    parse_clients(clients, &root.key("clients"), &mut raw, &mut problems);
     Ok((raw, problems))
+}
+
+/// The `clients` mapping, entry by entry: `name: { password: ... }` or `name: password`.
+fn parse_clients(clients: Value, base: &YamlPath, raw: &mut Parsed, problems: &mut Vec<Problem>) {
+    let map = match clients {
+        Value::Null => return,
+        Value::Object(map) => map,
+        _ => {
+            problems.push(Problem {
+                path: base.clone(),
+                message: "expected a mapping of client names to passwords".into(),
+                at_key: false,
+            });
+            return;
+        }
+    };
+    let mut parsed = BTreeMap::new();
+    for (name, mut c) in map {
+        // `app:s3cret` in a flow mapping is one key: an invalid name may hold a password,
+        // so it appears neither in the message nor in the YAML path.
+        if !super::egress::valid_client_name(&name) {
+            problems.push(Problem {
+                path: base.clone(),
+                message: "a client name is not a valid Basic-auth user name (1 to 128 visible ASCII characters, no ':'); it is not shown, in case it holds a password".into(),
+                at_key: false,
+            });
+            raw.broken_clients.push(name);
+            continue;
+        }
+        let path = base.key(&name);
+        let client = match &mut c {
+            Value::Object(obj) => {
+                unknown_keys(obj, &path, fields_of::<RawClient>(), problems);
+                typed::<RawClient>(c, &path, problems)
+            }
+            Value::Null => Some(RawClient {
+                password: None,
+                short: true,
+            }),
+            Value::Array(_) => {
+                problems.push(Problem {
+                    path,
+                    message: "expected a password, or a mapping with `password`".into(),
+                    at_key: false,
+                });
+                None
+            }
+            _ => typed::<Text>(c, &path, problems).map(|password| RawClient {
+                password: Some(password),
+                short: true,
+            }),
+        };
+        match client {
+            Some(client) => {
+                parsed.insert(name, client);
+            }
+            None => raw.broken_clients.push(name),
+        }
+    }
+    raw.clients = Some(parsed);
 }
 
 /// The `providers` mapping, entry by entry.

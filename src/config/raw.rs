@@ -54,12 +54,38 @@ pub struct RawConfig {
     pub workers: Option<Text>,
     pub shutdown_grace: Option<Text>,
     pub tls_intercept: Option<RawTlsIntercept>,
+    pub limits: Option<RawLimits>,
+    pub tunnel_ports: Option<Vec<Text>>,
+    pub server_names: Option<Vec<Text>>,
+    pub admin_token_file: Option<Text>,
     /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
     /// only so that serde's field list knows the keys.
     #[allow(dead_code, reason = "read by parse, entry by entry")]
     pub providers: Option<IgnoredAny>,
     #[allow(dead_code, reason = "read by parse, entry by entry")]
     pub routes: Option<IgnoredAny>,
+    #[allow(dead_code, reason = "read by parse, entry by entry")]
+    pub clients: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_read_timeout: Option<Text>,
+    pub body_read_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub max_connections: Option<Text>,
+    pub max_buffered_bodies: Option<Text>,
+}
+
+/// One `clients` entry: `name: { password: ... }`, or the short `name: password`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub password: Option<Text>,
+    /// Written as `name: password`: the password's YAML path is the entry's own.
+    #[serde(skip)]
+    pub short: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +183,9 @@ pub struct RawRoute {
     pub ca_file: Option<Text>,
     pub connect_timeout: Option<Text>,
     pub upstream_timeout: Option<Text>,
+    pub clients: Option<Vec<Text>>,
+    pub allowed_origins: Option<Vec<Text>>,
+    pub allow_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

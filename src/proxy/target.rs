@@ -24,13 +24,15 @@ impl RequestTarget {
     /// What routes are matched on: host and port (from the URI, else the Host header),
     /// path and method.
     pub fn route_target<'r, B>(&self, req: &'r Request<B>) -> Target<'r> {
+        let default_port = default_port(req.uri());
         let (host, port) = split_host_port(
             request_host(req.uri(), req.headers().get(http::header::HOST)),
-            req.uri(),
+            default_port,
         );
         Target {
             host,
             port,
+            default_port,
             path: req.uri().path(),
             method: req.method(),
         }
@@ -71,15 +73,19 @@ pub(super) fn request_host<'a>(
     Some(authority.rsplit('@').next().unwrap_or(authority))
 }
 
-/// Splits `host[:port]`; the port defaults from the URI's scheme.
-fn split_host_port<'a>(authority: Option<&'a str>, uri: &Uri) -> (Option<&'a str>, Option<u16>) {
-    let Some(a) = authority else {
-        return (None, None);
-    };
-    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+/// The default port of the URI's scheme: 443 for `https`, else 80.
+fn default_port(uri: &Uri) -> u16 {
+    if uri.scheme() == Some(&Scheme::HTTPS) {
         443
     } else {
         80
+    }
+}
+
+/// Splits `host[:port]`; the port defaults to `default_port`.
+fn split_host_port(authority: Option<&str>, default_port: u16) -> (Option<&str>, Option<u16>) {
+    let Some(a) = authority else {
+        return (None, None);
     };
     if a.starts_with('[') {
         if let Some(end) = a.find(']') {

@@ -131,7 +131,10 @@ impl Cx<'_> {
             "the assertion file (e.g. a projected service-account token)",
         )?;
         if !Path::new(&file).exists() {
-            self.warnings.push(format!("{path}.client_assertion_file {file} does not exist yet; token requests fail until it does"));
+            self.warn(
+                &path.key("client_assertion_file"),
+                format!("{file} does not exist yet; token requests fail until it does"),
+            );
         }
         Some(ClientAuth::AssertionFile(PathBuf::from(file)))
     }

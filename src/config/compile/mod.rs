@@ -6,7 +6,9 @@
 //! `static_file`, `grant` (`grant_type` and its keys), `auth` (`client_auth` and its keys,
 //! where key material is loaded) and `route`. This file holds the shared value checks.
 
+mod advice;
 mod auth;
+mod egress;
 mod grant;
 mod provider;
 mod route;
@@ -18,13 +20,13 @@ use super::parse::Parsed;
 use super::raw::{RawConfig, RawLog, RawProvider, RawRoute, RawTlsIntercept, Text};
 use super::units::{parse_duration, parse_size};
 use super::{
-    interp, Arc, ClientAuth, Config, ConfigError, Duration, Exchange, Grant, HeaderName,
-    HostPattern, LogConfig, LogFormat, Method, OAuthClient, OnTokenError, Path, PathBuf,
-    PrivateKeyJwt, ProviderConfig, Retries, RouteConfig, Secret, SocketAddr, StatusCode, TokenKey,
-    TokenOrigin, Unmatched, Upstream,
+    format_duration, interp, is_loopback_host, normalize_origin, parse_host_pattern,
+    parse_server_name, Arc, ClientAuth, Config, ConfigError, Duration, Exchange, Grant, HeaderName,
+    HostPattern, Limits, LogConfig, LogFormat, Method, OAuthClient, OnTokenError, Path, PathBuf,
+    PrivateKeyJwt, ProviderConfig, ProxyClient, Retries, RouteConfig, Secret, SocketAddr,
+    StatusCode, TokenKey, TokenOrigin, TunnelPorts, Unmatched, Upstream,
 };
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4140";
 
@@ -53,11 +55,25 @@ pub fn compile(
         cx.problems.push((p.path, p.message));
     }
     let config = cx.config(source, parsed);
+    let locations = match cx.problems.is_empty() && cx.warnings.is_empty() {
+        true => Locations::default(),
+        false => Locations::index(text),
+    };
+    let locate = |path: &YamlPath, msg: &str, at_key: bool| match locations.find(path, at_key) {
+        Some((line, col)) => format!("{file}:{line}:{col}: {path}: {msg}"),
+        None => format!("{file}: {path}: {msg}"),
+    };
     if cx.problems.is_empty() {
-        return Ok(Config {
-            warnings: cx.warnings,
-            ..config
-        });
+        // A warning about the whole file has no place in it.
+        let warnings = cx
+            .warnings
+            .iter()
+            .map(|(path, msg)| match path.0.is_empty() {
+                true => format!("{file}: {msg}"),
+                false => locate(path, msg, false),
+            })
+            .collect();
+        return Ok(Config { warnings, ..config });
     }
     // A value that came from `${…}` may be a secret: it never appears in a message.
     cx.interpolated.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -68,16 +84,10 @@ pub fn compile(
             }
         }
     }
-    let locations = Locations::index(text);
     let problems = cx
         .problems
-        .into_iter()
-        .map(
-            |(path, msg)| match locations.find(&path, key_paths.contains(&path)) {
-                Some((line, col)) => format!("{file}:{line}:{col}: {path}: {msg}"),
-                None => format!("{file}: {path}: {msg}"),
-            },
-        )
+        .iter()
+        .map(|(path, msg)| locate(path, msg, key_paths.contains(path)))
         .collect();
     Err(ConfigError { problems })
 }
@@ -127,7 +137,8 @@ fn strip_location_suffix(msg: &str) -> &str {
 struct Cx<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<(YamlPath, String)>,
-    warnings: Vec<String>,
+    /// Located like problems when the config compiles.
+    warnings: Vec<(YamlPath, String)>,
     /// Every value produced by interpolation, to keep out of messages.
     interpolated: Vec<String>,
 }
@@ -135,6 +146,11 @@ struct Cx<'a> {
 impl Cx<'_> {
     fn problem(&mut self, path: &YamlPath, msg: impl Into<String>) {
         self.problems.push((path.clone(), msg.into()));
+    }
+
+    /// A warning about the value at `path` (the root path: about the whole file).
+    fn warn(&mut self, path: &YamlPath, msg: impl Into<String>) {
+        self.warnings.push((path.clone(), msg.into()));
     }
 
     /// The interpolated text of an optional scalar.
@@ -260,17 +276,11 @@ impl Cx<'_> {
     }
 }
 
-/// True for hosts whose traffic never leaves the machine.
-pub(super) fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_advice;
+#[cfg(test)]
+mod tests_egress;
 #[cfg(test)]
 mod tests_keys;

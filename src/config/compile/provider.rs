@@ -63,7 +63,7 @@ impl Cx<'_> {
         azure: bool,
         before: usize,
     ) -> Option<ProviderConfig> {
-        let token_url = self.provider_token_url(path, name, raw, azure);
+        let token_url = self.provider_token_url(path, raw, azure);
         let client_id = self.required(
             &path.key("client_id"),
             &raw.client_id,
@@ -127,7 +127,6 @@ impl Cx<'_> {
     fn provider_token_url(
         &mut self,
         path: &YamlPath,
-        name: &str,
         raw: &RawProvider,
         azure: bool,
     ) -> Option<reqwest::Url> {
@@ -136,7 +135,7 @@ impl Cx<'_> {
         }
         let allow_http = raw.allow_http.unwrap_or(false);
         let token_url = if azure {
-            self.azure_token_url(path, raw, name, allow_http)
+            self.azure_token_url(path, raw, allow_http)
         } else {
             for (key, present) in [
                 ("tenant_id", raw.tenant_id.is_some()),
@@ -146,7 +145,7 @@ impl Cx<'_> {
                     self.problem(&path.key(key), "only for kind: azure_ad");
                 }
             }
-            self.token_url(&path.key("token_url"), &raw.token_url, name, allow_http)
+            self.token_url(&path.key("token_url"), &raw.token_url, allow_http)
         };
         if azure && raw.scopes.as_ref().is_none_or(|s| s.is_empty()) {
             self.problem(
@@ -282,7 +281,6 @@ impl Cx<'_> {
         &mut self,
         path: &YamlPath,
         raw: &RawProvider,
-        name: &str,
         allow_http: bool,
     ) -> Option<reqwest::Url> {
         if raw.token_url.is_some() {
@@ -310,14 +308,13 @@ impl Cx<'_> {
             "{}/{tenant}/oauth2/v2.0/token",
             authority.trim_end_matches('/')
         ));
-        self.token_url(&path.key("authority"), &Some(url), name, allow_http)
+        self.token_url(&path.key("authority"), &Some(url), allow_http)
     }
 
     fn token_url(
         &mut self,
         path: &YamlPath,
         raw: &Option<Text>,
-        provider: &str,
         allow_http: bool,
     ) -> Option<reqwest::Url> {
         let text = self.required(path, raw, "the IdP's token endpoint URL")?;
@@ -332,8 +329,8 @@ impl Cx<'_> {
         match url.scheme() {
             "https" => {}
             "http" if is_loopback_host(&host) => {}
-            "http" if allow_http => self.warnings.push(format!(
-                "providers.{provider}.token_url uses plain http to {host}: the client secret and tokens cross the network unencrypted (allow_http: true)"
+            "http" if allow_http => self.warn(path, format!(
+                "plain http to {host}: the client secret and tokens cross the network unencrypted (allow_http: true)"
             )),
             "http" => self.problem(
                 path,

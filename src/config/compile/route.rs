@@ -1,8 +1,8 @@
 //! Validation of one `routes[i]` entry.
 
 use super::{
-    parse_size, Cx, Duration, HeaderName, HostPattern, Method, OnTokenError, RawRoute, RouteConfig,
-    StatusCode, Text, Upstream, YamlPath,
+    parse_host_pattern, parse_size, Cx, Duration, HeaderName, HostPattern, Method, OnTokenError,
+    RawRoute, RouteConfig, StatusCode, Text, Upstream, YamlPath,
 };
 use std::collections::BTreeSet;
 
@@ -20,16 +20,24 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// The names a route may refer to: providers, and top-level `clients` (`None` when the
+/// file has no `clients`).
+pub(super) struct Names<'a> {
+    pub providers: &'a BTreeSet<&'a str>,
+    pub clients: Option<&'a BTreeSet<&'a str>>,
+}
+
 impl Cx<'_> {
     pub(super) fn route(
         &mut self,
         path: &YamlPath,
         raw: &RawRoute,
-        providers: &BTreeSet<&str>,
+        names: &Names<'_>,
     ) -> Option<RouteConfig> {
         let before = self.problems.len();
         let (host, path_prefix, methods) = self.route_match(&path.key("match"), raw);
-        let provider = self.route_provider(path, raw, providers);
+        let provider = self.route_provider(path, raw, names.providers);
+        let (clients, allowed_origins) = self.route_audience(path, raw, names.clients);
         let upstream = self.route_upstream(path, raw);
         let strip_prefix = raw.strip_prefix.unwrap_or(false);
         if strip_prefix && (raw.upstream.is_none() || path_prefix.is_none()) {
@@ -40,9 +48,7 @@ impl Cx<'_> {
         }
         let preserve_host = raw.preserve_host.unwrap_or(false);
         if preserve_host && raw.upstream.is_none() {
-            self.warnings.push(format!(
-                "{path}.preserve_host has no effect without upstream"
-            ));
+            self.warn(&path.key("preserve_host"), "has no effect without upstream");
         }
         let (header, value_prefix) = self.route_header(path, raw);
         let retry_on = self.retry_on(&path.key("retry_on"), &raw.retry_on);
@@ -95,6 +101,9 @@ impl Cx<'_> {
             ca_file,
             connect_timeout,
             upstream_timeout,
+            clients,
+            allowed_origins,
+            allow_http: raw.allow_http.unwrap_or(false),
         })
     }
 
@@ -296,66 +305,6 @@ fn default_name(host: Option<&HostPattern>, prefix: Option<&str>) -> String {
     } else {
         name
     }
-}
-
-pub(crate) fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let bad = || {
-        format!(
-            "invalid host {text:?}: expected a name (api.example.com), *.example.com, or host:port"
-        )
-    };
-    if let Some(suffix) = t.strip_prefix("*.") {
-        if !valid_hostname(suffix) {
-            return Err(bad());
-        }
-        return Ok(HostPattern::Suffix(format!(".{suffix}")));
-    }
-    // `[::1]:8080`, `[::1]`, `host:8080`, `host`.
-    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-        let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(bad()),
-        };
-        (format!("[{ip}]"), port)
-    } else if let Some((h, p)) = t.rsplit_once(':') {
-        (h.to_string(), Some(p))
-    } else {
-        (t.clone(), None)
-    };
-    let host_ok = if host.starts_with('[') {
-        host[1..host.len() - 1]
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok()
-    } else {
-        valid_hostname(&host)
-    };
-    if !host_ok {
-        return Err(bad());
-    }
-    match port {
-        None => Ok(HostPattern::Exact(host)),
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .map(|p| HostPattern::WithPort(host, p))
-            .ok_or_else(bad),
-    }
-}
-
-fn valid_hostname(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 fn parse_upstream(text: &str) -> Result<Upstream, String> {

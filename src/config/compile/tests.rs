@@ -47,7 +47,15 @@ fn compiles_a_good_config_with_defaults() {
     assert_eq!(r.retry_on, vec![StatusCode::UNAUTHORIZED]);
     assert_eq!(r.max_replay_body, 1 << 20);
     assert!(r.overwrite);
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // The one warning: this route has no upstream and no tls_intercept, so under SPEC §4
+    // Plaintext its requests (plain http:// to a non-loopback host) are refused.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("proxy.yaml:10:20: routes[0].match.host: ")
+            && c.warnings[0].contains("403 insecure_destination"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 /// Each broken config → the message must name the line and the field.
@@ -339,10 +347,36 @@ fn shadowed_routes_are_detected() {
             "match: { host: x.test }",
             false,
         ),
+        // SPEC §4 Ports: a host without a port selects only the scheme's default port.
         (
             "match: { host: x.test }",
             "match: { host: 'x.test:8443' }",
+            false,
+        ),
+        (
+            "match: { host: 'x.test:*' }",
+            "match: { host: 'x.test:8443' }",
             true,
+        ),
+        (
+            "match: { host: 'x.test:*' }",
+            "match: { host: x.test, path_prefix: /a }",
+            true,
+        ),
+        (
+            "match: { host: x.test }",
+            "match: { host: 'x.test:*' }",
+            false,
+        ),
+        (
+            "match: { host: '*.x.test:*' }",
+            "match: { host: 'api.x.test:8443' }",
+            true,
+        ),
+        (
+            "match: { host: '*.x.test:8443' }",
+            "match: { host: 'api.x.test' }",
+            false,
         ),
         (
             "match: { host: 'x.test:8443' }",

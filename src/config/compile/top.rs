@@ -2,7 +2,7 @@
 //! and the lists of providers and routes.
 
 use super::{
-    Arc, BTreeSet, Config, Cx, Duration, LogConfig, LogFormat, Parsed, Path, PathBuf,
+    route, Arc, BTreeSet, Config, Cx, Duration, LogConfig, LogFormat, Parsed, Path, PathBuf,
     ProviderConfig, RawConfig, RawLog, RawTlsIntercept, RouteConfig, Unmatched, YamlPath,
     DEFAULT_LISTEN,
 };
@@ -20,11 +20,18 @@ impl Cx<'_> {
             .unwrap_or(default_listen);
         let admin_listen = self.socket_addr(&root.key("admin_listen"), &raw.admin_listen);
         let log = self.log(&root.key("log"), raw);
+        // SPEC §4 Shared egress: other machines' clients reach a non-loopback listener, so
+        // what matches no route is refused unless the file says otherwise.
+        let shared = super::super::egress::is_shared_egress(listen.ip());
         let unmatched = self.choice(
             &root.key("unmatched"),
             &raw.unmatched,
             &[("forward", Unmatched::Forward), ("deny", Unmatched::Deny)],
-            Unmatched::Forward,
+            if shared {
+                Unmatched::Deny
+            } else {
+                Unmatched::Forward
+            },
         );
         let workers = self.workers(&root.key("workers"), raw);
         let shutdown_grace = self.duration(
@@ -38,7 +45,8 @@ impl Cx<'_> {
             .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
         let providers = self.providers(&root.key("providers"), &parsed);
         let routes = self.routes(&root.key("routes"), &parsed);
-        Config {
+        let egress = self.egress(&parsed, shared);
+        let config = Config {
             source: source.to_path_buf(),
             listen,
             admin_listen,
@@ -49,8 +57,16 @@ impl Cx<'_> {
             tls_intercept,
             providers,
             routes,
+            limits: egress.limits,
+            clients: egress.clients,
+            tunnel_ports: egress.tunnel_ports,
+            server_names: egress.server_names,
+            admin_token_file: egress.admin_token_file,
+            admin_token: egress.admin_token,
             warnings: Vec::new(),
-        }
+        };
+        self.advise(&config);
+        config
     }
 
     fn log(&mut self, path: &YamlPath, raw: &RawConfig) -> LogConfig {
@@ -161,22 +177,33 @@ impl Cx<'_> {
 
     /// Every route, in file order, with a warning for each one an earlier route shadows.
     fn routes(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<RouteConfig>> {
-        // Providers that did not parse still count: a route naming one is not flagged.
+        // Providers and clients that did not parse still count: a route naming one is not
+        // flagged.
         let provider_names: BTreeSet<&str> = parsed
             .providers
             .keys()
             .chain(&parsed.broken_providers)
             .map(String::as_str)
             .collect();
-        let mut names = BTreeSet::new();
+        let client_names: Option<BTreeSet<&str>> = parsed.clients.as_ref().map(|c| {
+            c.keys()
+                .chain(&parsed.broken_clients)
+                .map(String::as_str)
+                .collect()
+        });
+        let names = route::Names {
+            providers: &provider_names,
+            clients: client_names.as_ref(),
+        };
+        let mut route_names = BTreeSet::new();
         let routes: Vec<Arc<RouteConfig>> = parsed
             .routes
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
                 let path = path.index(i);
-                let route = self.route(&path, r.as_ref()?, &provider_names)?;
-                if !names.insert(route.name.clone()) {
+                let route = self.route(&path, r.as_ref()?, &names)?;
+                if !route_names.insert(route.name.clone()) {
                     self.problem(
                         &path.key("name"),
                         format!("duplicate route name {:?}", route.name),
@@ -187,15 +214,18 @@ impl Cx<'_> {
             .collect();
         for (i, later) in routes.iter().enumerate() {
             if let Some(earlier) = routes[..i].iter().find(|e| e.covers(later)) {
-                self.warnings.push(format!(
-                    "routes[{i}] ({:?}) can never match: route {:?} comes first and matches every request it would",
-                    later.name, earlier.name
-                ));
+                self.warn(
+                    &path.index(i),
+                    format!(
+                        "route {:?} can never match: route {:?} comes first and matches every request it would",
+                        later.name, earlier.name
+                    ),
+                );
             }
         }
         if routes.is_empty() {
-            self.warnings
-                .push("no routes: every request is handled by `unmatched`".to_string());
+            let root = YamlPath::default();
+            self.warn(&root, "no routes: every request is handled by `unmatched`");
         }
         routes
     }
