@@ -5,6 +5,7 @@
 //! installs both).
 
 mod chart;
+mod render;
 
 use std::path::Path;
 use std::process::Command;
