@@ -22,21 +22,74 @@ app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 {{- printf "%s:%s" .values.image.repository (default .top.Chart.AppVersion .values.image.tag) -}}
 {{- end -}}
 
-{{/* proxy.yaml as rendered into the ConfigMap. Standalone mode listens on all interfaces. */}}
-{{- define "token-sidecar.proxyYaml" -}}
-{{- $cfg := deepCopy .values.config -}}
-{{- if and (eq .values.mode "standalone") (hasPrefix "127.0.0.1:" (toString $cfg.listen)) -}}
-{{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" .values.ports.proxy) -}}
+{{/* The proxy Service's names, as apps in the cluster may write them in a URL or Host. */}}
+{{- define "token-sidecar.serviceNames" -}}
+{{- $svc := include "token-sidecar.name" . -}}
+{{- $ns := .top.Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .values.clusterDomain) -}}
+{{- toJson $names -}}
 {{- end -}}
-{{- if and .values.tlsIntercept.enabled (not (hasKey $cfg "tls_intercept")) -}}
-{{- $_ := set $cfg "tls_intercept" (dict "ca_cert_file" (printf "%s/ca.crt" .values.tlsIntercept.mountPath) "ca_key_file" (printf "%s/ca.key" .values.tlsIntercept.mountPath)) -}}
+
+{{/* "true" when admin_listen is a loopback address: then kubelet probes and Prometheus,
+which connect to the pod IP, cannot reach it, and the chart renders neither. */}}
+{{- define "token-sidecar.adminOnLoopback" -}}
+{{- $admin := toString (default "" .values.config.admin_listen) -}}
+{{- if or (hasPrefix "127." $admin) (hasPrefix "[::1]:" $admin) (hasPrefix "localhost:" $admin) (eq $admin "") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* proxy.yaml as rendered into the ConfigMap.
+Standalone mode (a shared egress proxy) listens on all interfaces and tightens the defaults:
+`unmatched: deny` unless config.unmatched says otherwise, and `server_names` listing the
+Service's names (plus serverNames and config.server_names).
+Sidecar mode keeps `listen` on loopback (the chart refuses anything else).
+Both modes: `admin_token_file` from adminToken, `clients` from the clients Secret. */}}
+{{- define "token-sidecar.proxyYaml" -}}
+{{- $v := .values -}}
+{{- $cfg := deepCopy $v.config -}}
+{{- $listen := toString (default "" $cfg.listen) -}}
+{{- if eq $v.mode "standalone" -}}
+{{- if hasPrefix "127.0.0.1:" $listen -}}
+{{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" $v.ports.proxy) -}}
+{{- end -}}
+{{- if not (hasKey $cfg "unmatched") -}}
+{{- $_ := set $cfg "unmatched" "deny" -}}
+{{- end -}}
+{{- $names := concat (include "token-sidecar.serviceNames" . | fromJsonArray) ($v.serverNames | default list) ($cfg.server_names | default list) -}}
+{{- $_ := set $cfg "server_names" (uniq $names) -}}
+{{- else if eq $v.mode "sidecar" -}}
+{{- if not (or (hasPrefix "127." $listen) (hasPrefix "[::1]:" $listen) (hasPrefix "localhost:" $listen)) -}}
+{{- fail (printf "sidecar mode: config.listen must be a loopback address (127.0.0.1:%v), not %q: the app reaches the sidecar on loopback, nobody else should" $v.ports.proxy $listen) -}}
+{{- end -}}
+{{- else -}}
+{{- fail (printf "mode must be sidecar or standalone, not %q" $v.mode) -}}
+{{- end -}}
+{{- if $v.adminToken.enabled -}}
+{{- if not $v.adminToken.secretName -}}
+{{- fail "adminToken.enabled needs adminToken.secretName (an existing Secret holding the token)" -}}
+{{- end -}}
+{{- $_ := set $cfg "admin_token_file" (printf "%s/%s" $v.adminToken.mountPath $v.adminToken.key) -}}
+{{- end -}}
+{{- if $v.clients.secretName -}}
+{{- if not $v.clients.names -}}
+{{- fail "clients.secretName needs clients.names (the Secret's keys, one per client name)" -}}
+{{- end -}}
+{{- $clients := deepCopy ($cfg.clients | default dict) -}}
+{{- range $v.clients.names -}}
+{{- $_ := set $clients . (dict "password" (printf "${file:%s/%s}" $v.clients.mountPath .)) -}}
+{{- end -}}
+{{- $_ := set $cfg "clients" $clients -}}
+{{- end -}}
+{{- if and $v.tlsIntercept.enabled (not (hasKey $cfg "tls_intercept")) -}}
+{{- $_ := set $cfg "tls_intercept" (dict "ca_cert_file" (printf "%s/ca.crt" $v.tlsIntercept.mountPath) "ca_key_file" (printf "%s/ca.key" $v.tlsIntercept.mountPath)) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
 {{/* Pod annotations: Prometheus scraping, and a config checksum when reload is off. */}}
 {{- define "token-sidecar.podAnnotations" -}}
-{{- if .values.metrics.podAnnotations }}
+{{- if and .values.metrics.podAnnotations (not (include "token-sidecar.adminOnLoopback" .)) }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .values.ports.admin | quote }}
 prometheus.io/path: /metrics
@@ -64,6 +117,8 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
   ports:
     - { name: proxy, containerPort: {{ .values.ports.proxy }}, protocol: TCP }
     - { name: admin, containerPort: {{ .values.ports.admin }}, protocol: TCP }
+  {{- /* Kubelet probes connect to the pod IP: none when admin_listen is loopback. */}}
+  {{- if not (include "token-sidecar.adminOnLoopback" .) }}
   startupProbe:
     httpGet: { path: /readyz, port: admin }
     periodSeconds: {{ .values.probes.startup.periodSeconds }}
@@ -76,6 +131,7 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
     httpGet: { path: /healthz, port: admin }
     periodSeconds: {{ .values.probes.liveness.periodSeconds }}
     failureThreshold: {{ .values.probes.liveness.failureThreshold }}
+  {{- end }}
   resources:
     {{- toYaml .values.resources | nindent 4 }}
   securityContext:
@@ -90,6 +146,12 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
     {{- end }}
     {{- if .values.tlsIntercept.enabled }}
     - { name: token-sidecar-ca, mountPath: {{ .values.tlsIntercept.mountPath }}, readOnly: true }
+    {{- end }}
+    {{- if .values.adminToken.enabled }}
+    - { name: token-sidecar-admin-token, mountPath: {{ .values.adminToken.mountPath }}, readOnly: true }
+    {{- end }}
+    {{- if .values.clients.secretName }}
+    - { name: token-sidecar-clients, mountPath: {{ .values.clients.mountPath }}, readOnly: true }
     {{- end }}
 {{- end -}}
 
@@ -116,6 +178,22 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
 - name: token-sidecar-ca
   secret:
     secretName: {{ .values.tlsIntercept.secretName }}
+{{- end }}
+{{- if .values.adminToken.enabled }}
+- name: token-sidecar-admin-token
+  secret:
+    secretName: {{ .values.adminToken.secretName }}
+    items: [{ key: {{ .values.adminToken.key }}, path: {{ .values.adminToken.key }} }]
+{{- end }}
+{{- if .values.clients.secretName }}
+- name: token-sidecar-clients
+  secret:
+    secretName: {{ .values.clients.secretName }}
+    # Only the listed keys: a name missing from the Secret stops the pod from starting.
+    items:
+      {{- range .values.clients.names }}
+      - { key: {{ . }}, path: {{ . }} }
+      {{- end }}
 {{- end }}
 {{- end -}}
 
