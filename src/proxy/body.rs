@@ -62,11 +62,14 @@ impl AppBodyError {
 }
 
 /// The app's body, failing with [`AppBodyError::Stalled`] when no frame arrives for
-/// `stall`. The timer exists only while the body is waiting.
+/// `stall`. The timer is created the first time the body has to wait (never for a body
+/// that is already complete) and re-armed, not re-created, at each later wait.
 pub struct AppBody {
     inner: Incoming,
     stall: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs for the current wait.
+    armed: bool,
 }
 
 impl AppBody {
@@ -75,6 +78,7 @@ impl AppBody {
             inner,
             stall,
             timer: None,
+            armed: false,
         }
     }
 }
@@ -90,16 +94,20 @@ impl hyper::body::Body for AppBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.timer = None;
+                this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(|e| AppBodyError::Malformed(e).into())))
             }
             Poll::Pending => {
-                let stall = this.stall;
-                let timer = this.timer.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep_until(Instant::now() + stall))
-                });
+                let deadline = Instant::now() + this.stall;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
                 ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Some(Err(AppBodyError::Stalled(stall).into())))
+                Poll::Ready(Some(Err(AppBodyError::Stalled(this.stall).into())))
             }
         }
     }
