@@ -115,6 +115,8 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+# The default backlog of 5 would refuse most of the proxy's concurrent connections.
+ThreadingHTTPServer.request_queue_size = 1024
 s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
 s.daemon_threads = True
 s.serve_forever()
