@@ -18,7 +18,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/token-sidecar /usr/local/bin/token-sidecar
 # 65532 = distroless "nonroot".
 USER 65532:65532
-# 4140: proxy listener (HTTP_PROXY / reverse proxy); 4141: admin (/healthz /readyz /metrics).
-EXPOSE 4140 4141
+# 4480: proxy listener (HTTP_PROXY / reverse proxy); 4481: admin (/healthz /readyz /metrics).
+EXPOSE 4480 4481
 ENTRYPOINT ["token-sidecar"]
 CMD ["run", "-c", "/etc/token-sidecar/proxy.yaml"]

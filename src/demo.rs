@@ -29,8 +29,8 @@ pub async fn run_demo(shutdown: impl Future<Output = ()>) -> Result<(), SetupErr
     let io = |e: std::io::Error| SetupError(format!("demo: cannot listen on loopback: {e}"));
     let idp = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
     let api = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
-    let proxy = bind_preferred(4140).await.map_err(io)?;
-    let admin = bind_preferred(4141).await.map_err(io)?;
+    let proxy = bind_preferred(4480).await.map_err(io)?;
+    let admin = bind_preferred(4481).await.map_err(io)?;
     let addr = |l: &TcpListener| l.local_addr().map_err(io);
     let (idp_addr, api_addr, proxy_addr, admin_addr) =
         (addr(&idp)?, addr(&api)?, addr(&proxy)?, addr(&admin)?);
@@ -121,9 +121,10 @@ Try it:
   # 1. the API alone refuses you:
   curl -i http://{api}/hello
 
-  # 2. forward proxy (HTTP_PROXY): the app names the API, the sidecar adds the token
+  # 2. forward proxy (http_proxy; curl reads only the lowercase name): the app names
+  #    the API, the sidecar adds the token
   curl -x http://{proxy} http://api.demo.local/hello
-  HTTP_PROXY=http://{proxy} curl http://api.demo.local/hello
+  http_proxy=http://{proxy} curl http://api.demo.local/hello
 
   # 3. reverse proxy: the app's base URL is the sidecar
   curl http://{proxy}/echo/hello

@@ -242,7 +242,7 @@ fn ca_init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
        ca_key_file: {k}
 
 2. Make the app trust the CA, and send HTTPS through the sidecar:
-     export HTTPS_PROXY=http://127.0.0.1:4140
+     export HTTPS_PROXY=http://127.0.0.1:4480
      curl:            curl --cacert {c} https://api.example.com/   (or CURL_CA_BUNDLE={c})
      Python requests: export REQUESTS_CA_BUNDLE={c}
      Node.js:         export NODE_EXTRA_CA_CERTS={c}

@@ -28,7 +28,7 @@ use super::{
 };
 use std::collections::BTreeSet;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:4140";
+const DEFAULT_LISTEN: &str = "127.0.0.1:4480";
 
 /// Compiles config `text` from `source`: every problem, located and with interpolated
 /// values blanked out, or the config with its warnings.
@@ -260,7 +260,7 @@ impl Cx<'_> {
         if parsed.is_none() {
             self.problem(
                 path,
-                format!("invalid address {text:?}: expected IP:PORT, e.g. 127.0.0.1:4140"),
+                format!("invalid address {text:?}: expected IP:PORT, e.g. 127.0.0.1:4480"),
             );
         }
         parsed

@@ -13,8 +13,8 @@ pub(super) fn load(yaml: &str) -> Result<Config, Vec<String>> {
 }
 
 pub(super) const GOOD: &str = "\
-listen: 127.0.0.1:4140
-admin_listen: 127.0.0.1:4141
+listen: 127.0.0.1:4480
+admin_listen: 127.0.0.1:4481
 providers:
   crm:
     token_url: https://idp.example.com/oauth2/token
@@ -29,7 +29,7 @@ routes:
 #[test]
 fn compiles_a_good_config_with_defaults() {
     let c = load(GOOD).unwrap();
-    assert_eq!(c.listen.to_string(), "127.0.0.1:4140");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:4480");
     let p = &c.providers[0];
     let client = p.origin.oauth().unwrap();
     assert_eq!(client.client_id, "crm-client");
@@ -98,7 +98,7 @@ fn every_error_names_line_and_field() {
             "proxy.yaml:10:54: routes[0].match.path_prefix: invalid path prefix",
         ),
         (
-            "listen: 127.0.0.1:4140",
+            "listen: 127.0.0.1:4480",
             "listen: nowhere",
             "proxy.yaml:1:9: listen: invalid address",
         ),
@@ -159,7 +159,7 @@ fn errors_never_echo_secret_values() {
         "{problems}"
     );
     let yaml = GOOD.replace(
-        "listen: 127.0.0.1:4140",
+        "listen: 127.0.0.1:4480",
         "listen: \"hunter2-secret\"\nlisten: x",
     );
     let problems = load(&yaml).unwrap_err().join("\n");
@@ -195,8 +195,8 @@ fn combinations_that_make_no_sense_are_errors() {
             "providers.crm.tenant_id: only for kind: azure_ad",
         ),
         (
-            "listen: 127.0.0.1:4140",
-            "listen: 127.0.0.1:4140\ntls_intercept: { ca_cert_file: a, ca_key_file: b }",
+            "listen: 127.0.0.1:4480",
+            "listen: 127.0.0.1:4480\ntls_intercept: { ca_cert_file: a, ca_key_file: b }",
             "tls_intercept: cannot read the CA certificate a: no such file",
         ),
     ] {

@@ -131,7 +131,7 @@ fn standalone_defaults_deny_unmatched_list_the_service_names_and_validate_withou
     let dir = tempfile::tempdir().unwrap();
     let r = render("helm/token-sidecar", &json!({})).unwrap();
     let (text, cfg) = r.proxy_yaml();
-    assert_eq!(cfg["listen"], "0.0.0.0:4140");
+    assert_eq!(cfg["listen"], "0.0.0.0:4480");
     assert_eq!(
         cfg["unmatched"], "deny",
         "explicit, not left to the binary:\n{text}"
@@ -194,7 +194,7 @@ fn the_proxy_service_never_exposes_the_admin_port_and_prometheus_gets_its_own() 
         assert_eq!(ports.len(), 1, "{proxy:#}");
         assert_eq!(ports[0]["name"], "proxy");
         assert_eq!(ports[0]["targetPort"], "proxy");
-        assert_eq!(ports[0]["port"], 4140);
+        assert_eq!(ports[0]["port"], 4480);
         let metrics = r.get("Service", "egress-token-sidecar-metrics");
         let ports = metrics["spec"]["ports"].as_array().unwrap();
         assert_eq!(
@@ -205,7 +205,7 @@ fn the_proxy_service_never_exposes_the_admin_port_and_prometheus_gets_its_own() 
         // Probes reach admin on the pod IP, so it listens there; control endpoints are
         // then guarded by the loopback-or-token rule (SPEC 7).
         let (_, cfg) = r.proxy_yaml();
-        assert_eq!(cfg["admin_listen"], "0.0.0.0:4141");
+        assert_eq!(cfg["admin_listen"], "0.0.0.0:4481");
         let pod = &r.get("Deployment", "egress-token-sidecar")["spec"]["template"]["spec"];
         assert_eq!(
             sidecar_container(pod)["readinessProbe"]["httpGet"]["port"],
@@ -232,7 +232,7 @@ fn the_proxy_service_never_exposes_the_admin_port_and_prometheus_gets_its_own() 
 fn a_loopback_admin_listen_renders_no_probes_scraping_or_metrics_service() {
     let r = render(
         "helm/token-sidecar",
-        &json!({ "config": { "admin_listen": "127.0.0.1:4141" }, "metrics": { "serviceMonitor": { "enabled": true } } }),
+        &json!({ "config": { "admin_listen": "127.0.0.1:4481" }, "metrics": { "serviceMonitor": { "enabled": true } } }),
     )
     .unwrap();
     let deployment = r.get("Deployment", "egress-token-sidecar");
@@ -386,7 +386,7 @@ fn sidecar_mode_keeps_the_proxy_on_loopback_and_the_example_validates() {
         out.stdout.contains("valid (1 providers, 1 routes)"),
         "only the example's provider and route: {out:#?}"
     );
-    assert_eq!(cfg["listen"], "127.0.0.1:4140");
+    assert_eq!(cfg["listen"], "127.0.0.1:4480");
     for key in ["server_names", "admin_token_file", "clients", "unmatched"] {
         assert!(
             cfg.get(key).is_none(),
@@ -411,7 +411,7 @@ fn sidecar_mode_keeps_the_proxy_on_loopback_and_the_example_validates() {
     let env = app["env"].as_array().unwrap();
     assert!(env
         .iter()
-        .any(|e| e["name"] == "HTTP_PROXY" && e["value"] == "http://127.0.0.1:4140"));
+        .any(|e| e["name"] == "HTTP_PROXY" && e["value"] == "http://127.0.0.1:4480"));
 
     // The chart's own defaults in sidecar mode validate too.
     let (text, _) = render("helm/token-sidecar", &json!({ "mode": "sidecar" }))
@@ -422,7 +422,7 @@ fn sidecar_mode_keeps_the_proxy_on_loopback_and_the_example_validates() {
     // A sidecar listening beyond loopback would be a proxy for the whole cluster.
     let err = render(
         "helm/token-sidecar",
-        &json!({ "mode": "sidecar", "config": { "listen": "0.0.0.0:4140" } }),
+        &json!({ "mode": "sidecar", "config": { "listen": "0.0.0.0:4480" } }),
     )
     .err()
     .expect("sidecar mode must refuse a non-loopback listen");
