@@ -110,7 +110,7 @@ impl Admin {
             Endpoint::Status => status(&snap),
             Endpoint::Reload => self.reload().await,
             Endpoint::Refresh(name) => self.refresh(&snap, name).await,
-            Endpoint::Token(name) => expose(&snap, name).await,
+            Endpoint::Token(name) => expose(&snap, name, req.method() == Method::HEAD).await,
         }
     }
 
@@ -243,8 +243,9 @@ fn status(snap: &Snapshot) -> Response<Body> {
     )
 }
 
-/// `GET /providers/{name}/token`, only for providers with `expose_token: true`.
-async fn expose(snap: &Snapshot, name: &str) -> Response<Body> {
+/// `GET /providers/{name}/token`, only for providers with `expose_token: true`. `HEAD`
+/// answers whether a token is there without fetching or exposing one.
+async fn expose(snap: &Snapshot, name: &str, head: bool) -> Response<Body> {
     let source = match snap.providers.get(name) {
         Some(ProviderRuntime {
             config,
@@ -256,6 +257,13 @@ async fn expose(snap: &Snapshot, name: &str) -> Response<Body> {
             ))
         }
     };
+    if head {
+        let status = match source.peek() {
+            Some(_) => StatusCode::OK,
+            None => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return json_response(status, &json!({}));
+    }
     match source.get().await {
         Ok(t) => {
             source.metrics.exposed();

@@ -117,7 +117,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper times every request head from the end of the previous response, so on a
+        // keep-alive connection this is also its idle limit: `idle_timeout` governs there.
+        // The first head is held to `header_read_timeout` from the accept by the watchdog.
+        .header_read_timeout(limits.header_read_timeout.max(limits.idle_timeout))
         .max_buf_size(CONNECTION_BUFFER)
         .keep_alive(true);
     builder

@@ -103,11 +103,19 @@ impl Reloader {
 }
 
 fn warn_about(old: &Config, new: &Config) {
+    let limits_differ = new.limits.header_read_timeout != old.limits.header_read_timeout
+        || new.limits.idle_timeout != old.limits.idle_timeout
+        || new.limits.max_connections != old.limits.max_connections;
     if new.listen != old.listen
         || new.admin_listen != old.admin_listen
         || new.workers != old.workers
+        || new.shutdown_grace != old.shutdown_grace
+        || limits_differ
     {
-        tracing::warn!("listen, admin_listen and workers take effect only after a restart");
+        tracing::warn!(
+            "listen, admin_listen, workers, shutdown_grace and limits.header_read_timeout, \
+             idle_timeout and max_connections take effect only after a restart"
+        );
     }
     for w in &new.warnings {
         tracing::warn!("{w}");

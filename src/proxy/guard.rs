@@ -111,19 +111,24 @@ pub(super) fn browser_allowed(
 }
 
 /// SPEC §4 Plaintext: a token travels over plain http only to a loopback destination, or
-/// when the route says so.
-pub(super) fn plaintext_allowed(route: &RouteConfig, uri: &http::Uri) -> Result<(), ProxyError> {
-    if uri.scheme() != Some(&http::uri::Scheme::HTTP) || route.allow_http {
+/// when the route says so. The destination is the route's `upstream`, else the request's
+/// own target; decided before any token is fetched.
+pub(super) fn plaintext_allowed(route: &RouteConfig, target: &http::Uri) -> Result<(), ProxyError> {
+    if route.allow_http {
         return Ok(());
     }
-    if uri.host().is_some_and(is_loopback_host) {
+    let (scheme, host) = match &route.upstream {
+        Some(up) => (Some(&up.scheme), Some(up.authority.host())),
+        None => (target.scheme(), target.host()),
+    };
+    if scheme != Some(&http::uri::Scheme::HTTP) || host.is_some_and(is_loopback_host) {
         return Ok(());
     }
     Err(ProxyError::InsecureDestination {
         detail: format!(
             "route {} would send its token over plain http to {}; set upstream: https://… (or allow_http: true)",
             route.name,
-            uri.host().unwrap_or("-")
+            host.unwrap_or("-")
         ),
     })
 }

@@ -7,9 +7,10 @@
 //!    of the tunnel it came through), with the path checked; CONNECT leaves here for
 //!    [`tunnel`];
 //! 3. [`route`]: the first matching route, or [`unmatched`];
-//! 4. [`allow`]: may this client, and this browser, use the route;
+//! 4. [`allow`]: may this client, and this browser, use the route; may a token go to
+//!    its destination over plain http;
 //! 5. [`token`]: the route's token (for token exchange: the subject's);
-//! 6. [`prepare`]: destination (never the proxy itself; plaintext only where allowed),
+//! 6. [`prepare`]: destination (never the proxy itself),
 //!    hop-by-hop headers, Host, the client to send with, and the replay decision (the
 //!    body is buffered only when a replay may need it);
 //! 7. [`forward::attempt`]: the one send path, within `upstream_timeout`;
@@ -241,20 +242,27 @@ fn route<'s>(
     }
 }
 
-/// Phase 4: the route's `clients`, and the browser rules (SPEC §4 Browsers).
+/// Phase 4: the route's `clients`, the browser rules (SPEC §4 Browsers), and plain
+/// http for a token (SPEC §4 Plaintext) unless the app's own header goes instead.
 fn allow(
     snap: &Snapshot,
     route: &RouteRuntime,
     client: Option<&ProxyClient>,
     req: &Request<Incoming>,
 ) -> Result<(), ProxyError> {
-    guard::client_allowed(&route.config, client)?;
+    let config = &route.config;
+    guard::client_allowed(config, client)?;
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    guard::browser_allowed(&snap.config, &route.config, req.headers(), host)
+    guard::browser_allowed(&snap.config, config, req.headers(), host)?;
+    let apps_header_wins = !config.overwrite && req.headers().contains_key(&config.header);
+    if !apps_header_wins {
+        guard::plaintext_allowed(config, req.uri())?;
+    }
+    Ok(())
 }
 
 /// Phase 5: the token source (the provider's, or for token exchange the subject's, taken
@@ -290,8 +298,7 @@ async fn token(
 }
 
 /// Phase 6: the request as the upstream will get it, without the token header. Refuses
-/// a destination that is the proxy itself, and plain http to a non-loopback host when a
-/// token would go with it (SPEC §4 Own listeners, Plaintext). Decides the client (gRPC to a plain-http upstream needs h2c; upgrades exist only in HTTP/1.1;
+/// a destination that is the proxy itself (SPEC §4 Own listeners). Decides the client (gRPC to a plain-http upstream needs h2c; upgrades exist only in HTTP/1.1;
 /// everything else goes as HTTP/1.1, upgraded to h2 by ALPN where a TLS upstream offers
 /// it) and whether the body is buffered for a replay.
 async fn prepare<'s>(
@@ -329,7 +336,7 @@ async fn prepare<'s>(
     // Inject unless the app set the header itself and the route keeps it (overwrite: false).
     let inject =
         token.is_some() && (config.overwrite || !parts.headers.contains_key(&config.header));
-    destination_allowed(runtime, config, &dest.uri, inject).await?;
+    destination_allowed(runtime, &dest.uri).await?;
     out.token = inject;
     let (client, version) = match (
         &upgrade,
@@ -375,18 +382,8 @@ fn respond(
     resp
 }
 
-/// Where a routed request may go: never to the proxy's own listeners, whatever name is
-/// used; and, when it carries a token, over plain http only to loopback or with the
-/// route's `allow_http`.
-async fn destination_allowed(
-    runtime: &Runtime,
-    route: &crate::config::RouteConfig,
-    uri: &http::Uri,
-    with_token: bool,
-) -> Result<(), ProxyError> {
-    if with_token {
-        guard::plaintext_allowed(route, uri)?;
-    }
+/// A routed request never goes to the proxy's own listeners, whatever name is used.
+async fn destination_allowed(runtime: &Runtime, uri: &http::Uri) -> Result<(), ProxyError> {
     let (Some(host), Some(port)) = (uri.host(), target::port_of(uri)) else {
         return Ok(());
     };

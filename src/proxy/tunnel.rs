@@ -119,7 +119,15 @@ async fn open_blind(
         own: &runtime.own,
         no_local: shared,
     };
-    let checked = guard::destination(host, port, reach).await?;
+    let checked = guard::destination(host, port, reach)
+        .await
+        .map_err(|e| match e {
+            ProxyError::DestinationForbidden { .. } => e,
+            _ if shared => ProxyError::UpstreamUnavailable {
+                detail: format!("cannot open a tunnel to {authority}"),
+            },
+            _ => e,
+        })?;
     let connecting = async {
         match checked {
             Some(addr) => TcpStream::connect(addr).await,

@@ -42,14 +42,26 @@ pub(super) async fn forward(
             detail: format!("no route matches {host}{}, and an origin-form request names no target to forward to", req.uri().path()),
         });
     }
+    let host = host.to_string();
     let (mut parts, body) = req.into_parts();
     let mut dest = rewrite::own_target(&parts.uri, None)?;
+    let shared = snap.config.shared_egress();
     let reach = Reach {
         own: &runtime.own,
-        no_local: snap.config.shared_egress(),
+        no_local: shared,
     };
     if let (Some(h), Some(port)) = (dest.uri.host(), target::port_of(&dest.uri)) {
-        if let Some(checked) = guard::destination(h, port, reach).await? {
+        let checked = guard::destination(h, port, reach)
+            .await
+            .map_err(|e| match e {
+                ProxyError::UpstreamUnavailable { .. } if shared => {
+                    ProxyError::UpstreamUnavailable {
+                        detail: format!("cannot reach {host}"),
+                    }
+                }
+                other => other,
+            })?;
+        if let Some(checked) = checked {
             dest.uri = pinned(&dest.uri, checked);
         }
     }
@@ -63,13 +75,23 @@ pub(super) async fn forward(
         parts.headers,
         body,
     );
-    forward::send(
+    let sent = forward::send(
         &snap.default_client,
         req,
         UNMATCHED_UPSTREAM_TIMEOUT,
         &snap.unmatched_metrics,
     )
-    .await
+    .await;
+    // On a shared listener every failure to reach a destination reads the same, so the
+    // proxy cannot be used to tell open ports from closed ones.
+    sent.map_err(|e| match e {
+        ProxyError::UpstreamUnavailable { .. } | ProxyError::UpstreamTimeout { .. } if shared => {
+            ProxyError::UpstreamUnavailable {
+                detail: format!("cannot reach {host}"),
+            }
+        }
+        other => other,
+    })
 }
 
 /// For plain http, `uri` with its authority replaced by the address that was checked,
