@@ -141,6 +141,7 @@ pub struct GlobalMetrics {
     reload_error: AtomicU64,
     tunnels: [AtomicU64; 3],
     tunnels_active: AtomicU64,
+    in_flight: AtomicU64,
 }
 
 /// What a tunnel carries.
@@ -172,6 +173,23 @@ impl GlobalMetrics {
     }
 }
 
+impl GlobalMetrics {
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn request_started(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(&self.in_flight)
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Decrements the active-tunnel gauge when dropped.
 pub struct ActiveTunnel<'a>(&'a AtomicU64);
 
@@ -193,6 +211,7 @@ pub fn render<'a>(
     render_replays(&mut out, routes.clone());
     render_reloads_and_tunnels(&mut out, global);
     render_upstream_errors(&mut out, routes);
+    render_process(&mut out, global);
     out
 }
 
@@ -270,7 +289,8 @@ fn render_replays<'a>(out: &mut String, routes: impl Iterator<Item = (&'a str, &
     let name = "token_sidecar_token_replays_total";
     let help = "Requests replayed with a renewed token, by final status class.";
     header(out, name, "counter", help);
-    for (route, m) in routes {
+    // Traffic that matched no route (`route="-"`) carries no token and is never replayed.
+    for (route, m) in routes.filter(|(r, _)| *r != "-") {
         let route = escape(route);
         for (outcome, c) in ["2xx", "4xx", "5xx"].iter().zip(&m.replays) {
             let n = c.load(Relaxed);
@@ -320,6 +340,96 @@ fn render_upstream_errors<'a>(
             let n = c.load(Relaxed);
             let _ = writeln!(out, "{name}{{route=\"{route}\",kind=\"{kind}\"}} {n}");
         }
+    }
+}
+
+/// The build, requests in flight, and the process (the Prometheus client libraries'
+/// standard `process_*` names; read from `/proc`, left out where there is none).
+fn render_process(out: &mut String, global: &GlobalMetrics) {
+    let name = "token_sidecar_build_info";
+    header(out, name, "gauge", "The running build; always 1.");
+    let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let name = "token_sidecar_requests_in_flight";
+    header(out, name, "gauge", "Proxy requests being served now.");
+    let _ = writeln!(out, "{name} {}", global.in_flight.load(Relaxed));
+    let Some(p) = process::read() else {
+        return;
+    };
+    let families = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size, in bytes.",
+            p.resident_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            p.open_fds as f64,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+/// Process figures from `/proc` (Linux).
+mod process {
+    /// `/proc` reports CPU times and start times in clock ticks of this length on every
+    /// Linux (USER_HZ), whatever the kernel's own tick rate.
+    const TICKS_PER_SECOND: f64 = 100.0;
+
+    pub struct Process {
+        pub cpu_seconds: f64,
+        pub resident_bytes: u64,
+        pub open_fds: usize,
+        pub start_time_seconds: f64,
+    }
+
+    pub fn read() -> Option<Process> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+        let (utime, stime, start_ticks) = (field(14)?, field(15)?, field(22)?);
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        let boot: f64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Process {
+            cpu_seconds: (utime + stime) / TICKS_PER_SECOND,
+            resident_bytes: rss_kib * 1024,
+            open_fds: std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count())
+                .unwrap_or(0),
+            start_time_seconds: boot + start_ticks / TICKS_PER_SECOND,
+        })
     }
 }
 
@@ -399,18 +509,74 @@ mod tests {
                 "token_sidecar_tunnels_total counter",
                 "token_sidecar_tunnels_active gauge",
                 "token_sidecar_upstream_errors_total counter",
+                "token_sidecar_build_info gauge",
+                "token_sidecar_requests_in_flight gauge",
+                "process_cpu_seconds_total counter",
+                "process_resident_memory_bytes gauge",
+                "process_open_fds gauge",
+                "process_start_time_seconds gauge",
             ]
         );
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // requests 2, durations 2×19, fetches 2, fetch duration 19, expiry 1, exposed 1,
-        // replays 2×3, reloads 2, tunnels 3, active 1, upstream errors 2×3.
+        // replays 2×3, reloads 2, tunnels 3, active 1, upstream errors 2×3, build 1,
+        // in flight 1, process 4.
         assert_eq!(
             series,
-            2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 3 + 1 + 6,
+            2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 3 + 1 + 6 + 1 + 1 + 4,
             "{text}"
         );
         assert_eq!(text.lines().count(), series + 2 * types.len());
         let last = "token_sidecar_upstream_errors_total{route=\"b\",kind=\"tls\"} 0\n";
-        assert!(text.ends_with(last), "{text}");
+        assert!(text.contains(last), "{text}");
+        assert!(text.contains(&format!(
+            "token_sidecar_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            rss > 1e6,
+            "a running test process has more than 1 MB resident: {rss}"
+        );
+    }
+
+    #[test]
+    fn traffic_without_a_route_has_no_replay_series() {
+        let (r, p, g) = (
+            RouteMetrics::default(),
+            ProviderMetrics::default(),
+            GlobalMetrics::default(),
+        );
+        let text = render(
+            [("a", &r), ("-", &r)].into_iter(),
+            [("crm", &p)].into_iter(),
+            &g,
+        );
+        assert!(text.contains("token_sidecar_token_replays_total{route=\"a\",outcome=\"2xx\"} 0"));
+        assert!(
+            !text.contains("token_sidecar_token_replays_total{route=\"-\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("token_sidecar_request_duration_seconds_count{route=\"-\"}"),
+            "{text}"
+        );
+        let guard = g.request_started();
+        let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+        assert!(
+            text.contains("token_sidecar_requests_in_flight 1\n"),
+            "{text}"
+        );
+        drop(guard);
+        let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+        assert!(
+            text.contains("token_sidecar_requests_in_flight 0\n"),
+            "{text}"
+        );
     }
 }

@@ -92,6 +92,7 @@ async fn serve_logged(
     via: Via<'_>,
 ) -> Response<Body> {
     let snap = runtime.snapshot();
+    let _in_flight = runtime.metrics.request_started();
     let started = Instant::now();
     // Cheap handles (reference-counted) for the log line, read after the request is gone.
     let method = req.method().clone();
