@@ -24,6 +24,7 @@
 mod body;
 mod forward;
 mod guard;
+mod log;
 mod rewrite;
 mod target;
 mod tunnel;
@@ -66,6 +67,10 @@ struct Tunnel {
 struct Outcome<'s> {
     client: Option<&'s str>,
     route: Option<&'s RouteRuntime>,
+    /// Where the request went (routed requests).
+    upstream: Option<Authority>,
+    /// The `error` code of a proxy-generated answer.
+    error: Option<&'static str>,
     token: bool,
     replayed: bool,
 }
@@ -88,47 +93,29 @@ fn tunneled(runtime: Arc<Runtime>, peer: Peer, tunnel: Tunnel) -> tunnel::Handle
 async fn serve_logged(
     runtime: &Arc<Runtime>,
     peer: Peer,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     via: Via<'_>,
 ) -> Response<Body> {
     let snap = runtime.snapshot();
     let _in_flight = runtime.metrics.request_started();
     let started = Instant::now();
-    // Cheap handles (reference-counted) for the log line, read after the request is gone.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let host_header = req.headers().get(http::header::HOST).cloned();
+    let log = log::RequestLog::start(&mut req);
     let mut out = Outcome::default();
     let resp = match serve(runtime, &snap, peer, req, via, &mut out).await {
         Ok(resp) => resp,
-        Err(e) => error_response(e, &out),
+        Err(e) => error_response(e, &mut out),
     };
     let took = started.elapsed();
     match out.route {
         Some(r) => r.metrics.request(resp.status().as_u16(), took),
         None => snap.unmatched_metrics.request(resp.status().as_u16(), took),
     }
-    if tracing::enabled!(tracing::Level::INFO) {
-        let host = target::request_host(&uri, host_header.as_ref()).unwrap_or("-");
-        tracing::info!(
-            route = out.route.map_or("-", |r| r.config.name.as_str()),
-            provider = out.route.map_or("-", |r| r.config.provider.as_str()),
-            client = out.client.unwrap_or("-"),
-            peer = %peer.addr,
-            method = %method,
-            host,
-            path = uri.path(),
-            status = resp.status().as_u16(),
-            latency_ms = took.as_secs_f64() * 1000.0,
-            token = out.token,
-            replayed = out.replayed,
-            "request"
-        );
-    }
+    log.emit(peer, &out, &resp, took);
     resp
 }
 
-fn error_response(e: ProxyError, out: &Outcome<'_>) -> Response<Body> {
+fn error_response(e: ProxyError, out: &mut Outcome<'_>) -> Response<Body> {
+    out.error = Some(e.parts().1);
     let (route, provider) = out
         .route
         .map(|r| (r.config.name.as_str(), r.config.provider.as_str()))
@@ -319,6 +306,7 @@ async fn prepare<'s>(
     let (mut parts, body) = req.into_parts();
     let app_host = target::request_host(&parts.uri, parts.headers.get(http::header::HOST));
     let dest = rewrite::destination(config, &parts.uri, app_host)?;
+    out.upstream = dest.uri.authority().cloned();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(http::header::HOST, dest.host);
     if grpc {
