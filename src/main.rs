@@ -27,8 +27,8 @@ struct Cli {
     /// Log format, overriding the config file's `log.format`
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
-    /// Log level (trace, debug, info, warn, error), overriding `log.level` and RUST_LOG
-    #[arg(long, global = true)]
+    /// Log level (trace, debug, info, warn, error, off), overriding `log.level` and RUST_LOG
+    #[arg(long, global = true, value_parser = ["trace", "debug", "info", "warn", "error", "off"])]
     log_level: Option<String>,
 }
 
