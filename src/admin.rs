@@ -105,6 +105,10 @@ impl Admin {
         }
         match endpoint {
             Endpoint::Healthz => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Endpoint::Readyz if self.runtime.draining() => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ready": false, "error": "draining", "not_ready": ["shutting down: draining in-flight requests"]}),
+            ),
             Endpoint::Readyz => readyz(&snap),
             Endpoint::Metrics => self.metrics(&snap),
             Endpoint::Status => status(&snap),

@@ -38,7 +38,6 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime.start_schedulers();
 
-    let mut tasks = tokio::task::JoinSet::new();
     if source.is_file() {
         tokio::spawn(crate::reload::watch(
             reloader.clone(),
@@ -47,21 +46,24 @@ pub async fn run(
         ));
         tokio::spawn(crate::reload::on_sighup(reloader.clone(), stop_rx.clone()));
     }
-    if let Some(listener) = listeners.admin {
+    // The admin listener stops last: while the proxy drains, `/readyz` answers 503
+    // `draining` so that load balancers stop sending, and probes still get an answer.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_task = listeners.admin.map(|listener| {
         let admin = Arc::new(Admin::new(runtime.clone(), reloader));
         let handler = move |peer, req| admin.clone().handle(peer, req);
-        tasks.spawn(crate::listener::serve(
+        tokio::spawn(crate::listener::serve(
             listener,
             handler,
             limits.clone(),
-            stop_rx.clone(),
+            admin_stop_rx,
             grace,
             "admin",
-        ));
-    }
+        ))
+    });
     let rt = runtime.clone();
     let handler = move |peer, req| crate::proxy::handle(rt.clone(), peer, req);
-    tasks.spawn(crate::listener::serve(
+    let proxy_task = tokio::spawn(crate::listener::serve(
         listeners.proxy,
         handler,
         limits,
@@ -72,8 +74,13 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
+    runtime.start_draining();
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let _ = proxy_task.await;
+    let _ = admin_stop_tx.send(true);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     runtime.stop();
     Ok(())
 }

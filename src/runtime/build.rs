@@ -9,6 +9,7 @@ use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct Runtime {
     pub body_budget: Arc<BodyBudget>,
     /// The sockets the proxy listens on (proxy and admin): never a destination.
     pub own: Vec<SocketAddr>,
+    /// Shutdown has begun: the proxy drains, `/readyz` answers 503 `draining`.
+    draining: AtomicBool,
 }
 
 /// A runtime object could not be built from a config that compiled.
@@ -52,6 +55,7 @@ impl Runtime {
             metrics: GlobalMetrics::default(),
             body_budget,
             own,
+            draining: AtomicBool::new(false),
         }))
     }
 
@@ -87,6 +91,16 @@ impl Runtime {
         for p in self.snapshot().providers.values() {
             p.tokens.start_scheduler();
         }
+    }
+
+    /// Marks the start of shutdown (see [`Runtime::draining`]).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Stops every scheduler (shutdown).
