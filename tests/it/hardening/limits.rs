@@ -1,0 +1,334 @@
+//! SPEC §4 Limits: nothing a client sends can hold a connection or memory forever.
+//! Silent connections (no bytes, only the h2 preface, a head dribbled byte by byte) are
+//! closed after `header_read_timeout`, idle keep-alive connections after `idle_timeout`,
+//! stalled bodies get 408 after `body_read_timeout`, malformed bodies 400 (never 502),
+//! `max_connections` holds the rest in the backlog, and replay buffers share one budget
+//! (`max_buffered_bodies`).
+//!
+//! Timeouts are 1 s here; "not yet closed" is checked at 0.3 s and "closed" by 3 s.
+
+use super::{assert_refused, start, Conn, Resp};
+use crate::support::{body, provider_yaml, serve, FakeIdp, FakeUpstream, TestBody};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const EARLY: Duration = Duration::from_millis(300);
+const BY: Duration = Duration::from_secs(3);
+
+/// `limits` (a flow mapping's body), provider `x`, and two host-less routes to `up`:
+/// `/api` (replays, so small bodies are buffered) and `/stream` (`retry_on: []`).
+fn config(idp: &FakeIdp, up: &FakeUpstream, limits: &str) -> String {
+    let limits = match limits {
+        "" => String::new(),
+        l => format!("limits: {{ {l} }}\n"),
+    };
+    format!(
+        "{limits}providers:\n{}routes:\n  - match: {{ path_prefix: /api }}\n    provider: x\n    upstream: {u}\n  - match: {{ path_prefix: /stream }}\n    provider: x\n    upstream: {u}\n    retry_on: []\n",
+        provider_yaml("x", idp, ""),
+        u = up.url()
+    )
+}
+
+const SHORT: &str = "header_read_timeout: 1s, idle_timeout: 1s, body_read_timeout: 1s";
+
+/// Closed by `BY`, but not after `EARLY`.
+async fn assert_closed_in_time(c: &mut Conn, what: &str) {
+    assert!(!c.closed_within(EARLY).await, "{what}: closed too early");
+    assert!(
+        c.closed_within(BY - EARLY).await,
+        "{what}: still open after {BY:?}"
+    );
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+}
+
+/// Issue 10, "Silent connections (no bytes, or only the h2 preface) stay open
+/// indefinitely".
+#[tokio::test]
+async fn silent_connections_are_closed_after_header_read_timeout() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    let mut silent = Conn::open(bin.proxy).await;
+    let mut preface = Conn::open(bin.proxy).await;
+    preface.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let (a, b) = tokio::join!(
+        assert_closed_in_time(&mut silent, "no bytes"),
+        assert_closed_in_time(&mut preface, "only the h2 preface"),
+    );
+    let ((), ()) = (a, b);
+    // A head dribbled a byte every 200 ms never completes in time either.
+    let mut slow = Conn::open(bin.proxy).await;
+    let started = Instant::now();
+    let head = get("/api/x");
+    let mut closed = false;
+    for byte in head.as_bytes() {
+        if slow.stream.try_write(std::slice::from_ref(byte)).is_err()
+            || slow.closed_within(Duration::from_millis(200)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a head dribbled over {:?} was accepted",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(800) && started.elapsed() < BY,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // The same limits let an ordinary request through.
+    let mut ok = Conn::open(bin.proxy).await;
+    ok.send(get("/api/x")).await;
+    assert_eq!(ok.response().await.status, 200);
+}
+
+/// `idle_timeout` closes a keep-alive connection that sends no further request, and
+/// leaves one that keeps sending requests alone.
+#[tokio::test]
+async fn keep_alive_connections_are_closed_when_idle_only() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    let mut idle = Conn::open(bin.proxy).await;
+    idle.send(get("/api/first")).await;
+    assert_eq!(idle.response().await.status, 200);
+    let mut busy = Conn::open(bin.proxy).await;
+    let started = Instant::now();
+    let busy_loop = async {
+        let mut n = 0;
+        while started.elapsed() < Duration::from_millis(3500) {
+            busy.send(get("/api/busy")).await;
+            assert_eq!(busy.response().await.status, 200, "request {n}");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(!busy.closed_within(Duration::from_millis(100)).await);
+        n
+    };
+    let (n, ()) = tokio::join!(
+        busy_loop,
+        assert_closed_in_time(&mut idle, "idle keep-alive")
+    );
+    assert!(n >= 8, "{n} requests");
+}
+
+/// Issue 10, "Memory" and "No deadline applies to a stalled body": a body that stops
+/// sending gets 408 `request_timeout` after `body_read_timeout`, whether it was being
+/// buffered for a replay (the upstream sees nothing) or streamed.
+#[tokio::test]
+async fn a_stalled_body_gets_408_after_body_read_timeout() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    for path in ["/api/upload", "/stream/upload"] {
+        let mut c = Conn::open(bin.proxy).await;
+        let started = Instant::now();
+        c.send(format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789"
+        ))
+        .await;
+        let resp = c.response().await;
+        assert_refused(&resp, 408, "request_timeout");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < BY,
+            "{path}: 408 after {took:?}"
+        );
+        if path == "/api/upload" {
+            assert_eq!(up.count(), 0, "a partial replayable body was sent on");
+        }
+    }
+}
+
+/// Issue 10: "a malformed chunked body from the app was reported as a 502 upstream
+/// error". It is the app's fault: 400 `bad_request`.
+#[tokio::test]
+async fn a_malformed_chunked_body_is_a_bad_request() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, "")).await;
+    for path in ["/api/upload", "/stream/upload"] {
+        let mut c = Conn::open(bin.proxy).await;
+        c.send(format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz-not-a-size\r\n\r\n"
+        ))
+        .await;
+        assert_refused(&c.response().await, 400, "bad_request");
+    }
+}
+
+/// `max_connections: 2`: a third connection waits in the backlog, unanswered, until one
+/// of the two closes; then it is served.
+#[tokio::test]
+async fn max_connections_holds_further_connections_in_the_backlog() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, "max_connections: 2")).await;
+    let mut a = Conn::open(bin.proxy).await;
+    let mut b = Conn::open(bin.proxy).await;
+    for c in [&mut a, &mut b] {
+        c.send(get("/api/x")).await;
+        assert_eq!(c.response().await.status, 200);
+    }
+    let mut third = Conn::open(bin.proxy).await;
+    third.send(get("/api/third")).await;
+    let early = tokio::time::timeout(Duration::from_millis(700), third.try_response(false)).await;
+    assert!(early.is_err(), "a third connection was served: {early:?}");
+    drop(a);
+    let resp = tokio::time::timeout(BY, third.try_response(false))
+        .await
+        .expect("not served after one of two connections closed")
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    // The second connection was served throughout.
+    b.send(get("/api/y")).await;
+    assert_eq!(b.response().await.status, 200);
+}
+
+/// Requests by path, and the bearer token each carried.
+type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+fn count(log: &Log, path: &str) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == path)
+        .count()
+}
+
+/// `max_buffered_bodies: 1KiB`, providers `p1`..`p3` (each its own token, so that one
+/// provider's rejection never holds back another's replay) and routes `/{p}` to `up`.
+fn budget_config(idp: &FakeIdp, up: SocketAddr) -> String {
+    let mut yaml = String::from("limits: { max_buffered_bodies: 1KiB }\nproviders:\n");
+    for p in ["p1", "p2", "p3"] {
+        yaml += &provider_yaml(p, idp, &format!("    scopes: [{p}]\n"));
+    }
+    yaml += "routes:\n";
+    for p in ["p1", "p2", "p3"] {
+        yaml += &format!(
+            "  - match: {{ path_prefix: /{p} }}\n    provider: {p}\n    upstream: http://{up}\n    retry_on: [401]\n"
+        );
+    }
+    yaml
+}
+
+async fn post(proxy: SocketAddr, path: &str, size: usize) -> Resp {
+    let mut c = Conn::open(proxy).await;
+    c.send(format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n{}",
+        "b".repeat(size)
+    ))
+    .await;
+    c.response().await
+}
+
+/// Issue 10, "Memory": replay buffers were unbounded. With `max_buffered_bodies: 1KiB`
+/// a 2 KiB body is streamed and so not replayed after a 401 (one upstream request, the
+/// 401 goes back), while a 500-byte body is buffered and replayed with a new token.
+#[tokio::test]
+async fn bodies_past_the_replay_budget_stream_and_are_not_replayed() {
+    let idp = FakeIdp::builder().run().await;
+    let log: Log = Arc::default();
+    let addr = rejecting_upstream(log.clone(), None).await;
+    let bin = start(&budget_config(&idp, addr)).await;
+    let resp = post(bin.proxy, "/p1/big", 2048).await;
+    assert_eq!(resp.status, 401, "{resp:?}");
+    assert_eq!(
+        count(&log, "/p1/big"),
+        1,
+        "a body over the budget was replayed"
+    );
+    let resp = post(bin.proxy, "/p2/small", 500).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(count(&log, "/p2/small"), 2);
+    let tokens: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == "/p2/small")
+        .map(|(_, t)| t.clone())
+        .collect();
+    assert_ne!(
+        tokens[0], tokens[1],
+        "the replay carried the rejected token"
+    );
+}
+
+/// The budget is shared and given back: while one 600-byte body is held (its first
+/// attempt waits at the upstream), another 600-byte body does not fit in 1 KiB and is not
+/// replayed; once the first request is done, a third 600-byte body is replayed again.
+#[tokio::test]
+async fn a_held_replay_buffer_counts_against_the_budget_until_released() {
+    let idp = FakeIdp::builder().run().await;
+    let log: Log = Arc::default();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let addr = rejecting_upstream(log.clone(), Some(gate.clone())).await;
+    let bin = start(&budget_config(&idp, addr)).await;
+    let held = tokio::spawn(post(bin.proxy, "/p1/held", 600));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&log, "/p1/held") == 0 {
+        assert!(Instant::now() < deadline, "the held request never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = post(bin.proxy, "/p2/while-held", 600).await;
+    assert_eq!(resp.status, 401, "{resp:?}");
+    assert_eq!(count(&log, "/p2/while-held"), 1, "replayed past the budget");
+    gate.notify_one();
+    let resp = held.await.unwrap();
+    assert_eq!(
+        resp.status, 200,
+        "the held request was not replayed: {resp:?}"
+    );
+    assert_eq!(count(&log, "/p1/held"), 2);
+    let resp = post(bin.proxy, "/p3/after", 600).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(count(&log, "/p3/after"), 2, "the budget was not given back");
+}
+
+/// An upstream that logs each request (path, bearer) after reading its whole body and
+/// answers 401 to the first request of each path, 200 to later ones. With `gate`, the
+/// first request of `/p1/held` waits for it before answering.
+async fn rejecting_upstream(log: Log, gate: Option<Arc<tokio::sync::Notify>>) -> SocketAddr {
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    serve(move |req: Request<Incoming>| {
+        let (log, gate, seen) = (log.clone(), gate.clone(), seen.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let bearer = req
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string());
+            let _ = req.into_body().collect().await;
+            log.lock().unwrap().push((path.clone(), bearer));
+            let n = {
+                let mut seen = seen.lock().unwrap();
+                let n = seen.entry(path.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            if n == 1 && path == "/p1/held" {
+                if let Some(g) = gate {
+                    g.notified().await;
+                }
+            }
+            let status = if n == 1 { 401 } else { 200 };
+            let mut resp: Response<TestBody> =
+                Response::new(body(if n == 1 { "no" } else { "yes" }));
+            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            resp
+        }
+    })
+    .await
+}
