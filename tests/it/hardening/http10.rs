@@ -77,3 +77,39 @@ async fn an_http10_upstream_keeps_the_apps_http11_keep_alive() {
         "the app's keep-alive connection was closed"
     );
 }
+
+/// The other direction: an HTTP/1.0 app that asks for keep-alive gets HTTP/1.0 answers
+/// from an HTTP/1.1 upstream, on a connection that stays open; without keep-alive the
+/// connection closes after the answer, as HTTP/1.0 says. (The release before issue 10
+/// passed this; it is a regression.)
+#[tokio::test]
+#[ignore = "bug: proxy::respond sets the response version to HTTP/1.0, so hyper drops the HTTP/1.0 app's keep-alive"]
+async fn an_http10_app_gets_http10_answers_and_its_keep_alive() {
+    let idp = FakeIdp::builder().run().await;
+    let up = crate::support::FakeUpstream::ok().await;
+    let yaml = format!(
+        "providers:\n{}routes:\n  - match: {{ path_prefix: /api }}\n    provider: x\n    upstream: {}\n",
+        provider_yaml("x", &idp, ""),
+        up.url()
+    );
+    let bin = start(&yaml).await;
+    let mut c = Conn::open(bin.proxy).await;
+    for _ in 0..2 {
+        c.send("GET /api/x HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+            .await;
+        let resp = c.response().await;
+        assert_eq!(
+            (resp.version.as_str(), resp.status, resp.text().as_str()),
+            ("HTTP/1.0", 200, "ok"),
+            "{resp:?}"
+        );
+    }
+    assert!(!c.closed_within(std::time::Duration::from_millis(300)).await);
+    let mut once = Conn::open(bin.proxy).await;
+    once.send("GET /api/y HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let resp = once.response().await;
+    assert_eq!((resp.version.as_str(), resp.status), ("HTTP/1.0", 200));
+    assert!(once.closed_within(std::time::Duration::from_secs(2)).await);
+    assert_eq!(up.count(), 3);
+}

@@ -332,3 +332,118 @@ async fn rejecting_upstream(log: Log, gate: Option<Arc<tokio::sync::Notify>>) ->
     })
     .await
 }
+
+/// `header_read_timeout` holds for every request head, not only the first: a keep-alive
+/// connection that dribbles its second head a byte at a time (so that bytes keep moving
+/// and `idle_timeout` never sees it idle) is closed too.
+#[tokio::test]
+async fn a_later_request_head_dribbled_slowly_is_cut_off() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    let mut c = Conn::open(bin.proxy).await;
+    c.send(get("/api/first")).await;
+    assert_eq!(c.response().await.status, 200);
+    let started = Instant::now();
+    let head = format!(
+        "GET /api/second HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(64)
+    );
+    let mut closed = false;
+    for byte in head.as_bytes() {
+        if c.stream.try_write(std::slice::from_ref(byte)).is_err()
+            || c.closed_within(Duration::from_millis(200)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed && started.elapsed() < BY,
+        "a dribbled second head kept the connection open for {:?}",
+        started.elapsed()
+    );
+}
+
+/// An h2 connection that made one request and then only sends PINGs has no request:
+/// `idle_timeout` closes it (otherwise PINGs alone would hold a connection slot forever).
+#[tokio::test]
+#[ignore = "bug: listener.rs's watchdog counts any byte moved as activity, so PING frames keep an h2 connection without requests open forever"]
+async fn an_h2_connection_kept_busy_by_pings_alone_is_closed_when_idle() {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    let stream = tokio::net::TcpStream::connect(bin.proxy).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(250))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get(format!("http://127.0.0.1:{}/api/x", bin.proxy.port()))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(4), conn).await;
+    assert!(
+        ended.is_ok(),
+        "an h2 connection with no request, only PINGs, was still open after {:?}",
+        started.elapsed()
+    );
+}
+
+/// The HTTP/1.1 counterpart of PINGs: empty lines between requests (which a server
+/// skips) are not a request either.
+#[tokio::test]
+async fn empty_lines_between_requests_do_not_keep_a_connection_open() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, SHORT)).await;
+    let mut c = Conn::open(bin.proxy).await;
+    c.send(get("/api/first")).await;
+    assert_eq!(c.response().await.status, 200);
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        if c.stream.try_write(b"\r\n").is_err() || c.closed_within(Duration::from_millis(200)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed && started.elapsed() < BY,
+        "empty lines kept the connection open for {:?}",
+        started.elapsed()
+    );
+}
+
+/// SPEC §6: a body that ends early (the app closes its sending side after 10 of 1000
+/// bytes) is the app's fault too: 400 `bad_request`, never an upstream error.
+#[tokio::test]
+async fn a_body_cut_short_is_a_bad_request() {
+    use tokio::io::AsyncWriteExt;
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, "")).await;
+    for path in ["/api/upload", "/stream/upload"] {
+        let mut c = Conn::open(bin.proxy).await;
+        c.send(format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789"
+        ))
+        .await;
+        c.stream.shutdown().await.unwrap();
+        let resp = c.try_response(false).await;
+        match resp {
+            Ok(resp) => assert_refused(&resp, 400, "bad_request"),
+            Err(e) => panic!("{path}: no answer to a body cut short ({e})"),
+        }
+    }
+}
