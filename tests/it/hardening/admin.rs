@@ -6,7 +6,7 @@
 //! addresses, connecting to 127.0.0.1: nothing leaves the machine. Without such an
 //! address that part is skipped, and says so.
 
-use super::{start, start_at, Conn, Resp};
+use super::{outside_ip, start, start_at, Conn, Resp};
 use crate::support::sidecar::Binary;
 use crate::support::{direct_client, provider_yaml, FakeIdp};
 use std::net::{IpAddr, SocketAddr};
@@ -19,15 +19,6 @@ fn config(idp: &FakeIdp, top: &str) -> String {
         provider_yaml("x", idp, "    expose_token: true\n"),
         provider_yaml("y", idp, "")
     )
-}
-
-/// One of this machine's addresses that is not loopback, if it has one. Connecting a UDP
-/// socket sends nothing; it only asks the kernel which source address it would use.
-fn outside_ip() -> Option<IpAddr> {
-    let udp = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    udp.connect("203.0.113.1:9").ok()?;
-    let ip = udp.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// A connection to `admin` (on 127.0.0.1) whose source address is `from`.

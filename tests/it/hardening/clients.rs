@@ -125,3 +125,112 @@ async fn wait_for_log(bin: &crate::support::sidecar::Binary, needle: &str) -> St
     }
     panic!("{needle:?} never appeared in the log:\n{}", bin.stderr());
 }
+
+/// Requests inside an intercepted CONNECT tunnel belong to the client that opened it:
+/// the route's `clients` applies to them, and so do the browser and path rules.
+#[tokio::test]
+async fn requests_inside_an_intercepted_tunnel_belong_to_its_client() {
+    use crate::support::tls::TestCa;
+    let (sidecar_ca, upstream_ca) = (TestCa::new("sidecar CA"), TestCa::new("upstream CA"));
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::tls(&upstream_ca, |_, _| (200, vec![], "secure ok".into())).await;
+    let yaml = format!(
+        "{}clients:\n  {}: {}\n  {}: {}\nproviders:\n{}routes:\n  - match: {{ host: '{}' }}\n    provider: x\n    ca_file: {}\n    clients: [alice]\n",
+        sidecar_ca.intercept_yaml(),
+        ALICE.0,
+        ALICE.1,
+        BOB.0,
+        BOB.1,
+        provider_yaml("x", &idp, ""),
+        api.addr,
+        upstream_ca.cert_path().display()
+    );
+    let bin = start(&yaml).await;
+    let via = |user: Option<(&str, &str)>| {
+        let proxy = match user {
+            Some((u, p)) => format!("http://{u}:{p}@{}", bin.proxy),
+            None => format!("http://{}", bin.proxy),
+        };
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::https(proxy).unwrap())
+            .tls_backend_preconfigured(sidecar_ca.client_config(&[b"http/1.1"]))
+            .build()
+            .unwrap()
+    };
+    let url = |path: &str| format!("{}{path}", api.url());
+    // Without credentials the tunnel is not opened.
+    assert!(via(None).get(url("/v1/x")).send().await.is_err());
+    let alice = via(Some(ALICE));
+    let resp = alice.get(url("/v1/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let refused = |resp: reqwest::Response, code: &str| {
+        assert_eq!(
+            resp.headers()
+                .get("x-token-sidecar-error")
+                .map(|v| v.to_str().unwrap()),
+            Some(code),
+            "{resp:?}"
+        );
+        resp.status().as_u16()
+    };
+    let resp = via(Some(BOB)).get(url("/v1/x")).send().await.unwrap();
+    assert_eq!(refused(resp, "client_forbidden"), 403);
+    let resp = alice
+        .get(url("/v1/x"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused(resp, "browser_request_forbidden"), 403);
+    let resp = alice.get(url("/v1/..%2fadmin")).send().await.unwrap();
+    assert_eq!(refused(resp, "bad_request"), 400);
+    let seen = api.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].header("proxy-authorization"), None);
+    assert!(seen[0].bearer().is_some());
+    let log = bin.stderr();
+    for secret in [
+        ALICE.1.to_string(),
+        BOB.1.to_string(),
+        basic(ALICE.0, ALICE.1),
+    ] {
+        assert!(!log.contains(&secret), "{secret:?} is in the log:\n{log}");
+    }
+}
+
+/// Unmatched traffic and blind tunnels need a client too, and the credentials never go
+/// on with them.
+#[tokio::test]
+async fn unmatched_traffic_needs_a_client_and_never_carries_its_credentials() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let yaml = format!(
+        "unmatched: forward\nclients:\n  {}: {}\nproviders:\n{}routes:\n  - match: {{ host: api.test }}\n    provider: x\n    upstream: {}\n",
+        ALICE.0,
+        ALICE.1,
+        provider_yaml("x", &idp, ""),
+        up.url()
+    );
+    let bin = start(&yaml).await;
+    let target = format!("http://{}/elsewhere", up.addr);
+    let ask = |auth: &str| {
+        exchange(
+            bin.proxy,
+            format!("GET {target} HTTP/1.1\r\nHost: {}\r\n{auth}\r\n", up.addr),
+        )
+    };
+    assert_refused(&ask("").await, 407, "proxy_auth_required");
+    assert_refused(
+        &connect(bin.proxy, &up.addr.to_string()).await,
+        407,
+        "proxy_auth_required",
+    );
+    assert_eq!(up.count(), 0);
+    let auth = format!("Proxy-Authorization: Basic {}\r\n", basic(ALICE.0, ALICE.1));
+    let resp = ask(&auth).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("proxy-authorization"), None, "{:?}", seen[0]);
+    assert_eq!(seen[0].bearer(), None, "unmatched traffic got a token");
+}

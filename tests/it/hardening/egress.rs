@@ -157,7 +157,57 @@ async fn the_proxy_never_relays_to_its_own_listeners_on_a_shared_listener() {
     let top = "unmatched: forward\ntunnel_ports: [443, @PROXY_PORT@, @ADMIN_PORT@]\n";
     let bin = start_at("0.0.0.0", "0.0.0.0", &config(&idp, &up, top)).await;
     assert_no_relay_to_own_listeners(&bin, &idp).await;
+    // The pod IP: the listeners on 0.0.0.0 answer on it too. (Refused before any
+    // connection: this address is never connected to.)
+    if let Some(ip) = super::outside_ip() {
+        for port in [bin.admin.port(), bin.proxy.port()] {
+            let authority = std::net::SocketAddr::new(ip, port);
+            let resp = exchange(
+                bin.proxy,
+                format!("GET http://{authority}/providers/x/token HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+            )
+            .await;
+            assert_refused_to(&resp, &format!("GET http://{authority}/providers/x/token"));
+            let resp = connect(bin.proxy, &authority.to_string()).await;
+            assert_refused_to(&resp, &format!("CONNECT {authority}"));
+        }
+    }
+    assert_eq!(idp.requests(), 0);
     assert_eq!(up.count(), 0);
+}
+
+/// Routes obey the same rule: a route whose target, or whose configured `upstream`, is
+/// one of the proxy's listeners is refused before its token is sent there.
+#[tokio::test]
+async fn a_route_never_leads_to_the_proxys_own_listeners() {
+    let idp = FakeIdp::builder().run().await;
+    let yaml = format!(
+        "unmatched: deny\nproviders:\n{}routes:\n  - match: {{ path_prefix: /admin }}\n    provider: x\n    upstream: http://127.0.0.1:@ADMIN_PORT@\n    strip_prefix: true\n  - match: {{ host: 'localhost:*' }}\n    provider: x\n  - match: {{ host: '127.0.0.1:*' }}\n    provider: x\n",
+        provider_yaml("x", &idp, "    expose_token: true\n"),
+    );
+    let bin = start(&yaml).await;
+    let admin = bin.admin.port();
+    for host in ["localhost", "127.0.0.1"] {
+        for port in [admin, bin.proxy.port()] {
+            let resp = exchange(
+                bin.proxy,
+                format!("GET http://{host}:{port}/providers/x/token HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"),
+            )
+            .await;
+            assert_refused_to(
+                &resp,
+                &format!("routed GET http://{host}:{port}/providers/x/token"),
+            );
+        }
+    }
+    let resp = exchange(
+        bin.proxy,
+        "GET /admin/providers/x/token HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    assert_refused_to(&resp, "GET /admin/providers/x/token (upstream: the admin)");
+    // The token was fetched for the route, and the admin never handed it out.
+    assert_eq!(idp.requests(), 1);
 }
 
 /// SPEC §4 Shared egress: with `listen` on 0.0.0.0, `unmatched` defaults to `deny`, for

@@ -15,7 +15,7 @@ mod limits;
 mod paths;
 
 use crate::support::sidecar::Binary;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -230,6 +230,15 @@ impl Conn {
             }
         }
     }
+}
+
+/// One of this machine's addresses that is not loopback, if it has one. Connecting a UDP
+/// socket sends nothing; it only asks the kernel which source address it would use.
+fn outside_ip() -> Option<IpAddr> {
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    udp.connect("203.0.113.1:9").ok()?;
+    let ip = udp.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
