@@ -246,3 +246,36 @@ async fn manual_refresh_is_throttled_per_provider() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(client.post(&url).send().await.unwrap().status(), 200);
 }
+
+/// A web page can reach the admin too: through DNS rebinding (its own name now resolves to
+/// 127.0.0.1, so the request arrives from a loopback peer with `Host: evil.test`, and the
+/// page may read the answer) or as a cross-site "simple" POST (CSRF). SPEC §4's browser
+/// rules are written for routes; the control endpoints need them as much (an exposed
+/// token would be handed to the page).
+#[tokio::test]
+#[ignore = "spec gap: admin control endpoints do not apply SPEC §4's browser rules (Host for DNS rebinding, Sec-Fetch-Site/Origin for CSRF); a rebinding page reads an exposed token"]
+async fn web_pages_cannot_use_the_admin_control_endpoints() {
+    let idp = FakeIdp::builder().run().await;
+    let bin = start(&config(&idp, "")).await;
+    let port = bin.admin.port();
+    for (method, path) in CONTROL {
+        for headers in [
+            format!("Host: evil.test:{port}\r\n"),
+            format!("Host: 127.0.0.1:{port}\r\nSec-Fetch-Site: cross-site\r\n"),
+            format!("Host: 127.0.0.1:{port}\r\nOrigin: https://evil.test\r\n"),
+        ] {
+            let mut c = Conn::open(bin.admin).await;
+            c.send(format!(
+                "{method} {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\n\r\n"
+            ))
+            .await;
+            let resp = c.response().await;
+            assert_eq!(
+                resp.status, 403,
+                "{method} {path} with {headers:?}: {resp:?}"
+            );
+            assert!(!resp.text().contains("access_token"));
+        }
+    }
+    assert_eq!(idp.requests(), 0);
+}

@@ -187,6 +187,9 @@ async fn max_connections_holds_further_connections_in_the_backlog() {
     third.send(get("/api/third")).await;
     let early = tokio::time::timeout(Duration::from_millis(700), third.try_response(false)).await;
     assert!(early.is_err(), "a third connection was served: {early:?}");
+    // The admin listener has its own connections: probes still answer.
+    let health = super::exchange(bin.admin, get("/healthz")).await;
+    assert_eq!(health.status, 200);
     drop(a);
     let resp = tokio::time::timeout(BY, third.try_response(false))
         .await
