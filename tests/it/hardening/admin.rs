@@ -208,6 +208,7 @@ async fn manual_refresh_is_throttled_per_provider() {
     let bin = start(&config(&idp, "")).await;
     let client = direct_client();
     let url = format!("http://{}/providers/x/refresh", bin.admin);
+    let started = std::time::Instant::now();
     let answers = futures_util::future::join_all((0..50).map(|_| async {
         let r = client.post(&url).send().await.unwrap();
         let retry_after = r
@@ -217,9 +218,11 @@ async fn manual_refresh_is_throttled_per_provider() {
         (r.status().as_u16(), retry_after)
     }))
     .await;
+    // One refresh may start per second: within the time the 50 took, at most this many.
+    let allowed = 1 + started.elapsed().as_secs() as usize;
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
     let throttled: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
-    assert!((1..=2).contains(&ok), "{answers:?}");
+    assert!(ok >= 1 && ok <= allowed.min(2), "{answers:?}");
     assert_eq!(ok + throttled.len(), 50, "{answers:?}");
     for (_, retry_after) in &throttled {
         let secs: u64 = retry_after
@@ -229,8 +232,8 @@ async fn manual_refresh_is_throttled_per_provider() {
         assert!((1..=2).contains(&secs), "{answers:?}");
     }
     assert!(
-        (1..=2).contains(&idp.requests()),
-        "{} IdP requests for 50 refreshes",
+        idp.requests() == ok,
+        "{} IdP requests for 50 refreshes, {ok} of them allowed",
         idp.requests()
     );
     // Per provider: y is not held back by x, and x may refresh again a second later.
