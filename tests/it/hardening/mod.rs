@@ -8,6 +8,7 @@
 
 mod admin;
 mod browsers;
+mod budget;
 mod clients;
 mod egress;
 mod http10;
