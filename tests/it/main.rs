@@ -8,6 +8,7 @@ mod binary;
 mod client_auth;
 mod forward;
 mod grants;
+mod hardening;
 mod intercept;
 mod lifecycle;
 mod packaging;

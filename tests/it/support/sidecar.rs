@@ -119,14 +119,37 @@ impl Binary {
     /// Writes `yaml_body` (without listen addresses) plus free loopback listeners to a
     /// config file and starts `token-sidecar run -c FILE extra_args…`.
     pub fn start(yaml_body: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Binary {
+        Self::start_at("127.0.0.1", "127.0.0.1", yaml_body, extra_args, env)
+    }
+
+    /// Like [`Binary::start`], with `listen` on `proxy_ip` and `admin_listen` on
+    /// `admin_ip` (e.g. `0.0.0.0` for shared egress). `proxy` and `admin` still point at
+    /// 127.0.0.1: tests connect over loopback only.
+    ///
+    /// `@PROXY_PORT@` and `@ADMIN_PORT@` in `yaml_body` become the listeners' ports.
+    ///
+    /// `IT_BINARY=/path/to/token-sidecar` runs another build instead (e.g. an older
+    /// release, to check that a test fails there).
+    pub fn start_at(
+        proxy_ip: &str,
+        admin_ip: &str,
+        yaml_body: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         let (pp, ap) = (free_port(), free_port());
-        let yaml = format!("listen: 127.0.0.1:{pp}\nadmin_listen: 127.0.0.1:{ap}\n{yaml_body}");
+        let yaml_body = yaml_body
+            .replace("@PROXY_PORT@", &pp.to_string())
+            .replace("@ADMIN_PORT@", &ap.to_string());
+        let yaml = format!("listen: {proxy_ip}:{pp}\nadmin_listen: {admin_ip}:{ap}\n{yaml_body}");
         let cfg = dir.path().join("proxy.yaml");
         std::fs::write(&cfg, yaml).unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-sidecar"));
+        let exe = std::env::var_os("IT_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_token-sidecar").into());
+        let mut cmd = Command::new(exe);
         cmd.arg("run")
             .arg("-c")
             .arg(&cfg)
