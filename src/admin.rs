@@ -9,6 +9,7 @@
 //! through the proxy always arrives here from the proxy's own address — and is refused
 //! there before it is sent.
 
+use crate::config::strip_port;
 use crate::error::{json_response, Body, ErrorContext, ProxyError};
 use crate::listener::Peer;
 use crate::reload::Reloader;
@@ -292,9 +293,11 @@ fn token_error(e: crate::token::TokenError, provider: &str) -> Response<Body> {
     })
 }
 
-/// Control endpoints: loopback peers, or the bearer of `admin_token_file`'s token.
+/// Control endpoints: the bearer of `admin_token_file`'s token, or a loopback peer that
+/// is not a web page (a page in the developer's browser is a loopback peer too: the
+/// browser rules of SPEC §4 apply, so DNS rebinding and cross-site POSTs get nowhere).
 fn may_control(snap: &Snapshot, peer: Peer, req: &Request<Incoming>) -> bool {
-    if peer.addr.ip().to_canonical().is_loopback() {
+    if peer.addr.ip().to_canonical().is_loopback() && !from_a_web_page(snap, req) {
         return true;
     }
     let Some(token) = &snap.config.admin_token else {
@@ -304,6 +307,19 @@ fn may_control(snap: &Snapshot, peer: Peer, req: &Request<Incoming>) -> bool {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .is_some_and(|presented| token.matches(presented))
+}
+
+/// `Sec-Fetch-Site` other than `same-origin`/`none`, any `Origin`, or a `Host` that is
+/// not one of the proxy's own names.
+fn from_a_web_page(snap: &Snapshot, req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    let site = h.get("sec-fetch-site").map(|v| v.as_bytes());
+    let cross = site.is_some_and(|s| {
+        !s.eq_ignore_ascii_case(b"same-origin") && !s.eq_ignore_ascii_case(b"none")
+    });
+    let host = h.get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let foreign_host = host.is_some_and(|h| !snap.config.is_own_name(strip_port(h)));
+    cross || h.contains_key(http::header::ORIGIN) || foreign_host
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -4,12 +4,13 @@
 //!
 //! Nothing a client sends can hold a connection forever: the first request head must be
 //! complete within `header_read_timeout` of the accept (protocol detection included), and
-//! a connection with no request in flight and no byte moving for `idle_timeout` is
-//! closed. At most `max_connections` are served at once; the rest wait in the backlog.
+//! a connection without a request in flight or started for `idle_timeout` is closed
+//! (bytes alone, like h2 PINGs, do not keep it open). At most `max_connections` are served at once; the rest wait in the backlog.
 
 use crate::config::Limits;
 use crate::error::Body;
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,11 +20,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
@@ -80,16 +80,20 @@ pub async fn serve<F, Fut>(
                 let fut = handler(peer, req);
                 let guard = state.request_started();
                 async move {
-                    let resp = fut.await;
-                    drop(guard);
+                    // The request counts as in flight until its response body has been
+                    // sent (or dropped), so a long download is not an idle connection.
+                    let resp = fut.await.map(|body| {
+                        InFlightBody {
+                            body,
+                            _guard: guard,
+                        }
+                        .boxed()
+                    });
                     Ok::<_, Infallible>(resp)
                 }
             })
         };
-        let io = TokioIo::new(Counted {
-            inner: stream,
-            state: state.clone(),
-        });
+        let io = TokioIo::new(stream);
         let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
         let conn = graceful.watch(conn);
         let limits = limits.clone();
@@ -133,26 +137,25 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 }
 
 /// What the watchdog of one connection looks at. Written on the request path with
-/// relaxed atomics of this connection only; never shared between connections.
+/// relaxed atomics of this connection only; never shared between connections. Only
+/// requests count as activity: bytes alone (an h2 PING, a dribbled header) do not.
 #[derive(Default)]
 struct ConnState {
-    /// A request head arrived (the first one ends the `header_read_timeout`).
-    seen: AtomicBool,
-    /// Requests whose response has not been produced yet.
+    /// Requests whose response body has not been sent yet.
     in_flight: AtomicUsize,
-    /// Reads and writes that moved bytes, so far.
-    io: AtomicU64,
+    /// Requests so far (the first one ends the `header_read_timeout`).
+    requests: AtomicU64,
 }
 
 impl ConnState {
     fn request_started(self: &Arc<Self>) -> InFlight {
-        self.seen.store(true, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
 
-/// One request in flight; dropped when its response is ready (or the request is gone).
+/// One request in flight; dropped when its response body is done (or dropped).
 struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
@@ -162,84 +165,49 @@ impl Drop for InFlight {
 }
 
 /// Completes when the connection should be closed: no complete request head within
-/// `header_read_timeout` of the accept, or idle (nothing in flight, no byte moved) for
+/// `header_read_timeout` of the accept, or idle (no request in flight, none started) for
 /// `idle_timeout`.
 async fn watchdog(state: &ConnState, limits: &Limits) -> &'static str {
     tokio::time::sleep(limits.header_read_timeout).await;
-    if !state.seen.load(Ordering::Relaxed) {
+    if state.requests.load(Ordering::Relaxed) == 0 {
         return "no request head within header_read_timeout";
     }
     let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
-    let (mut io, mut since) = (state.io.load(Ordering::Relaxed), Instant::now());
+    let (mut seen, mut since) = (state.requests.load(Ordering::Relaxed), Instant::now());
     loop {
         tokio::time::sleep(tick).await;
-        let now_io = state.io.load(Ordering::Relaxed);
-        if now_io != io || state.in_flight.load(Ordering::Relaxed) > 0 {
-            (io, since) = (now_io, Instant::now());
+        let now = state.requests.load(Ordering::Relaxed);
+        if now != seen || state.in_flight.load(Ordering::Relaxed) > 0 {
+            (seen, since) = (now, Instant::now());
         } else if since.elapsed() >= limits.idle_timeout {
             return "idle_timeout";
         }
     }
 }
 
-/// The connection's stream, counting the reads and writes that move bytes.
-struct Counted<S> {
-    inner: S,
-    state: Arc<ConnState>,
+/// A response body that keeps its request counted as in flight until it is done.
+struct InFlightBody {
+    body: Body,
+    _guard: InFlight,
 }
 
-impl<S> Counted<S> {
-    fn moved(&self) {
-        self.state.io.fetch_add(1, Ordering::Relaxed);
-    }
-}
+impl hyper::body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = crate::error::BoxError;
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.moved();
-        }
-        r
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
     }
-}
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
-        }
-        r
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
     }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

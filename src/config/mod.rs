@@ -37,8 +37,8 @@ use std::time::Duration;
 
 pub use egress::{Limits, ProxyClient, TunnelPorts};
 pub use host::{
-    is_loopback_host, normalize_origin, parse_host_pattern, parse_server_name, HostName,
-    HostPattern, PortMatch,
+    is_loopback_host, normalize_origin, parse_host_pattern, parse_server_name, strip_port,
+    HostName, HostPattern, PortMatch,
 };
 pub use locate::YamlPath;
 pub use token_key::TokenKey;

@@ -3,7 +3,9 @@
 //! [`destination`], which resolves a name only when the answer decides (its port is one
 //! the proxy listens on, or unmatched traffic on a shared listener).
 
-use crate::config::{is_loopback_host, normalize_origin, Config, ProxyClient, RouteConfig};
+use crate::config::{
+    is_loopback_host, normalize_origin, strip_port, Config, ProxyClient, RouteConfig,
+};
 use crate::error::ProxyError;
 use base64::Engine;
 use http::{HeaderMap, Request};
@@ -185,6 +187,10 @@ pub(super) async fn destination(
 /// address on the port of a listener bound to the unspecified address.
 fn is_own(addr: &SocketAddr, own: &[SocketAddr]) -> bool {
     let ip = addr.ip().to_canonical();
+    // Connecting to 0.0.0.0 or [::] reaches this machine, on whatever address listens.
+    if ip.is_unspecified() {
+        return own.iter().any(|l| l.port() == addr.port());
+    }
     own.iter().any(|l| {
         l.port() == addr.port()
             && (l.ip().to_canonical() == ip
@@ -216,17 +222,6 @@ fn is_local(ip: IpAddr) -> bool {
                 // AWS's IPv6 metadata service.
                 || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
         }
-    }
-}
-
-/// `host` without a `:port` (IPv6 in brackets keeps its brackets).
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
     }
 }
 
@@ -281,6 +276,12 @@ mod tests {
                 || !is_local_interface("::1".parse().unwrap())
         );
         assert!(!is_own(&"127.0.0.1:4482".parse().unwrap(), &own));
+        assert!(
+            is_own(&"0.0.0.0:4480".parse().unwrap(), &own),
+            "0.0.0.0 reaches 127.0.0.1"
+        );
+        assert!(is_own(&"[::]:4480".parse().unwrap(), &own));
+        assert!(!is_own(&"0.0.0.0:4482".parse().unwrap(), &own));
     }
 
     #[tokio::test]

@@ -352,16 +352,21 @@ async fn prepare<'s>(
     })
 }
 
-/// Phase 9: the response goes back in the HTTP version the app spoke (an HTTP/1.0
-/// upstream must not turn the app's HTTP/1.1 keep-alive connection into a closing
-/// HTTP/1.0 one); an accepted upgrade is spliced to the app's side.
+/// Phase 9: the response goes back in the app's HTTP version, whatever the upstream's
+/// (an HTTP/1.0 upstream must not turn the app's HTTP/1.1 keep-alive connection into a
+/// closing HTTP/1.0 one); an accepted upgrade is spliced to the app's side.
 fn respond(
     runtime: &Arc<Runtime>,
     mut resp: Response<Body>,
     version: Version,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
-    *resp.version_mut() = version;
+    // HTTP/1.1 for every HTTP/1.x app: hyper itself answers an HTTP/1.0 app in HTTP/1.0,
+    // keeping its connection when it asked for keep-alive.
+    *resp.version_mut() = match version {
+        Version::HTTP_2 => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    };
     if let Some(client_side) = upgrade {
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             let upstream_side = hyper::upgrade::on(&mut resp);

@@ -246,3 +246,15 @@ pub(crate) fn valid_hostname(h: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// `host` (a `Host` header's value) without its `:port`; IPv6 in brackets keeps its
+/// brackets.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}

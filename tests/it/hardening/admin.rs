@@ -256,7 +256,6 @@ async fn manual_refresh_is_throttled_per_provider() {
 /// rules are written for routes; the control endpoints need them as much (an exposed
 /// token would be handed to the page).
 #[tokio::test]
-#[ignore = "spec gap: admin control endpoints do not apply SPEC §4's browser rules (Host for DNS rebinding, Sec-Fetch-Site/Origin for CSRF); a rebinding page reads an exposed token"]
 async fn web_pages_cannot_use_the_admin_control_endpoints() {
     let idp = FakeIdp::builder().run().await;
     let bin = start(&config(&idp, "")).await;

@@ -130,7 +130,6 @@ async fn the_proxy_never_relays_to_its_own_listeners() {
 /// Connecting to 0.0.0.0 reaches the local host (Linux connects it to 127.0.0.1), so
 /// `http://0.0.0.0:<admin>/…` is the admin on 127.0.0.1 by another name.
 #[tokio::test]
-#[ignore = "bug: guard::is_own does not treat an unspecified destination (0.0.0.0) as the proxy's own loopback listener; the admin hands out the token"]
 async fn the_unspecified_address_is_not_a_way_into_the_admin() {
     let idp = FakeIdp::builder().run().await;
     let up = FakeUpstream::ok().await;

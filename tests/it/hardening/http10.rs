@@ -83,7 +83,6 @@ async fn an_http10_upstream_keeps_the_apps_http11_keep_alive() {
 /// connection closes after the answer, as HTTP/1.0 says. (The release before issue 10
 /// passed this; it is a regression.)
 #[tokio::test]
-#[ignore = "bug: proxy::respond sets the response version to HTTP/1.0, so hyper drops the HTTP/1.0 app's keep-alive"]
 async fn an_http10_app_gets_http10_answers_and_its_keep_alive() {
     let idp = FakeIdp::builder().run().await;
     let up = crate::support::FakeUpstream::ok().await;

@@ -271,7 +271,6 @@ async fn an_idle_h2_connection_is_closed() {
 /// An h2 connection with no request that only sends PINGs is idle all the same
 /// (otherwise PINGs alone would hold a connection slot forever).
 #[tokio::test]
-#[ignore = "bug: listener.rs's watchdog counts any byte moved as activity, so PING frames keep an h2 connection without requests open forever"]
 async fn an_h2_connection_kept_busy_by_pings_alone_is_closed_when_idle() {
     let idp = FakeIdp::builder().run().await;
     let up = FakeUpstream::ok().await;
