@@ -124,4 +124,6 @@ pub struct Rejection<'a> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_rejected;
+#[cfg(test)]
 mod tests_schedule;
