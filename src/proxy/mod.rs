@@ -23,6 +23,8 @@
 mod body;
 mod forward;
 mod guard;
+#[cfg(test)]
+mod props;
 mod rewrite;
 mod target;
 mod tunnel;

@@ -122,6 +122,8 @@ pub struct Rejection<'a> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_rejected;

@@ -25,6 +25,7 @@
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use std::borrow::Cow;
 use std::fmt;
 
 /// At most this many characters of an outside text are kept.
@@ -117,9 +118,12 @@ pub(super) fn scrub(text: &str, secrets: &Secrets) -> String {
         }
     }
     hidden.extend(occurrences(&text, secrets));
-    let mut out = replace(&text, hidden);
-    if !occurrences(&out, secrets).is_empty() {
-        out = REDACTED.to_string();
+    let mut out = text;
+    if !hidden.is_empty() {
+        out = replace(&out, hidden);
+        if !occurrences(&out, secrets).is_empty() {
+            out = REDACTED.to_string();
+        }
     }
     if let Some((at, _)) = out.char_indices().nth(MAX_CHARS) {
         out.truncate(at);
@@ -128,23 +132,33 @@ pub(super) fn scrub(text: &str, secrets: &Secrets) -> String {
 }
 
 /// The byte ranges of `text` where some form of a secret occurs, in the text itself and
-/// in its percent-decoded and form-decoded views.
+/// in its percent-decoded and form-decoded views. One pass per view: at each byte only
+/// the forms that start with it are compared.
 fn occurrences(text: &str, secrets: &Secrets) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
     if secrets.needles.is_empty() {
         return found;
     }
+    let mut by_first = vec![Vec::new(); 256];
+    for (needle, word) in &secrets.needles {
+        by_first[usize::from(needle.as_bytes()[0])].push((needle.as_bytes(), *word));
+    }
+    // The form-decoded view differs from the percent-decoded one only where a `+` is.
+    let (percent, plus) = (text.contains('%'), text.contains('+'));
     let mut views = vec![View::raw(text)];
-    if text.contains('%') {
+    if percent {
         views.push(View::decoded(text, false));
     }
-    if text.contains('%') || text.contains('+') {
+    if plus {
         views.push(View::decoded(text, true));
     }
     for view in &views {
-        for (needle, word) in &secrets.needles {
-            for at in find_all(&view.bytes, needle.as_bytes()) {
-                let (start, end) = (view.origin[at].0, view.origin[at + needle.len() - 1].1);
+        for (at, &byte) in view.bytes.iter().enumerate() {
+            for &(needle, word) in &by_first[usize::from(byte)] {
+                if !view.bytes[at..].starts_with(needle) {
+                    continue;
+                }
+                let (start, end) = (view.start(at), view.end(at + needle.len() - 1));
                 if !word || stands_alone(text, start, end) {
                     found.push((start, end));
                 }
@@ -181,17 +195,17 @@ fn replace(text: &str, ranges: Vec<(usize, usize)>) -> String {
 }
 
 /// The text as searched: its bytes, and for each the byte range of the text it came
-/// from (three bytes for a decoded `%XX`).
-struct View {
-    bytes: Vec<u8>,
-    origin: Vec<(usize, usize)>,
+/// from (three bytes for a decoded `%XX`; none listed: the text itself).
+struct View<'a> {
+    bytes: Cow<'a, [u8]>,
+    origin: Option<Vec<(usize, usize)>>,
 }
 
-impl View {
-    fn raw(text: &str) -> Self {
+impl<'a> View<'a> {
+    fn raw(text: &'a str) -> Self {
         Self {
-            bytes: text.as_bytes().to_vec(),
-            origin: (0..text.len()).map(|i| (i, i + 1)).collect(),
+            bytes: Cow::Borrowed(text.as_bytes()),
+            origin: None,
         }
     }
 
@@ -199,10 +213,8 @@ impl View {
     /// (`application/x-www-form-urlencoded`).
     fn decoded(text: &str, plus_is_space: bool) -> Self {
         let b = text.as_bytes();
-        let mut view = Self {
-            bytes: Vec::with_capacity(b.len()),
-            origin: Vec::with_capacity(b.len()),
-        };
+        let mut bytes = Vec::with_capacity(b.len());
+        let mut origin = Vec::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {
             let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
@@ -211,18 +223,25 @@ impl View {
                 (b'+', _, _) if plus_is_space => (b' ', 1),
                 (c, _, _) => (c, 1),
             };
-            view.bytes.push(byte);
-            view.origin.push((i, i + len));
+            bytes.push(byte);
+            origin.push((i, i + len));
             i += len;
         }
-        view
+        Self {
+            bytes: Cow::Owned(bytes),
+            origin: Some(origin),
+        }
     }
-}
 
-/// Where `needle` starts in `hay`, overlapping occurrences included.
-fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let last = (hay.len() + 1).saturating_sub(needle.len());
-    (0..last).filter(move |&i| hay[i] == needle[0] && hay[i..i + needle.len()] == *needle)
+    /// Where in the text the byte at `i` starts.
+    fn start(&self, i: usize) -> usize {
+        self.origin.as_ref().map_or(i, |o| o[i].0)
+    }
+
+    /// Where in the text the byte at `i` ends.
+    fn end(&self, i: usize) -> usize {
+        self.origin.as_ref().map_or(i + 1, |o| o[i].1)
+    }
 }
 
 /// No letter or digit right before `start` or right after `end`.
