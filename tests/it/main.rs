@@ -14,4 +14,5 @@ mod packaging;
 mod reload;
 mod replay;
 mod reverse;
+mod scrubbing;
 mod tokens;
