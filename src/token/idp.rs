@@ -42,6 +42,8 @@ pub struct TokenResponse {
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub kind: FailureKind,
+    /// Our words, plus outside text only as `scrub::scrub` left it: shown as it is in
+    /// logs, `/status` (`last_error`) and error bodies (`detail`).
     pub detail: String,
     /// The IdP's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
