@@ -21,6 +21,8 @@ mod host;
 mod interp;
 mod locate;
 mod parse;
+#[cfg(test)]
+mod props;
 pub(crate) mod raw;
 mod token_key;
 mod units;

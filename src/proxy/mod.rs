@@ -25,6 +25,8 @@ mod body;
 mod forward;
 mod guard;
 mod log;
+#[cfg(test)]
+mod props;
 mod rewrite;
 mod target;
 mod tunnel;

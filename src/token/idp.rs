@@ -2,12 +2,14 @@
 //! sends one token request with the grant parameters a fetcher in `grant` chose, plus the
 //! provider's scope, audience, resource and client authentication, and turns every answer
 //! into a [`TokenResponse`] or a classified [`Failure`] whose detail carries the IdP's
-//! `error`/`error_description` (RFC 6749 §5.2) and never a secret or a token.
+//! `error`/`error_description` (RFC 6749 §5.2) and never a secret or a token: every text
+//! from outside goes through `scrub` before it becomes part of a detail.
 //!
 //! It knows no grant: which parameters to send, and what to do with a rotated refresh
 //! token, is the fetchers' business.
 
-use super::wire::{basic_auth, oauth_error, parse_token, scrub, token_form};
+use super::scrub::{scrub, Secrets};
+use super::wire::{basic_auth, oauth_error, parse_token, request_secrets, token_form};
 use super::TokenError;
 use crate::config::{format_duration, ClientAuth, OAuthClient};
 use crate::file::{io_reason, read_trimmed};
@@ -40,6 +42,8 @@ pub struct TokenResponse {
 #[derive(Clone, Debug)]
 pub struct Failure {
     pub kind: FailureKind,
+    /// Our words, plus outside text only as `scrub::scrub` left it: shown as it is in
+    /// logs, `/status` (`last_error`) and error bodies (`detail`).
     pub detail: String,
     /// The IdP's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
@@ -56,9 +60,11 @@ pub struct Failure {
 pub enum FailureKind {
     /// Network error, timeout, 5xx, 429: retried.
     Transient,
-    /// Not a token response (a malformed 2xx, retried; or a redirect, not retried).
+    /// Not a token response (a malformed 2xx): retried, unless asking again would give
+    /// the same answer (a `token_type` other than Bearer).
     Malformed,
-    /// The IdP refused the client (other 4xx): not retried.
+    /// The IdP refused the client (other 4xx, or a redirect): not retried, and the
+    /// source pauses (see `lifetime::backoff_after_failure`).
     Rejected,
 }
 
@@ -131,11 +137,13 @@ impl IdpClient {
             req = req.header(http::header::AUTHORIZATION, value);
         }
         let assertion = self.assertion().await?;
+        // Everything this request carries, to be cut out of whatever text comes back.
+        let secrets = request_secrets(cfg, &grant, assertion.as_ref());
         let resp = req
             .body(token_form(cfg, &grant, assertion.as_ref()))
             .send()
             .await
-            .map_err(|e| transport_failure(&e, timeout))?;
+            .map_err(|e| transport_failure(&e, timeout, &secrets))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -145,42 +153,22 @@ impl IdpClient {
             .map(Duration::from_secs);
         let body = read_limited(resp)
             .await
-            .map_err(|e| transport_failure(&e, timeout))?;
-        if status.is_success() {
-            let mut token = parse_token(&body).map_err(|detail| Failure {
-                status: Some(status.as_u16()),
-                ..failure(FailureKind::Malformed, detail)
-            })?;
-            // RFC 6749 §5.1: without `scope`, the token has the scope that was asked for.
-            if token.scope.is_none() && !cfg.scopes.is_empty() {
-                token.scope = Some(cfg.scopes.join(" "));
-            }
-            return Ok(token);
-        }
-        let what = oauth_error(&body)
-            .map(|e| format!(" {}", scrub(&e, cfg, &grant, assertion.as_ref())))
-            .unwrap_or_default();
-        let detail = format!("token endpoint answered {}{what}", status.as_u16());
-        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-            FailureKind::Transient
-        } else if status.is_redirection() {
+            .map_err(|e| transport_failure(&e, timeout, &secrets))?;
+        if !status.is_success() {
             return Err(Failure {
-                retryable: false,
-                status: Some(status.as_u16()),
-                ..failure(
-                    FailureKind::Malformed,
-                    format!("{detail} (a redirect; token requests never follow redirects)"),
-                )
+                retry_after,
+                ..refusal(status, &body, &secrets)
             });
-        } else {
-            FailureKind::Rejected
-        };
-        Err(Failure {
-            retry_after,
-            retryable: kind == FailureKind::Transient,
+        }
+        let mut token = parse_token(&body, &secrets).map_err(|f| Failure {
             status: Some(status.as_u16()),
-            ..failure(kind, detail)
-        })
+            ..f
+        })?;
+        // RFC 6749 §5.1: without `scope`, the token has the scope that was asked for.
+        if token.scope.is_none() && !cfg.scopes.is_empty() {
+            token.scope = Some(cfg.scopes.join(" "));
+        }
+        Ok(token)
     }
 
     /// The client assertion for this request, for the assertion-based methods.
@@ -239,16 +227,43 @@ pub(super) fn failure(kind: FailureKind, detail: String) -> Failure {
     }
 }
 
-fn transport_failure(e: &reqwest::Error, timeout: Duration) -> Failure {
+/// A non-2xx answer (SPEC §5): 5xx and 429 are transient; a redirect or another 4xx
+/// means the IdP refused the client, which asking again does not change. The detail
+/// carries the IdP's `error` and `error_description`, scrubbed.
+fn refusal(status: http::StatusCode, body: &[u8], secrets: &Secrets) -> Failure {
+    let what = oauth_error(body)
+        .map(|e| format!(" {}", scrub(&e, secrets)))
+        .unwrap_or_default();
+    let mut detail = format!("token endpoint answered {}{what}", status.as_u16());
+    let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        FailureKind::Transient
+    } else {
+        if status.is_redirection() {
+            detail.push_str(" (a redirect; token requests never follow redirects)");
+        }
+        FailureKind::Rejected
+    };
+    Failure {
+        status: Some(status.as_u16()),
+        ..failure(kind, detail)
+    }
+}
+
+/// A request that got no (whole) answer. The error's text is scrubbed like the IdP's:
+/// it may echo what was sent.
+fn transport_failure(e: &reqwest::Error, timeout: Duration, secrets: &Secrets) -> Failure {
     let detail = if e.is_timeout() {
         format!(
             "token endpoint did not answer within {}",
             format_duration(timeout)
         )
     } else if e.is_connect() {
-        format!("cannot connect to token endpoint: {}", root_cause(e))
+        format!(
+            "cannot connect to token endpoint: {}",
+            scrub(&root_cause(e), secrets)
+        )
     } else {
-        format!("token request failed: {}", root_cause(e))
+        format!("token request failed: {}", scrub(&root_cause(e), secrets))
     };
     failure(FailureKind::Transient, detail)
 }

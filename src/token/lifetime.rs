@@ -55,19 +55,27 @@ pub fn backoff(attempt: u32, retries: &Retries, retry_after: Option<Duration>) -
         .min(retries.max_backoff)
 }
 
+/// After the IdP refused the client, no fetch on a request's behalf before this long
+/// (SPEC §5): requests get the rejection at once, and the scheduler does not retry.
+pub const REJECTED_PAUSE: Duration = Duration::from_secs(30);
+
 /// How long a source waits after its `failures`-th failed fetch in a row, ending in
-/// `failure`: a [`backoff`] of at least `initial_backoff` (honouring the IdP's
-/// `Retry-After` for transient failures), and at least the fetcher's `min_backoff`.
+/// `failure`: after a rejection [`REJECTED_PAUSE`]; otherwise a [`backoff`] of at least
+/// `initial_backoff` (honouring the IdP's `Retry-After` for transient failures). Either
+/// way at least the fetcher's `min_backoff`.
 pub fn backoff_after_failure(failures: u32, retries: &Retries, failure: &Failure) -> Duration {
-    let hint = (failure.kind == FailureKind::Transient).then(|| {
-        failure
-            .retry_after
-            .unwrap_or(retries.initial_backoff)
-            .min(retries.max_backoff)
-    });
-    backoff(failures, retries, hint)
-        .max(retries.initial_backoff)
-        .max(failure.min_backoff.unwrap_or_default())
+    let wait = match failure.kind {
+        FailureKind::Rejected => REJECTED_PAUSE,
+        FailureKind::Transient => {
+            let hint = failure
+                .retry_after
+                .unwrap_or(retries.initial_backoff)
+                .min(retries.max_backoff);
+            backoff(failures, retries, Some(hint)).max(retries.initial_backoff)
+        }
+        FailureKind::Malformed => backoff(failures, retries, None).max(retries.initial_backoff),
+    };
+    wait.max(failure.min_backoff.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -95,7 +103,16 @@ mod tests {
             assert_eq!(backoff_after_failure(1, &r, &transient(Some(s(5)))), s(5));
             assert_eq!(backoff_after_failure(1, &r, &transient(Some(s(60)))), s(8));
             let rejected = failure(FailureKind::Rejected, "r".into());
-            assert!(backoff_after_failure(1, &r, &rejected) <= s(1));
+            for failures in [1, 5, 100] {
+                assert_eq!(
+                    backoff_after_failure(failures, &r, &rejected),
+                    REJECTED_PAUSE,
+                    "a rejection pauses 30 s, whatever max_backoff says"
+                );
+            }
+            let malformed = failure(FailureKind::Malformed, "m".into());
+            let wait = backoff_after_failure(5, &r, &malformed);
+            assert!(wait >= s(1) && wait <= s(8), "{wait:?}");
             let held = Failure {
                 min_backoff: Some(s(3600)),
                 ..rejected

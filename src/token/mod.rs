@@ -10,7 +10,9 @@
 //! Map: `source` (the cache and its cold state) asks a `grant::Fetcher` for one token
 //! response per attempt; `fetch` runs the attempts with retries and turns a response into
 //! a [`Token`]; `schedule` refreshes in the background; `idp` and `wire` speak HTTP and
-//! the OAuth2 formats; `exchange` keeps one source per subject; `status` is `/status`.
+//! the OAuth2 formats; `scrub` is the one way a text from outside (an IdP's error, a
+//! transport error) gets into a failure's detail, and so into logs, `/status` and error
+//! bodies; `exchange` keeps one source per subject; `status` is `/status`.
 //! Everything that depends on the grant (rotation, file polling, subjects) lives in
 //! `grant`, nowhere else.
 
@@ -22,6 +24,7 @@ mod idp;
 pub mod jwt;
 mod lifetime;
 mod schedule;
+mod scrub;
 mod source;
 mod status;
 mod wire;
@@ -119,6 +122,10 @@ pub struct Rejection<'a> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rejected;
 #[cfg(test)]
 mod tests_schedule;

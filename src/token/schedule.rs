@@ -1,7 +1,8 @@
 //! The background refresh scheduler: one task per live token source that sleeps until
 //! the token's refresh point (minus a little jitter), refreshes it, and after a failure
 //! tries again with backoff until it succeeds — so requests never wait for the IdP once
-//! the first token is there. A source unused for `idle_timeout` parks until it is used
+//! the first token is there. After the IdP refused the client it does not retry: it
+//! parks until a fetch started otherwise succeeds. A source unused for `idle_timeout` parks until it is used
 //! again; `prefetch` sources never park. Scheduling uses the monotonic clock only.
 //!
 //! The scheduler decides when; the source fetches. It holds no state of its own beyond
@@ -145,7 +146,9 @@ async fn next(source: &TokenSource, now: Instant) -> Next {
     if source.is_stopped() {
         return Next::Stop;
     }
-    if source.is_idle(now) || source.is_refreshing() {
+    // Rejected: asking again would be refused again (SPEC §5); a request after the pause,
+    // an admin refresh or a reload does.
+    if source.is_idle(now) || source.is_refreshing() || source.is_rejected() {
         return Next::Park;
     }
     if let Some(backoff_ends) = source.failing_until() {

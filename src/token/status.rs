@@ -54,6 +54,8 @@ pub(super) struct SourceView {
     pub current: Option<Arc<Token>>,
     pub refreshing: bool,
     pub consecutive_failures: u32,
+    /// The IdP refused the client (SPEC §5).
+    pub rejected: bool,
     /// When the backoff after the last failure ends, if one was set.
     pub retry_at: Option<Instant>,
     /// The scheduler is idle or stopped: no attempt is planned.
@@ -69,6 +71,8 @@ pub(super) fn of_source(v: SourceView) -> ProviderStatus {
     let failures = v.consecutive_failures;
     let state = if v.refreshing {
         "refreshing"
+    } else if v.rejected {
+        "rejected"
     } else if failures > 0 {
         "failing"
     } else {
@@ -80,7 +84,8 @@ pub(super) fn of_source(v: SourceView) -> ProviderStatus {
         }
     };
     let next_attempt = match (v.retry_at.filter(|_| failures > 0), token) {
-        _ if v.parked => None,
+        // Nothing is planned: a rejected source waits for a request after its pause.
+        _ if v.parked || v.rejected => None,
         (Some(retry_at), _) => Some(retry_at),
         (None, Some(t)) => Some(t.scheduled_at),
         (None, None) => None,

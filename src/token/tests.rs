@@ -223,7 +223,14 @@ async fn rejected_and_malformed_map_to_their_errors() {
         Err(TokenError::Rejected { .. })
     ));
     assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    // A rejection pauses for 30 s, whatever the backoff settings (SPEC §5).
     tokio::time::advance(Duration::from_millis(20)).await;
+    assert!(matches!(
+        h.source.get().await,
+        Err(TokenError::Rejected { .. })
+    ));
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    tokio::time::advance(Duration::from_secs(30)).await;
     h.script
         .lock()
         .unwrap()

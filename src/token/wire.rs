@@ -2,8 +2,9 @@
 //! RFC 8693 §2.1), client authentication encodings, token and error responses (RFC 6749
 //! §5.1, §5.2), and what may be shown of them. Pure functions: no IO, no state.
 
-use super::idp::TokenResponse;
-use crate::config::{ClientAuth, OAuthClient};
+use super::idp::{failure, Failure, FailureKind, TokenResponse};
+use super::scrub::{scrub, Secrets};
+use crate::config::{ClientAuth, Grant, OAuthClient};
 use crate::secret::Secret;
 use base64::Engine;
 use std::time::Duration;
@@ -61,62 +62,70 @@ pub(super) fn basic_auth(client_id: &str, secret: &Secret) -> String {
     )
 }
 
-/// RFC 6749 §5.2 `error` and `error_description`, cleaned for use in a message.
+/// RFC 6749 §5.2 `error` and `error_description`, as the IdP sent them: outside text,
+/// for [`scrub`] before it goes anywhere.
 pub(super) fn oauth_error(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let error = clean(v.get("error")?.as_str()?);
+    let error = v.get("error")?.as_str()?;
     match v.get("error_description").and_then(|d| d.as_str()) {
-        Some(d) => Some(format!("{error}: {}", clean(d))),
-        None => Some(error),
+        Some(d) => Some(format!("{error}: {d}")),
+        None => Some(error.to_string()),
     }
 }
 
 /// Grant parameters that carry credentials.
 pub(super) const SECRET_PARAMS: &[&str] = &["refresh_token", "subject_token", "actor_token"];
 
-/// The IdP's own text goes into errors, logs and `/status`; some IdPs echo what they were
-/// sent, so every credential of the request is cut out of it (those long enough to be
-/// credentials: a one-letter test secret must not blank out every such letter).
-pub(super) fn scrub(
-    text: &str,
+/// Every credential a token request for `cfg` with `grant` and `assertion` carries, for
+/// [`scrub`]: some IdPs echo what they were sent.
+pub(super) fn request_secrets(
     cfg: &OAuthClient,
     grant: &[(&str, String)],
     assertion: Option<&Secret>,
-) -> String {
-    let secrets = cfg
-        .client_secret
-        .iter()
-        .chain(assertion)
-        .map(|s| s.expose())
-        .chain(
-            grant
-                .iter()
-                .filter(|(k, _)| SECRET_PARAMS.contains(k))
-                .map(|(_, v)| v.as_str()),
-        );
-    let mut out = text.to_string();
-    for secret in secrets.filter(|s| s.len() >= 8) {
-        out = out.replace(secret, "[redacted]");
+) -> Secrets {
+    let mut secrets = Secrets::default();
+    if let Some(secret) = &cfg.client_secret {
+        secrets.add_basic(&cfg.client_id, secret.expose());
     }
-    out
+    if let Grant::RefreshToken {
+        initial,
+        configured,
+        ..
+    } = &cfg.grant
+    {
+        secrets.add(initial.expose());
+        configured.iter().for_each(|c| secrets.add(c.expose()));
+    }
+    // Not all of them are credentials, but any may be (see `TokenKey`).
+    for (_, value) in &cfg.extra_params {
+        secrets.add(value);
+    }
+    let credentials = grant.iter().filter(|(k, _)| SECRET_PARAMS.contains(k));
+    for value in assertion
+        .map(Secret::expose)
+        .into_iter()
+        .chain(credentials.map(|(_, v)| v.as_str()))
+    {
+        secrets.add(value);
+    }
+    secrets
 }
 
-pub(super) fn clean(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
-}
-
-pub(super) fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
+/// A 2xx body as a token response, or why it is none (a malformed answer). `secrets`:
+/// those of the request, for the IdP's text that a failure shows.
+pub(super) fn parse_token(body: &[u8], secrets: &Secrets) -> Result<TokenResponse, Failure> {
+    let malformed = |detail: &str| failure(FailureKind::Malformed, detail.to_string());
     let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| "token endpoint answered 2xx with a body that is not JSON".to_string())?;
+        .map_err(|_| malformed("token endpoint answered 2xx with a body that is not JSON"))?;
     let access_token = v
         .get("access_token")
         .and_then(|t| t.as_str())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| "token endpoint answered 2xx without an access_token".to_string())?;
+        .ok_or_else(|| malformed("token endpoint answered 2xx without an access_token"))?;
     if http::HeaderValue::from_str(access_token).is_err() {
-        return Err(
-            "token endpoint answered an access_token that cannot be sent in a header".to_string(),
-        );
+        return Err(malformed(
+            "token endpoint answered an access_token that cannot be sent in a header",
+        ));
     }
     let expires_in = match v.get("expires_in") {
         None | Some(serde_json::Value::Null) => None,
@@ -127,21 +136,17 @@ pub(super) fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
             match secs {
                 Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s.min(1e10))),
                 _ => {
-                    return Err(
-                        "token endpoint answered an expires_in that is not a positive number"
-                            .to_string(),
-                    )
+                    return Err(malformed(
+                        "token endpoint answered an expires_in that is not a positive number",
+                    ))
                 }
             }
         }
     };
+    check_token_type(v.get("token_type"), access_token, secrets)?;
     Ok(TokenResponse {
         access_token: Secret::new(access_token),
-        token_type: v
-            .get("token_type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("Bearer")
-            .to_string(),
+        token_type: "Bearer".to_string(),
         expires_in,
         scope: v.get("scope").and_then(|s| s.as_str()).map(str::to_string),
         refresh_token: v
@@ -149,6 +154,36 @@ pub(super) fn parse_token(body: &[u8]) -> Result<TokenResponse, String> {
             .and_then(|s| s.as_str())
             .filter(|s| !s.is_empty())
             .map(Secret::new),
+    })
+}
+
+/// SPEC §5: a `token_type` other than `Bearer` (any case) is not a token we can send; a
+/// missing one means Bearer. `DPoP` will be accepted once `dpop` (SPEC §10) is built;
+/// until then it is refused like any other type, since the token would be sent as a
+/// Bearer token it is not. Asking again gives the same answer: not retried in the fetch.
+fn check_token_type(
+    token_type: Option<&serde_json::Value>,
+    access_token: &str,
+    secrets: &Secrets,
+) -> Result<(), Failure> {
+    let shown = match token_type {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("bearer") => return Ok(()),
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(other) => other.to_string(),
+    };
+    // The IdP's text, which might even be the token it just sent.
+    let mut secrets = secrets.clone();
+    secrets.add(access_token);
+    Err(Failure {
+        retryable: false,
+        ..failure(
+            FailureKind::Malformed,
+            format!(
+                "token endpoint answered token_type {}, not Bearer",
+                scrub(&shown, &secrets)
+            ),
+        )
     })
 }
 
@@ -166,16 +201,21 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), "my+id:p%3Ass%2F%C3%A9");
     }
 
+    fn parse(body: &[u8]) -> Result<TokenResponse, Failure> {
+        parse_token(body, &Secrets::default())
+    }
+
     #[test]
     fn parses_token_responses() {
-        let t = parse_token(
+        let t = parse(
             br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600","scope":"a b"}"#,
         )
         .unwrap();
         assert_eq!(t.access_token.expose(), "abc");
         assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
         assert_eq!(t.scope.as_deref(), Some("a b"));
-        assert!(parse_token(br#"{"access_token":"abc"}"#)
+        assert_eq!(t.token_type, "Bearer");
+        assert!(parse(br#"{"access_token":"abc"}"#)
             .unwrap()
             .expires_in
             .is_none());
@@ -186,12 +226,50 @@ mod tests {
             br#"{"access_token":"a","expires_in":-5}"#,
             br#"{"access_token":"a\nb"}"#,
         ] {
-            assert!(
-                parse_token(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            let err = parse(bad).err().unwrap();
+            assert_eq!(err.kind, FailureKind::Malformed);
+            assert!(err.retryable, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn only_bearer_tokens_are_accepted() {
+        for ok in [
+            r#""Bearer""#,
+            r#""bearer""#,
+            r#""BEARER""#,
+            r#""BeArEr""#,
+            "null",
+        ] {
+            let body = format!(r#"{{"access_token":"abc","token_type":{ok}}}"#);
+            let t = parse(body.as_bytes()).unwrap();
+            assert_eq!(t.token_type, "Bearer", "{ok}");
+        }
+        // DPoP: refused until `dpop` (SPEC §10) exists.
+        for bad in [r#""mac""#, r#""DPoP""#, r#""Bearer ""#, r#""""#, "1", "[]"] {
+            let body = format!(r#"{{"access_token":"abc","token_type":{bad}}}"#);
+            let err = parse(body.as_bytes()).err().unwrap();
+            assert_eq!(err.kind, FailureKind::Malformed, "{bad}");
+            assert!(!err.retryable, "{bad}");
+            assert!(err
+                .detail
+                .starts_with("token endpoint answered token_type "));
+        }
+        let err = parse(br#"{"access_token":"at-0123456789","token_type":"mac"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.detail,
+            "token endpoint answered token_type mac, not Bearer"
+        );
+        // The type is the IdP's text: the token it just sent is cut out of it.
+        let err = parse(br#"{"access_token":"at-0123456789","token_type":"x at-0123456789"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.detail,
+            "token endpoint answered token_type x [redacted], not Bearer"
+        );
     }
 
     #[test]

@@ -15,5 +15,6 @@ mod packaging;
 mod reload;
 mod replay;
 mod reverse;
+mod scrubbing;
 mod shutdown;
 mod tokens;

@@ -3,13 +3,17 @@
 //! upstream rejected a token; and the cold state behind one mutex (the fetch in flight,
 //! the last error and its backoff, the rejection guard, counters).
 //!
+//! After the IdP refused the client (SPEC §5) the source is `rejected`: for
+//! `lifetime::REJECTED_PAUSE` (or the fetcher's longer hold) requests get that error at
+//! once, the scheduler stops retrying, and a token an upstream rejects meanwhile is
+//! dropped without a new fetch. The first request after the pause tries once more; so
+//! does `POST /providers/{name}/refresh` ([`TokenSource::refresh_now`]) at any time, and a
+//! reload that changes the provider builds a new source.
+//!
 //! A source knows nothing about grants: it asks its [`Fetcher`] for token responses and
 //! honours the minimum backoff a fetcher reports. It does no IO of its own.
 
-use super::fetch::fetch_with_retries;
 use super::grant::Fetcher;
-use super::idp::{failure, Failure, FailureKind};
-use super::lifetime::backoff_after_failure;
 use super::schedule::{self, Usage};
 use super::status::{self, ProviderStatus, SourceView, Stats};
 use super::{Rejection, Token, TokenError};
@@ -17,11 +21,10 @@ use crate::config::ProviderConfig;
 use crate::metrics::ProviderMetrics;
 use crate::secret::Secret;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, Shared};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::futures::Notified;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -66,6 +69,9 @@ struct State {
     /// The error of the last fetch if it failed, answered at once during its backoff.
     last_error: Option<TokenError>,
     consecutive_failures: u32,
+    /// The last fetch ended in the IdP refusing the client (SPEC §5): no background
+    /// retries, no re-fetch after an upstream's rejection during the pause.
+    rejected: bool,
     /// When a rejected token last caused a re-fetch.
     last_reject_refetch: Option<Instant>,
     stats: Stats,
@@ -79,7 +85,8 @@ enum Renewal {
     Current(Arc<Token>),
     /// A fetch (new or already running) will produce the replacement.
     Fetch(SharedFetch),
-    /// Rejections re-fetched less than a second ago: no replay.
+    /// Rejections re-fetched less than a second ago, or the IdP refused the client and
+    /// its pause runs: no replay.
     Guarded,
 }
 
@@ -224,6 +231,7 @@ impl TokenSource {
             current: self.current.load_full(),
             refreshing: self.refreshing.load(Ordering::Acquire),
             consecutive_failures: state.consecutive_failures,
+            rejected: state.rejected,
             retry_at: (retry > 0).then(|| self.epoch + Duration::from_millis(retry)),
             parked: state.stopped || self.usage.parked(),
             stats: state.stats.clone(),
@@ -254,18 +262,25 @@ impl TokenSource {
             }
             None => {}
         }
+        if state.rejected && self.pausing(Instant::now()) {
+            tracing::debug!(provider = %self.config.load().name, "the IdP refused the client; not re-fetching during the pause");
+            return Renewal::Guarded;
+        }
         Renewal::Fetch(self.start_fetch_locked(&mut state))
     }
 
     /// Starts one background refresh unless one is running or the last one failed less
     /// than a backoff ago. Atomic loads only on the common path.
     fn refresh_in_background(self: &Arc<Self>, now: Instant) {
-        if self.refreshing.load(Ordering::Acquire)
-            || self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
-        {
+        if self.refreshing.load(Ordering::Acquire) || self.pausing(now) {
             return;
         }
         drop(self.start_fetch());
+    }
+
+    /// The backoff (or rejection pause) after the last failed fetch is still running.
+    fn pausing(&self, now: Instant) -> bool {
+        self.millis(now) < self.retry_not_before.load(Ordering::Acquire)
     }
 
     /// During the backoff after a failed fetch (and with no fetch running), the error of
@@ -294,153 +309,4 @@ impl TokenSource {
     }
 }
 
-/// The fetch task and how it settles.
-impl TokenSource {
-    /// Starts a fetch, or returns the one already under way. The fetch runs in its own
-    /// task so that a client hanging up does not cancel it for everyone else.
-    pub(super) fn start_fetch(self: &Arc<Self>) -> SharedFetch {
-        let mut state = self.state();
-        self.start_fetch_locked(&mut state)
-    }
-
-    fn start_fetch_locked(self: &Arc<Self>, state: &mut State) -> SharedFetch {
-        if let Some(f) = state.inflight.as_ref() {
-            return f.clone();
-        }
-        let me = Arc::clone(self);
-        self.refreshing.store(true, Ordering::Release);
-        let task = tokio::spawn(async move {
-            // Cleared however the task ends, a panic included, so that a failed fetch
-            // never leaves the provider stuck behind a finished future.
-            let _done = FetchDone(&me);
-            let result = me.fetch().await;
-            me.settle(result)
-        });
-        let fut = async move {
-            task.await.unwrap_or_else(|_| {
-                Err(TokenError::Unavailable {
-                    detail: "token fetch was aborted".into(),
-                    retry_after: Duration::from_secs(1),
-                })
-            })
-        }
-        .boxed()
-        .shared();
-        state.inflight = Some(fut.clone());
-        fut
-    }
-
-    /// One fetch with retries. A panic inside it becomes a transient failure, so that it
-    /// backs off like any other.
-    async fn fetch(&self) -> Result<Arc<Token>, Failure> {
-        let (cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
-        let record = |outcome: Result<(), &str>, at, took| self.record(outcome, at, took);
-        let fetch = fetch_with_retries(&self.fetcher, &cfg, &prefixes, record);
-        let caught = std::panic::AssertUnwindSafe(fetch).catch_unwind().await;
-        caught.unwrap_or_else(|_| {
-            tracing::error!(provider = %cfg.name, "token fetch failed unexpectedly; backing off");
-            Err(Failure {
-                retry_after: Some(Duration::from_secs(1)),
-                ..failure(
-                    FailureKind::Transient,
-                    "token fetch failed unexpectedly".into(),
-                )
-            })
-        })
-    }
-
-    /// Publishes the result of a fetch: the new token, or the failure and its backoff
-    /// (at least the fetcher's `min_backoff`). A failure comes back with `Retry-After` set
-    /// to that backoff, the time of the next attempt.
-    fn settle(&self, result: Result<Arc<Token>, Failure>) -> Result<Arc<Token>, TokenError> {
-        let mut state = self.state();
-        let failure = match result {
-            Ok(token) => {
-                self.current.store(Some(token.clone()));
-                state.consecutive_failures = 0;
-                state.last_error = None;
-                self.retry_not_before.store(0, Ordering::Release);
-                let expiry = token.expires_at_wall.duration_since(UNIX_EPOCH);
-                self.metrics.set_expiry(expiry.map_or(0, |d| d.as_secs()));
-                return Ok(token);
-            }
-            Err(f) => f,
-        };
-        state.consecutive_failures += 1;
-        let wait = backoff_after_failure(
-            state.consecutive_failures,
-            &self.config.load().retries,
-            &failure,
-        );
-        self.retry_not_before
-            .store(self.millis(Instant::now() + wait) + 1, Ordering::Release);
-        let error = failure.into_error(wait);
-        state.last_error = Some(error.clone());
-        Err(error)
-    }
-
-    fn record(&self, outcome: Result<(), &str>, at: SystemTime, took: Duration) {
-        self.metrics.fetch(outcome.is_ok(), took);
-        self.state().stats.record(outcome, at);
-    }
-}
-
-/// What the scheduler reads and does.
-impl TokenSource {
-    /// Registered before the scheduler decides, so a wake-up in between is not lost.
-    pub(super) fn notified(&self) -> Notified<'_> {
-        self.wake.notified()
-    }
-
-    pub(super) fn is_stopped(&self) -> bool {
-        self.state().stopped
-    }
-
-    /// True when the token went unused for `idle_timeout` (see [`Usage::is_idle`]).
-    pub(super) fn is_idle(&self, now: Instant) -> bool {
-        self.usage.is_idle(now, &self.config.load())
-    }
-
-    pub(super) fn is_refreshing(&self) -> bool {
-        self.refreshing.load(Ordering::Acquire)
-    }
-
-    /// After failed fetches: when the backoff ends.
-    pub(super) fn failing_until(&self) -> Option<Instant> {
-        (self.state().consecutive_failures > 0).then(|| {
-            self.epoch + Duration::from_millis(self.retry_not_before.load(Ordering::Acquire))
-        })
-    }
-
-    /// True (once) when what the cached token came from changed (a token file).
-    pub(super) async fn source_changed(&self) -> bool {
-        // Asked even without a token, so that the fetcher's last look stays current.
-        let changed = self.fetcher.changed().await;
-        changed && self.current.load().is_some()
-    }
-
-    /// How often [`source_changed`](Self::source_changed) is worth asking.
-    pub(super) fn poll_interval(&self) -> Option<Duration> {
-        self.fetcher.poll_interval()
-    }
-
-    /// When the cached token is due for its background refresh.
-    pub(super) fn scheduled_at(&self) -> Option<Instant> {
-        self.current.load().as_ref().map(|t| t.scheduled_at)
-    }
-}
-
-/// Marks the end of a fetch task when dropped.
-struct FetchDone<'a>(&'a Arc<TokenSource>);
-
-impl Drop for FetchDone<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.inflight = None;
-        // Under the lock, so a fetch started right after this one is never left looking
-        // like no fetch is running.
-        self.0.refreshing.store(false, Ordering::Release);
-        drop(state);
-        self.0.wake.notify_one();
-    }
-}
+mod task;
