@@ -168,7 +168,10 @@ fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
         };
         tracing::info!(
             listen = %proxy.local_addr()?,
-            admin = ?admin.as_ref().and_then(|a| a.local_addr().ok()),
+            admin = %admin
+                .as_ref()
+                .and_then(|a| a.local_addr().ok())
+                .map_or("-".to_string(), |a| a.to_string()),
             workers,
             providers = config.providers.len(),
             routes = config.routes.len(),

@@ -125,8 +125,10 @@ fn build_token(
     })
 }
 
+/// One line per attempt: the audit event (kept at info whatever the log level); the
+/// plain line is for debugging only, so a failure is never logged twice.
 fn log_fetched(cfg: &ProviderConfig, token: &Token, attempt: u32, took: Duration) {
-    tracing::info!(provider = %cfg.name, expires_in = token.lifetime.as_secs(), attempt, "token fetched");
+    tracing::debug!(provider = %cfg.name, expires_in = token.lifetime.as_secs(), attempt, "token fetched");
     tracing::info!(
         target: "audit",
         event = "token_fetched",
@@ -141,7 +143,7 @@ fn log_fetched(cfg: &ProviderConfig, token: &Token, attempt: u32, took: Duration
 
 /// `retry_in`: the wait before the next attempt, `None` when this was the last one.
 fn log_failed(cfg: &ProviderConfig, failure: &Failure, attempt: u32, retry_in: Option<Duration>) {
-    tracing::warn!(provider = %cfg.name, attempt, error = %failure.detail, retrying = retry_in.is_some(), "token fetch failed");
+    tracing::debug!(provider = %cfg.name, attempt, error = %failure.detail, retrying = retry_in.is_some(), "token fetch failed");
     tracing::warn!(
         target: "audit",
         event = "token_fetch_failed",

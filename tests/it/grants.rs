@@ -200,27 +200,25 @@ async fn refresh_tokens_rotate_persist_and_survive_a_restart() {
     {
         let mut bin = Binary::start(&yaml, &[], &[]);
         bin.wait_healthy().await;
-        for _ in 0..2 {
-            assert_eq!(
-                client
-                    .get(format!("http://{}/api/x", bin.proxy))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status(),
-                200
-            );
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-        }
-        assert_eq!(
-            client
+        for i in 0..3 {
+            let resp = client
                 .get(format!("http://{}/api/x", bin.proxy))
                 .send()
                 .await
-                .unwrap()
-                .status(),
-            200
-        );
+                .unwrap();
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            assert_eq!(
+                status,
+                200,
+                "request {i}: {body}\npresented: {:?}\nlog:\n{}",
+                presented.lock().unwrap(),
+                bin.stderr()
+            );
+            if i < 2 {
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+        }
         bin.signal("TERM");
         assert_eq!(bin.wait_exit(Duration::from_secs(15)).await, Some(0));
         assert!(
