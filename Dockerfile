@@ -35,9 +35,10 @@ USER 65532:65532
 # 4480: proxy listener (http_proxy / reverse proxy); 4481: admin (/healthz /readyz /metrics).
 EXPOSE 4480 4481
 ENTRYPOINT ["token-sidecar"]
-# The image holds no config: every useful one names your IdP and APIs. Mount yours here,
-# where the Helm chart mounts its ConfigMap (a directory, so hot reload sees changes):
-#   docker run -v "$PWD/proxy.yaml:/etc/token-sidecar/config/proxy.yaml:ro" -p 127.0.0.1:4480:4480 ...
+# The image holds no config: every useful one names your IdP and APIs. Mount a directory
+# holding your proxy.yaml where the Helm chart mounts its ConfigMap (a directory rather
+# than the file, so an edited file, even one replaced by an editor, reaches hot reload):
+#   docker run -v "$PWD/config:/etc/token-sidecar/config:ro" -p 127.0.0.1:4480:4480 ...
 # Inside a container the config must say `listen: 0.0.0.0:4480` (and `admin_listen:
 # 0.0.0.0:4481`) for `docker run -p` to reach it: the binary's defaults are loopback,
 # which is right for a sidecar and unreachable through a published port.
