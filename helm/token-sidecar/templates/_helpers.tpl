@@ -13,8 +13,12 @@ app.kubernetes.io/name: token-sidecar
 app.kubernetes.io/instance: {{ .top.Release.Name }}
 {{- end -}}
 
+{{/* The recommended labels (selector labels plus chart, version and manager). The
+version is the image tag that runs, made a valid label value. */}}
 {{- define "token-sidecar.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .top.Chart.Name .top.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "token-sidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ regexReplaceAll "[^A-Za-z0-9._-]" (toString (default .top.Chart.AppVersion .values.image.tag)) "_" | trunc 63 | trimAll "-_." | quote }}
 app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 {{- end -}}
 
@@ -30,37 +34,121 @@ app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 {{- toJson $names -}}
 {{- end -}}
 
-{{/* "true" when admin_listen is a loopback address: then kubelet probes and Prometheus,
-which connect to the pod IP, cannot reach it, and the chart renders neither. */}}
+{{/* Ports: `ports.proxy` and `ports.admin` are the only place a port is set. From them
+(and `listenAddress`) the chart renders config.listen and config.admin_listen, the
+containerPorts, the probes (by port name), the Services, the scrape annotation and the
+app's http_proxy, so none of these can disagree. */}}
+
+{{/* "host:port" from (list host port), an IPv6 host in brackets. */}}
+{{- define "token-sidecar.hostPort" -}}
+{{- $host := toString (index . 0) -}}
+{{- if contains ":" $host -}}
+[{{ $host }}]:{{ index . 1 }}
+{{- else -}}
+{{ $host }}:{{ index . 1 }}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" for a loopback IP (the argument is a string). */}}
+{{- define "token-sidecar.isLoopback" -}}
+{{- if or (hasPrefix "127." .) (eq . "::1") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The proxy listener's IP: listenAddress.proxy, else 0.0.0.0 in standalone mode (a
+shared egress proxy, reached through its Service) and 127.0.0.1 in sidecar mode (only
+the app's own pod may use it). */}}
+{{- define "token-sidecar.proxyAddress" -}}
+{{- $a := toString (default "" .values.listenAddress.proxy) -}}
+{{- if $a -}}
+{{ $a }}
+{{- else if eq .values.mode "sidecar" -}}
+127.0.0.1
+{{- else -}}
+0.0.0.0
+{{- end -}}
+{{- end -}}
+
+{{- define "token-sidecar.listen" -}}
+{{- include "token-sidecar.hostPort" (list (include "token-sidecar.proxyAddress" .) .values.ports.proxy) -}}
+{{- end -}}
+
+{{- define "token-sidecar.adminListen" -}}
+{{- include "token-sidecar.hostPort" (list .values.listenAddress.admin .values.ports.admin) -}}
+{{- end -}}
+
+{{/* "true" when admin listens on loopback: then kubelet probes and Prometheus, which
+connect to the pod IP, cannot reach it, and the chart renders neither. */}}
 {{- define "token-sidecar.adminOnLoopback" -}}
-{{- $admin := toString (default "" .values.config.admin_listen) -}}
-{{- if or (hasPrefix "127." $admin) (hasPrefix "[::1]:" $admin) (hasPrefix "localhost:" $admin) (eq $admin "") -}}
+{{- include "token-sidecar.isLoopback" (toString .values.listenAddress.admin) -}}
+{{- end -}}
+
+{{/* The refresh-token stores (config.providers.*.refresh_token_store). The root
+filesystem is read-only, so each must lie under refreshTokenStore.mountPath (where the
+chart mounts an emptyDir) or under a writable extraVolumeMounts path; anything else
+fails the render. Returns "true" when the emptyDir is needed. A path built from ${...}
+cannot be checked here and gets the emptyDir. */}}
+{{- define "token-sidecar.refreshTokenStoreDir" -}}
+{{- $v := .values -}}
+{{- $dir := trimSuffix "/" $v.refreshTokenStore.mountPath -}}
+{{- $need := false -}}
+{{- range $name, $p := ($v.config.providers | default dict) -}}
+{{- $store := toString (default "" (and (kindIs "map" $p) (get $p "refresh_token_store"))) -}}
+{{- if $store -}}
+{{- $ok := false -}}
+{{- if or (hasPrefix (printf "%s/" $dir) $store) (contains "$" $store) -}}
+{{- $ok = true -}}
+{{- $need = true -}}
+{{- end -}}
+{{- range ($v.extraVolumeMounts | default list) -}}
+{{- if and (hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $store) (not .readOnly) -}}
+{{- $ok = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $ok -}}
+{{- fail (printf "config.providers.%s.refresh_token_store %q is not under refreshTokenStore.mountPath (%s) or a writable extraVolumeMounts path: the root filesystem is read-only, so the rotated refresh token could not be written" $name $store $dir) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $need -}}
 true
 {{- end -}}
 {{- end -}}
 
 {{/* proxy.yaml as rendered into the ConfigMap.
+Both modes: `listen` and `admin_listen` from ports and listenAddress (a different value in
+config fails the render), `admin_token_file` from adminToken, `clients` from the clients
+Secret.
 Standalone mode (a shared egress proxy) listens on all interfaces and tightens the defaults:
 `unmatched: deny` unless config.unmatched says otherwise, and `server_names` listing the
 Service's names (plus serverNames and config.server_names).
-Sidecar mode keeps `listen` on loopback (the chart refuses anything else).
-Both modes: `admin_token_file` from adminToken, `clients` from the clients Secret. */}}
+Sidecar mode keeps `listen` on loopback (the chart refuses anything else). */}}
 {{- define "token-sidecar.proxyYaml" -}}
 {{- $v := .values -}}
 {{- $cfg := deepCopy $v.config -}}
-{{- $listen := toString (default "" $cfg.listen) -}}
-{{- if eq $v.mode "standalone" -}}
-{{- if hasPrefix "127.0.0.1:" $listen -}}
-{{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" $v.ports.proxy) -}}
+{{- if eq (toString $v.ports.proxy) (toString $v.ports.admin) -}}
+{{- fail (printf "ports.proxy and ports.admin are both %v: the proxy and admin listeners need a port each" $v.ports.proxy) -}}
 {{- end -}}
+{{- $listen := include "token-sidecar.listen" . -}}
+{{- $adminListen := include "token-sidecar.adminListen" . -}}
+{{- if and (hasKey $cfg "listen") (ne (toString $cfg.listen) $listen) -}}
+{{- fail (printf "config.listen %q: leave it out and set ports.proxy (and listenAddress.proxy): the chart renders listen (here %s) from them, so the containerPort, the Service and the app's http_proxy agree with it" (toString $cfg.listen) $listen) -}}
+{{- end -}}
+{{- if and (hasKey $cfg "admin_listen") (ne (toString $cfg.admin_listen) $adminListen) -}}
+{{- fail (printf "config.admin_listen %q: leave it out and set ports.admin (and listenAddress.admin): the chart renders admin_listen (here %s) from them, so the containerPort, the probes and the metrics Service agree with it" (toString $cfg.admin_listen) $adminListen) -}}
+{{- end -}}
+{{- $_ := set $cfg "listen" $listen -}}
+{{- $_ := set $cfg "admin_listen" $adminListen -}}
+{{- if eq $v.mode "standalone" -}}
 {{- if not (hasKey $cfg "unmatched") -}}
 {{- $_ := set $cfg "unmatched" "deny" -}}
 {{- end -}}
 {{- $names := concat (include "token-sidecar.serviceNames" . | fromJsonArray) ($v.serverNames | default list) ($cfg.server_names | default list) -}}
 {{- $_ := set $cfg "server_names" (uniq $names) -}}
 {{- else if eq $v.mode "sidecar" -}}
-{{- if not (or (hasPrefix "127." $listen) (hasPrefix "[::1]:" $listen) (hasPrefix "localhost:" $listen)) -}}
-{{- fail (printf "sidecar mode: config.listen must be a loopback address (127.0.0.1:%v), not %q: the app reaches the sidecar on loopback, nobody else should" $v.ports.proxy $listen) -}}
+{{- if not (include "token-sidecar.isLoopback" (include "token-sidecar.proxyAddress" .)) -}}
+{{- fail (printf "sidecar mode: listenAddress.proxy must be a loopback address (127.0.0.1 or ::1), not %q: the app reaches the sidecar on loopback, nobody else should" (include "token-sidecar.proxyAddress" .)) -}}
 {{- end -}}
 {{- else -}}
 {{- fail (printf "mode must be sidecar or standalone, not %q" $v.mode) -}}
@@ -108,7 +196,17 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
   {{- if eq .values.mode "sidecar" }}
   restartPolicy: Always
   {{- end }}
+  # The image's CMD, written out (a test checks they agree): the ConfigMap is mounted as a
+  # directory, so a changed ConfigMap reaches the file and hot reload sees it.
   args: ["run", "-c", "/etc/token-sidecar/config/proxy.yaml"]
+  {{- with .values.extraEnv }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .values.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- if and (eq .values.mode "standalone") .values.preStopSleepSeconds }}
   lifecycle:
     preStop:
@@ -153,6 +251,12 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
     {{- if .values.clients.secretName }}
     - { name: token-sidecar-clients, mountPath: {{ .values.clients.mountPath }}, readOnly: true }
     {{- end }}
+    {{- if include "token-sidecar.refreshTokenStoreDir" . }}
+    - { name: token-sidecar-refresh-tokens, mountPath: {{ .values.refreshTokenStore.mountPath }} }
+    {{- end }}
+    {{- with .values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* The pod volumes the container needs. */}}
@@ -195,18 +299,32 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
       - { key: {{ . }}, path: {{ . }} }
       {{- end }}
 {{- end }}
+{{- if include "token-sidecar.refreshTokenStoreDir" . }}
+- name: token-sidecar-refresh-tokens
+  emptyDir:
+    sizeLimit: {{ .values.refreshTokenStore.sizeLimit }}
+{{- end }}
+{{- with .values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Environment for the app container: send traffic through the sidecar and, with
-interception, trust its CA (the app mounts the CA with token-sidecar.appVolumeMounts). */}}
+interception, trust its CA (the app mounts the CA with token-sidecar.appVolumeMounts).
+Both spellings: curl reads only the lowercase http_proxy, other clients the uppercase. */}}
 {{- define "token-sidecar.appEnv" -}}
-- { name: HTTP_PROXY, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
-- { name: http_proxy, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
+{{- $host := include "token-sidecar.proxyAddress" . -}}
+{{- if not (include "token-sidecar.isLoopback" $host) -}}
+{{- $host = "127.0.0.1" -}}
+{{- end -}}
+{{- $url := printf "http://%s" (include "token-sidecar.hostPort" (list $host .values.ports.proxy)) }}
+- { name: HTTP_PROXY, value: {{ $url | quote }} }
+- { name: http_proxy, value: {{ $url | quote }} }
 - { name: NO_PROXY, value: {{ .values.appEnv.noProxy | quote }} }
 - { name: no_proxy, value: {{ .values.appEnv.noProxy | quote }} }
 {{- if .values.tlsIntercept.enabled }}
-- { name: HTTPS_PROXY, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
-- { name: https_proxy, value: "http://127.0.0.1:{{ .values.ports.proxy }}" }
+- { name: HTTPS_PROXY, value: {{ $url | quote }} }
+- { name: https_proxy, value: {{ $url | quote }} }
 - { name: NODE_EXTRA_CA_CERTS, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }
 {{- if .values.appEnv.replaceCaBundle }}
 - { name: REQUESTS_CA_BUNDLE, value: "{{ .values.tlsIntercept.mountPath }}/ca.crt" }

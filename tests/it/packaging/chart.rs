@@ -80,7 +80,7 @@ pub fn hardened_values(dir: &Path) -> Value {
 }
 
 /// `values` with `patch` merged in, mappings key by key (as Helm merges values).
-fn merged(values: &Value, patch: &Value) -> Value {
+pub fn merged(values: &Value, patch: &Value) -> Value {
     match (values, patch) {
         (Value::Object(v), Value::Object(p)) => {
             let mut out = v.clone();
@@ -98,7 +98,7 @@ fn merged(values: &Value, patch: &Value) -> Value {
 }
 
 /// The one warning the chart's defaults (no providers, no routes) may draw.
-const NO_ROUTES: &str = "no routes";
+pub const NO_ROUTES: &str = "no routes";
 
 const SERVICE_NAMES: [&str; 4] = [
     "egress-token-sidecar",
@@ -116,7 +116,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// The token-sidecar container of a rendered pod spec (containers or initContainers).
-fn sidecar_container(pod: &Value) -> &Value {
+pub fn sidecar_container(pod: &Value) -> &Value {
     pod["containers"]
         .as_array()
         .into_iter()
@@ -232,9 +232,11 @@ fn the_proxy_service_never_exposes_the_admin_port_and_prometheus_gets_its_own() 
 fn a_loopback_admin_listen_renders_no_probes_scraping_or_metrics_service() {
     let r = render(
         "helm/token-sidecar",
-        &json!({ "config": { "admin_listen": "127.0.0.1:4481" }, "metrics": { "serviceMonitor": { "enabled": true } } }),
+        &json!({ "listenAddress": { "admin": "127.0.0.1" }, "metrics": { "serviceMonitor": { "enabled": true } } }),
     )
     .unwrap();
+    assert_eq!(r.proxy_yaml().1["admin_listen"], "127.0.0.1:4481");
+    assert!(r.notes.contains("no probes"), "{}", r.notes);
     let deployment = r.get("Deployment", "egress-token-sidecar");
     let pod = &deployment["spec"]["template"]["spec"];
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
@@ -422,9 +424,17 @@ fn sidecar_mode_keeps_the_proxy_on_loopback_and_the_example_validates() {
     // A sidecar listening beyond loopback would be a proxy for the whole cluster.
     let err = render(
         "helm/token-sidecar",
-        &json!({ "mode": "sidecar", "config": { "listen": "0.0.0.0:4480" } }),
+        &json!({ "mode": "sidecar", "listenAddress": { "proxy": "0.0.0.0" } }),
     )
     .err()
     .expect("sidecar mode must refuse a non-loopback listen");
     assert!(err.contains("loopback"), "{err}");
+    // Nor can config.listen say so behind the chart's back (packaging/ports.rs).
+    let err = render(
+        "helm/token-sidecar",
+        &json!({ "mode": "sidecar", "config": { "listen": "0.0.0.0:4480" } }),
+    )
+    .err()
+    .expect("config.listen must not override the rendered listen");
+    assert!(err.contains("ports.proxy"), "{err}");
 }
