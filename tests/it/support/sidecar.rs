@@ -137,6 +137,25 @@ impl Binary {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Binary {
+        // A port found free can be taken by another test before the child binds it:
+        // then the child exits at once, and it is started again on other ports.
+        for _ in 0..5 {
+            let mut bin = Self::spawn(proxy_ip, admin_ip, yaml_body, extra_args, env);
+            if !bin.lost_a_port_race() {
+                return bin;
+            }
+            let _ = bin.child.wait();
+        }
+        panic!("could not find free ports for token-sidecar in 5 tries");
+    }
+
+    fn spawn(
+        proxy_ip: &str,
+        admin_ip: &str,
+        yaml_body: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Binary {
         let dir = tempfile::tempdir().unwrap();
         let (pp, ap) = (free_port(), free_port());
         let yaml_body = yaml_body
@@ -169,6 +188,23 @@ impl Binary {
             config_path: cfg,
             _dir: dir,
         }
+    }
+
+    /// Waits (up to 10 s) until the admin port accepts or the child exits; true when it
+    /// exited because a port was taken.
+    fn lost_a_port_race(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.stderr().contains("Address already in use");
+            }
+            if std::net::TcpStream::connect_timeout(&self.admin, Duration::from_millis(100)).is_ok()
+            {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Waits until the admin listener answers /healthz.
