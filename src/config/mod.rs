@@ -22,6 +22,8 @@ mod interp;
 mod locate;
 mod parse;
 pub(crate) mod raw;
+mod schema;
+mod suggest;
 mod token_key;
 mod units;
 
@@ -41,6 +43,7 @@ pub use host::{
     HostPattern, PortMatch,
 };
 pub use locate::YamlPath;
+pub use schema::RESTART_ONLY;
 pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -54,6 +57,8 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub workers: Option<usize>,
     pub shutdown_grace: Duration,
+    /// When `/readyz` answers 200 (`readiness`).
+    pub readiness: Readiness,
     /// The interception CA (`tls_intercept`), loaded once here.
     pub tls_intercept: Option<Arc<Interceptor>>,
     /// Sorted by name.
@@ -86,6 +91,7 @@ impl fmt::Debug for Config {
             .field("unmatched", &self.unmatched)
             .field("workers", &self.workers)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("readiness", &self.readiness)
             .field(
                 "tls_intercept",
                 &self.tls_intercept.as_ref().map(|_| "[redacted]"),
@@ -113,6 +119,20 @@ pub struct LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What `/readyz` waits for before it answers 200 (`readiness`). While draining after
+/// SIGTERM it answers 503 whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every provider with `prefetch: true` holds a valid token (the default). Right
+    /// for a sidecar: the pod starts taking traffic once its tokens are there.
+    #[default]
+    Tokens,
+    /// The listeners accept connections. Right for shared egress behind a Service: in a
+    /// long IdP outage the pods stay endpoints, and apps get 503 `token_unavailable`
+    /// (which says what is wrong) instead of connections refused by an empty Service.
+    Listening,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
