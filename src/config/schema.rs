@@ -98,29 +98,4 @@ pub fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_lists_come_from_serde() {
-        assert!(fields_of::<RawRoute>().contains(&"match"));
-        assert!(fields_of::<RawProvider>().contains(&"client_secret"));
-        assert_eq!(fields_of::<RawLog>(), &["format", "level"]);
-        assert!(
-            blocks().iter().all(|b| !b.fields.is_empty()),
-            "every block probed"
-        );
-        assert_eq!(
-            block_named("routes[].match").fields,
-            fields_of::<RawMatch>()
-        );
-    }
-
-    #[test]
-    fn restart_only_keys_exist() {
-        for key in RESTART_ONLY {
-            let (block, field) = key.rsplit_once('.').unwrap_or((TOP, key));
-            assert!(block_named(block).fields.contains(&field), "{key}");
-        }
-    }
-}
+mod tests;
