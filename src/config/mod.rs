@@ -121,8 +121,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// What `/readyz` waits for before it answers 200 (`readiness`). While draining after
-/// SIGTERM it answers 503 whatever this says.
+/// What `/readyz` waits for before it answers 200 (`readiness`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Readiness {
     /// Every provider with `prefetch: true` holds a valid token (the default). Right
