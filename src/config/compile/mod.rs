@@ -355,6 +355,8 @@ mod tests_advice;
 #[cfg(test)]
 mod tests_egress;
 #[cfg(test)]
+mod tests_example;
+#[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
 mod tests_validate;
