@@ -5,9 +5,11 @@
 //! and the files the config names (`${file:...}`, `ca_file`, keys, certificates, the
 //! refresh-token store, `admin_token_file`), and nothing else. Key material is loaded
 //! here, once, and carried in the compiled config, so the runtime never reads a key file.
-//! Every problem in a file is collected and reported at once, each as
-//! `FILE:LINE:COLUMN: yaml.path: message`; warnings are located the same way; no message
-//! ever contains a secret or raw config text.
+//! Every problem in a file is collected and reported at once, in file order, each as
+//! `FILE:LINE:COLUMN: yaml.path: message`, with the nearest key or value when one is
+//! misspelt (`suggest`); warnings are located the same way; no message ever contains a
+//! secret or raw config text. `schema` names every block with serde's field list for it:
+//! unknown keys and `docs/config.md` are both checked against it.
 //!
 //! How `match.host` selects hosts and ports (SPEC §4 Ports) is defined here, in `host`,
 //! so that validation (which routes shadow others) and `route` agree.
