@@ -338,10 +338,15 @@ fn unknown_key(key: &str, block: Block) -> (String, Option<&'static str>) {
     (message, None)
 }
 
-/// serde's message for a value of the wrong type, with any quoted value blanked out and
-/// the names of our internal types replaced by what the file should hold.
+/// serde's message for a value of the wrong type, without the value (serde quotes a
+/// string in `"…"` and a number or boolean in backticks) and with the names of our
+/// internal types replaced by what the file should hold.
 fn describe(serde_message: &str) -> String {
     let msg = super::compile::redact_quoted(serde_message);
+    let msg = match (msg.find(" `"), msg.find("`,")) {
+        (Some(a), Some(b)) if a < b => format!("{}{}", &msg[..a], &msg[b + 1..]),
+        _ => msg,
+    };
     let msg = match msg.find("expected struct ") {
         Some(i) => format!("{}expected a mapping of keys", &msg[..i]),
         None => msg,
