@@ -71,21 +71,7 @@ pub fn split(mut value: Value, locations: &Locations) -> (Parsed, Vec<Problem>) 
         problems: Vec::new(),
         poisoned: Vec::new(),
     };
-    for d in locations.duplicates() {
-        let key = match d.path.0.last() {
-            Some(Seg::Key(k)) => k.clone(),
-            _ => continue,
-        };
-        ck.problems.push(Problem {
-            message: format!(
-                "duplicate key `{key}` (first at {}:{})",
-                d.first.0, d.first.1
-            ),
-            place: Place::At(d.again.0, d.again.1),
-            path: d.path.clone(),
-        });
-        ck.poisoned.push(d.path);
-    }
+    ck.duplicates();
     let root = YamlPath::default();
     if value.is_null() {
         value = Value::Object(Map::new());
@@ -127,6 +113,30 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// Every key written twice, at its second place, naming the first. The path is
+    /// poisoned: which value was meant is unknown.
+    fn duplicates(&mut self) {
+        for d in self.locations.duplicates() {
+            let (path, key) = match d.path.0.as_slice() {
+                // An invalid client name may hold a password (`app:s3cret`): not shown.
+                [Seg::Key(c), Seg::Key(name)]
+                    if c == "clients" && !super::egress::valid_client_name(name) =>
+                {
+                    let clients = YamlPath::default().key("clients");
+                    (clients, "(a client name, not shown)".to_string())
+                }
+                [.., Seg::Key(k)] => (d.path.clone(), format!("`{k}`")),
+                _ => continue,
+            };
+            self.problems.push(Problem {
+                message: format!("duplicate key {key} (first at {}:{})", d.first.0, d.first.1),
+                place: Place::At(d.again.0, d.again.1),
+                path,
+            });
+            self.poisoned.push(d.path);
+        }
+    }
+
     /// The `clients` mapping, entry by entry: `name: { password: ... }` or `name: password`.
     fn clients(&mut self, clients: Value, base: &YamlPath, raw: &mut Parsed) {
         let map = match clients {

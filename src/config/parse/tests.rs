@@ -138,3 +138,29 @@ fn keys_written_twice_are_reported_at_the_second() {
     assert_eq!(problems[0].place, Place::At(3, 1));
     assert_eq!(raw.poisoned, [YamlPath::default().key("listen")]);
 }
+
+#[test]
+fn a_client_name_written_twice_is_not_shown_when_it_may_hold_a_password() {
+    let yaml = "clients: { app:s3cret: x, app:s3cret: y, ok: p, ok: q }\n";
+    let (_, problems) = parse(yaml);
+    let got: Vec<(String, &str, Place)> = problems
+        .iter()
+        .map(|p| (p.path.to_string(), p.message.as_str(), p.place))
+        .collect();
+    assert_eq!(
+        got[..2],
+        [
+            (
+                "clients".to_string(),
+                "duplicate key (a client name, not shown) (first at 1:12)",
+                Place::At(1, 27)
+            ),
+            (
+                "clients.ok".to_string(),
+                "duplicate key `ok` (first at 1:42)",
+                Place::At(1, 49)
+            ),
+        ]
+    );
+    assert!(!problems.iter().any(|p| p.message.contains("s3cret")));
+}
