@@ -77,7 +77,19 @@ fn main() -> ExitCode {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from("proxy.yaml"));
-    let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
+    let command = cli.command.as_ref().unwrap_or(&Command::Run);
+    let needs_config = matches!(
+        command,
+        Command::Run | Command::Validate | Command::Token { .. }
+    );
+    if let Some(hint) = needs_config
+        .then(|| missing_default_config(cli.config.is_some(), &config_path))
+        .flatten()
+    {
+        eprintln!("{hint}");
+        return ExitCode::FAILURE;
+    }
+    let result = match command {
         Command::Run => run(&cli, &config_path),
         Command::Validate => validate(&config_path),
         Command::Token {
@@ -116,20 +128,77 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
-fn validate(path: &Path) -> anyhow::Result<ExitCode> {
-    let Some(config) = load(path) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    for w in &config.warnings {
-        eprintln!("warning: {w}");
+/// Without `-c` (or `$TOKEN_SIDECAR_CONFIG`), a missing `./proxy.yaml` most likely means
+/// a first run: say how to pass a config, and that the demo needs none.
+fn missing_default_config(explicit: bool, path: &Path) -> Option<String> {
+    if explicit || path.exists() {
+        return None;
     }
-    println!(
-        "{}: valid ({} providers, {} routes)",
-        path.display(),
-        config.providers.len(),
-        config.routes.len()
-    );
-    Ok(ExitCode::SUCCESS)
+    Some(format!(
+        "error: no config file: {} does not exist
+  pass one with `-c FILE` (or set TOKEN_SIDECAR_CONFIG=FILE); proxy.yaml.example shows every key,
+  docs/config.md describes them; check one with `token-sidecar validate -c FILE`
+  or run `token-sidecar demo`: a self-contained demo (IdP, API and proxy on loopback) that needs
+  no config file",
+        path.display()
+    ))
+}
+
+/// `validate`: every problem (or warning) as `error: FILE:LINE:COL: path: message`, the
+/// way a compiler lists them, then a summary line.
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    let (report, summary, valid) = validate_report(path, Config::load(path));
+    for line in report {
+        eprintln!("{line}");
+    }
+    match valid {
+        true => println!("{summary}"),
+        false => eprintln!("{summary}"),
+    }
+    Ok(match valid {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}
+
+/// What `validate` prints for `result`: the problem or warning lines, the summary, and
+/// whether the config is valid.
+fn validate_report(
+    path: &Path,
+    result: Result<Config, token_sidecar::config::ConfigError>,
+) -> (Vec<String>, String, bool) {
+    let count = |n: usize, what: &str| match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    };
+    match result {
+        Err(e) => {
+            let lines = e.problems.iter().map(|p| format!("error: {p}")).collect();
+            let summary = format!(
+                "{}: not valid, {}",
+                path.display(),
+                count(e.problems.len(), "problem")
+            );
+            (lines, summary, false)
+        }
+        Ok(config) => {
+            let lines = config
+                .warnings
+                .iter()
+                .map(|w| format!("warning: {w}"))
+                .collect();
+            let mut summary = format!(
+                "{}: valid ({} providers, {} routes)",
+                path.display(),
+                config.providers.len(),
+                config.routes.len()
+            );
+            if !config.warnings.is_empty() {
+                summary.push_str(&format!(", {}", count(config.warnings.len(), "warning")));
+            }
+            (lines, summary, true)
+        }
+    }
 }
 
 fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
@@ -331,5 +400,48 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_config_gets_a_hint() {
+        let missing = Path::new("/nonexistent/proxy.yaml");
+        let hint = missing_default_config(false, missing).unwrap();
+        assert!(hint.starts_with("error: no config file: /nonexistent/proxy.yaml does not exist"));
+        assert!(
+            hint.contains("-c FILE") && hint.contains("token-sidecar demo"),
+            "{hint}"
+        );
+        // Named on purpose (`-c`, or the variable): the plain "cannot read" error applies.
+        assert_eq!(missing_default_config(true, missing), None);
+        assert_eq!(missing_default_config(false, Path::new("Cargo.toml")), None);
+    }
+
+    #[test]
+    fn validate_lists_problems_and_warnings_like_a_compiler() {
+        let p = Path::new("p.yaml");
+        let env = |_: &str| None;
+        let bad = Config::from_text(p, "unmatched: forwrd\nlog: { level: loud }\n", &env);
+        let (lines, summary, valid) = validate_report(p, bad);
+        assert!(!valid);
+        assert_eq!(
+            lines,
+            [
+                "error: p.yaml:1:12: unmatched: unknown value: expected `forward` or `deny`; did you mean `forward`?",
+                "error: p.yaml:2:15: log.level: unknown value: expected `trace`, `debug`, `info`, `warn` or `error`",
+            ]
+        );
+        assert_eq!(summary, "p.yaml: not valid, 2 problems");
+        let (lines, summary, valid) = validate_report(p, Config::from_text(p, "", &env));
+        assert!(valid);
+        assert_eq!(
+            lines,
+            ["warning: p.yaml: no routes: every request is handled by `unmatched`"]
+        );
+        assert_eq!(summary, "p.yaml: valid (0 providers, 0 routes), 1 warning");
     }
 }

@@ -32,6 +32,11 @@ impl YamlPath {
         p.0.push(Seg::Index(i));
         p
     }
+
+    /// True when `self` is `prefix` or lies below it.
+    pub fn starts_with(&self, prefix: &YamlPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
 }
 
 impl fmt::Display for YamlPath {
@@ -62,18 +67,26 @@ enum Node {
 
 impl Locations {
     /// Indexes `text`; a document that does not parse gives an empty index (the
-    /// deserializer reports that error with its own location).
+    /// deserializer reports that error with its own location). Repeated keys are all
+    /// kept, so [`Locations::duplicates`] can name both places.
     pub fn index(text: &str) -> Locations {
+        let options = serde_saphyr::options! {
+            duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        };
         Locations {
-            root: serde_saphyr::from_str::<Spanned<Node>>(text).ok(),
+            root: serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options).ok(),
         }
     }
 
-    /// The location of the deepest node along `path` that exists: a missing field is
-    /// reported at the mapping that should hold it. With `at_key`, the location of the
-    /// last key itself rather than of its value (for unknown fields).
+    /// Where `path` is written. A scalar is located at its value, and so is a mapping or
+    /// list that starts on its key's line (`{ … }`, `[ … ]`); one written as a block is
+    /// located at its key (its value starts at its first entry, which would point at
+    /// that entry instead). A missing field is located at the block that should hold it,
+    /// in the same way. With `at_key`, the last key itself (for unknown fields).
     pub fn find(&self, path: &YamlPath, at_key: bool) -> Option<(u64, u64)> {
         let mut node = self.root.as_ref()?;
+        // The key through which `node` was reached, if it was reached through one.
+        let mut via_key = None;
         for (i, seg) in path.0.iter().enumerate() {
             let next = match (&node.value, seg) {
                 (Node::Map(entries), Seg::Key(k)) => {
@@ -81,17 +94,68 @@ impl Locations {
                     if let (true, Some((key, _))) = (at_key && i + 1 == path.0.len(), entry) {
                         return position(key.referenced);
                     }
-                    entry.map(|(_, v)| v)
+                    entry.map(|(key, v)| (Some(key.referenced), v))
                 }
-                (Node::Seq(items), Seg::Index(i)) => items.get(*i),
+                (Node::Seq(items), Seg::Index(i)) => items.get(*i).map(|n| (None, n)),
                 _ => None,
             };
             match next {
-                Some(n) => node = n,
+                Some((key, n)) => (via_key, node) = (key, n),
                 None => break,
             }
         }
-        position(node.referenced)
+        match (&node.value, via_key) {
+            (Node::Map(_) | Node::Seq(_), Some(key)) if key.line() != node.referenced.line() => {
+                position(key)
+            }
+            _ => position(node.referenced),
+        }
+    }
+
+    /// Every key written twice in one mapping: its path, where it was first written and
+    /// where again (the first occurrence's children are searched too).
+    pub fn duplicates(&self) -> Vec<Duplicate> {
+        let mut out = Vec::new();
+        if let Some(root) = &self.root {
+            collect_duplicates(root, &YamlPath::default(), &mut out);
+        }
+        out.sort_by_key(|d| d.again);
+        out
+    }
+}
+
+/// A key written twice in one mapping.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    pub path: YamlPath,
+    pub first: (u64, u64),
+    pub again: (u64, u64),
+}
+
+fn collect_duplicates(node: &Spanned<Node>, path: &YamlPath, out: &mut Vec<Duplicate>) {
+    match &node.value {
+        Node::Map(entries) => {
+            for (i, (key, value)) in entries.iter().enumerate() {
+                let name = &key.value.0;
+                match entries[..i].iter().find(|(k, _)| k.value.0 == *name) {
+                    Some((first, _)) => {
+                        let at = |loc| position(loc).unwrap_or((0, 0));
+                        out.push(Duplicate {
+                            path: path.key(name),
+                            first: at(first.referenced),
+                            again: at(key.referenced),
+                        });
+                    }
+                    None => collect_duplicates(value, &path.key(name), out),
+                }
+            }
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_duplicates(item, &path.index(i), out);
+            }
+        }
+        Node::Scalar => {}
     }
 }
 
@@ -193,15 +257,49 @@ mod tests {
                 .map(|l| l.0),
             Some(7)
         );
-        // A missing field points at the mapping that should hold it.
+        // A missing field points at the key of the block that should hold it (`crm:`,
+        // not its first entry); a mapping or list at its key.
         assert_eq!(
-            locs.find(&p.key("providers").key("crm").key("client_id"), false)
-                .map(|l| l.0),
-            Some(4)
+            locs.find(&p.key("providers").key("crm").key("client_id"), false),
+            Some((3, 3))
+        );
+        assert_eq!(locs.find(&p.key("providers"), false), Some((2, 1)));
+        assert_eq!(locs.find(&p.key("routes").index(0), false), Some((6, 5)));
+        assert_eq!(
+            locs.find(&p.key("routes").index(0).key("upstream"), false),
+            Some((6, 5))
         );
         assert_eq!(
             p.key("routes").index(0).key("match").to_string(),
             "routes[0].match"
         );
+    }
+
+    #[test]
+    fn finds_keys_written_twice() {
+        let yaml = "listen: a\nproviders:\n  crm: { timeout: 1s, timeout: 2s }\n  crm:\n    x: 1\nlisten: b\nroutes:\n  - { name: a, name: b }\n";
+        let p = YamlPath::default();
+        let dups = Locations::index(yaml).duplicates();
+        let want = [
+            (
+                p.key("providers").key("crm").key("timeout"),
+                (3, 10),
+                (3, 23),
+            ),
+            (p.key("providers").key("crm"), (3, 3), (4, 3)),
+            (p.key("listen"), (1, 1), (6, 1)),
+            (p.key("routes").index(0).key("name"), (8, 7), (8, 16)),
+        ];
+        let got: Vec<_> = dups
+            .into_iter()
+            .map(|d| (d.path, d.first, d.again))
+            .collect();
+        assert_eq!(got, want);
+        assert!(p
+            .key("routes")
+            .index(0)
+            .key("name")
+            .starts_with(&p.key("routes")));
+        assert!(!p.key("routes").starts_with(&p.key("routes").index(0)));
     }
 }

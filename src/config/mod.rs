@@ -5,9 +5,11 @@
 //! and the files the config names (`${file:...}`, `ca_file`, keys, certificates, the
 //! refresh-token store, `admin_token_file`), and nothing else. Key material is loaded
 //! here, once, and carried in the compiled config, so the runtime never reads a key file.
-//! Every problem in a file is collected and reported at once, each as
-//! `FILE:LINE:COLUMN: yaml.path: message`; warnings are located the same way; no message
-//! ever contains a secret or raw config text.
+//! Every problem in a file is collected and reported at once, in file order, each as
+//! `FILE:LINE:COLUMN: yaml.path: message`, with the nearest key or value when one is
+//! misspelt (`suggest`); warnings are located the same way; no message ever contains a
+//! secret or raw config text. `schema` names every block with serde's field list for it:
+//! unknown keys and `docs/config.md` are both checked against it.
 //!
 //! How `match.host` selects hosts and ports (SPEC §4 Ports) is defined here, in `host`,
 //! so that validation (which routes shadow others) and `route` agree.
@@ -24,6 +26,8 @@ mod parse;
 #[cfg(test)]
 mod props;
 pub(crate) mod raw;
+mod schema;
+mod suggest;
 mod token_key;
 mod units;
 
@@ -43,6 +47,7 @@ pub use host::{
     HostName, HostPattern, PortMatch,
 };
 pub use locate::YamlPath;
+pub use schema::RESTART_ONLY;
 pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -56,6 +61,8 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub workers: Option<usize>,
     pub shutdown_grace: Duration,
+    /// When `/readyz` answers 200 (`readiness`).
+    pub readiness: Readiness,
     /// The interception CA (`tls_intercept`), loaded once here.
     pub tls_intercept: Option<Arc<Interceptor>>,
     /// Sorted by name.
@@ -88,6 +95,7 @@ impl fmt::Debug for Config {
             .field("unmatched", &self.unmatched)
             .field("workers", &self.workers)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("readiness", &self.readiness)
             .field(
                 "tls_intercept",
                 &self.tls_intercept.as_ref().map(|_| "[redacted]"),
@@ -115,6 +123,19 @@ pub struct LogConfig {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What `/readyz` waits for before it answers 200 (`readiness`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every provider with `prefetch: true` holds a valid token (the default). Right
+    /// for a sidecar: the pod starts taking traffic once its tokens are there.
+    #[default]
+    Tokens,
+    /// The listeners accept connections. Right for shared egress behind a Service: in a
+    /// long IdP outage the pods stay endpoints, and apps get 503 `token_unavailable`
+    /// (which says what is wrong) instead of connections refused by an empty Service.
+    Listening,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

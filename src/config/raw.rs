@@ -53,6 +53,7 @@ pub struct RawConfig {
     pub unmatched: Option<Text>,
     pub workers: Option<Text>,
     pub shutdown_grace: Option<Text>,
+    pub readiness: Option<Text>,
     pub tls_intercept: Option<RawTlsIntercept>,
     pub limits: Option<RawLimits>,
     pub tunnel_ports: Option<Vec<Text>>,

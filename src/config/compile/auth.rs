@@ -1,21 +1,35 @@
 //! Validation of a provider's client authentication (`client_auth` and its keys). Keys of
 //! another method are errors. Keys and certificates are loaded here, once.
 
-use super::{Arc, ClientAuth, Cx, Path, PathBuf, PrivateKeyJwt, RawProvider, YamlPath};
+use super::{Arc, ClientAuth, Cx, Keyword, Path, PathBuf, PrivateKeyJwt, RawProvider, YamlPath};
 use crate::keys::{SigningAlg, SigningKey};
+
+/// The values of `client_auth`.
+const METHODS: &[&str] = &[
+    "basic",
+    "post",
+    "private_key_jwt",
+    "client_assertion_file",
+    "tls_client_auth",
+];
 
 impl Cx<'_> {
     /// `client_auth` and the keys that belong to it; keys of another method are errors.
+    /// Returns the method, unless it is invalid, and the client authentication, unless
+    /// it is invalid or its key material is (each reported).
     pub(super) fn client_auth(
         &mut self,
         path: &YamlPath,
         raw: &RawProvider,
         token_url: Option<&reqwest::Url>,
         azure: bool,
-    ) -> ClientAuth {
-        let method = self
-            .text(&path.key("client_auth"), &raw.client_auth)
-            .unwrap_or_else(|| "basic".to_string());
+    ) -> (Option<&'static str>, Option<ClientAuth>) {
+        let method = match self.keyword(&path.key("client_auth"), &raw.client_auth, METHODS) {
+            Keyword::Absent => "basic",
+            Keyword::Known(method) | Keyword::Invalid(Some(method)) => method,
+            // Which keys belong here depends on the method: nothing more to check.
+            Keyword::Invalid(None) => return (None, None),
+        };
         let owned: [(&str, bool, &str); 7] = [
             (
                 "private_key_file",
@@ -45,23 +59,15 @@ impl Cx<'_> {
                 "tls_client_auth",
             ),
         ];
-        self.keys_belong_to(path, "client_auth", &method, &owned);
-        let auth = match method.as_str() {
+        self.keys_belong_to(path, "client_auth", method, &owned);
+        let auth = match method {
             "basic" => Some(ClientAuth::Basic),
             "post" => Some(ClientAuth::Post),
             "private_key_jwt" => self.private_key_jwt(path, raw, token_url, azure),
             "client_assertion_file" => self.client_assertion_file(path, raw),
-            "tls_client_auth" => self.tls_client_auth(path, raw),
-            other => {
-                self.problem(
-                    &path.key("client_auth"),
-                    format!("unknown value {other:?}: expected basic, post, private_key_jwt, client_assertion_file or tls_client_auth"),
-                );
-                None
-            }
+            _ => self.tls_client_auth(path, raw),
         };
-        // A problem has been reported; `Basic` only lets the other checks go on.
-        auth.unwrap_or(ClientAuth::Basic)
+        (Some(method), auth)
     }
 
     /// RFC 7523 `private_key_jwt`: the key is loaded (and checked) here, once.
@@ -73,6 +79,7 @@ impl Cx<'_> {
         azure: bool,
     ) -> Option<ClientAuth> {
         let alg = self.signing_alg(&path.key("signing_alg"), raw);
+        let key_id = self.text(&path.key("key_id"), &raw.key_id);
         let key_file = self
             .required(
                 &path.key("private_key_file"),
@@ -80,8 +87,8 @@ impl Cx<'_> {
                 "the client's private key (PEM)",
             )
             .map(PathBuf::from);
-        let key_id = self.text(&path.key("key_id"), &raw.key_id);
-        let key = key_file.as_ref().and_then(|f| match SigningKey::load(f, alg) {
+        // Without a valid algorithm (reported), the key cannot be checked against it.
+        let key = key_file.as_ref().zip(alg).and_then(|(f, alg)| match SigningKey::load(f, alg) {
             Err(e) => {
                 self.problem(&path.key("private_key_file"), e);
                 None
@@ -107,18 +114,13 @@ impl Cx<'_> {
         }))
     }
 
-    fn signing_alg(&mut self, path: &YamlPath, raw: &RawProvider) -> SigningAlg {
-        match self.text(path, &raw.signing_alg).as_deref() {
-            None | Some("RS256") => SigningAlg::Rs256,
-            Some("ES256") => SigningAlg::Es256,
-            Some("PS256") => SigningAlg::Ps256,
-            Some(other) => {
-                self.problem(
-                    path,
-                    format!("unknown value {other:?}: expected RS256, ES256 or PS256"),
-                );
-                SigningAlg::Rs256
-            }
+    /// `signing_alg`, default RS256; `None` when invalid (reported).
+    fn signing_alg(&mut self, path: &YamlPath, raw: &RawProvider) -> Option<SigningAlg> {
+        match self.keyword(path, &raw.signing_alg, &["RS256", "ES256", "PS256"]) {
+            Keyword::Absent | Keyword::Known("RS256") => Some(SigningAlg::Rs256),
+            Keyword::Known("ES256") => Some(SigningAlg::Es256),
+            Keyword::Known(_) => Some(SigningAlg::Ps256),
+            Keyword::Invalid(_) => None,
         }
     }
 

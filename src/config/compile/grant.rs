@@ -1,14 +1,20 @@
 //! Validation of a provider's grant (`grant_type` and its keys). Keys of another grant are
 //! errors.
 
-use super::{Cx, Exchange, Grant, HeaderName, PathBuf, RawProvider, Secret, YamlPath};
+use super::{Cx, Exchange, Grant, HeaderName, Keyword, PathBuf, RawProvider, Secret, YamlPath};
+
+/// The values of `grant_type`.
+const GRANTS: &[&str] = &["client_credentials", "refresh_token", "token_exchange"];
 
 impl Cx<'_> {
     /// `grant_type` and the keys that belong to it; keys of another grant are errors.
     pub(super) fn grant(&mut self, path: &YamlPath, raw: &RawProvider) -> Option<Grant> {
-        let grant = self
-            .text(&path.key("grant_type"), &raw.grant_type)
-            .unwrap_or_else(|| "client_credentials".to_string());
+        let grant = match self.keyword(&path.key("grant_type"), &raw.grant_type, GRANTS) {
+            Keyword::Absent => "client_credentials",
+            Keyword::Known(grant) | Keyword::Invalid(Some(grant)) => grant,
+            // Which keys belong here depends on the grant: nothing more to check.
+            Keyword::Invalid(None) => return None,
+        };
         let owned: [(&str, bool, &str); 9] = [
             (
                 "refresh_token",
@@ -52,15 +58,11 @@ impl Cx<'_> {
                 "token_exchange",
             ),
         ];
-        self.keys_belong_to(path, "grant_type", &grant, &owned);
-        match grant.as_str() {
+        self.keys_belong_to(path, "grant_type", grant, &owned);
+        match grant {
             "client_credentials" => Some(Grant::ClientCredentials),
             "refresh_token" => self.refresh_token_grant(path, raw),
-            "token_exchange" => self.token_exchange_grant(path, raw),
-            other => {
-                self.problem(&path.key("grant_type"), format!("unknown value {other:?}: expected client_credentials, refresh_token or token_exchange"));
-                None
-            }
+            _ => self.token_exchange_grant(path, raw),
         }
     }
 
@@ -73,14 +75,17 @@ impl Cx<'_> {
             .as_ref()
             .and_then(|s| std::fs::read_to_string(s).ok())
             .filter(|t| !t.trim().is_empty());
-        let configured = self
-            .text(&path.key("refresh_token"), &raw.refresh_token)
+        let written = self.text(&path.key("refresh_token"), &raw.refresh_token);
+        // Written but unreadable (`${…}` failed): that problem is reported already.
+        let unreadable = raw.refresh_token.is_some() && written.is_none();
+        let configured = written
             .filter(|t| !t.trim().is_empty())
             .map(|t| Secret::new(t.trim()));
         // The store holds the latest rotated token: it wins over the configured one.
         let initial = match (stored, &configured) {
             (Some(t), _) => Secret::new(t.trim()),
             (None, Some(t)) => t.clone(),
+            (None, None) if unreadable => return None,
             (None, None) => {
                 self.problem(
                     &path.key("refresh_token"),

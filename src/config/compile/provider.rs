@@ -1,9 +1,12 @@
 //! Validation of one `providers.<name>` entry.
 
 use super::{
-    is_loopback_host, Arc, ClientAuth, Cx, Duration, Grant, OAuthClient, ProviderConfig,
-    RawProvider, Retries, Secret, Text, TokenKey, TokenOrigin, YamlPath,
+    is_loopback_host, Arc, Cx, Duration, Grant, Keyword, OAuthClient, ProviderConfig, RawProvider,
+    Retries, Secret, Text, TokenKey, TokenOrigin, YamlPath,
 };
+
+/// The values of `kind`.
+const KINDS: &[&str] = &["oauth2", "azure_ad", "static_file"];
 
 /// `scopes`, `audience`, `resource` and `extra_params`, checked.
 struct TokenParams {
@@ -39,14 +42,13 @@ impl Cx<'_> {
                 format!("invalid provider name {name:?}: use letters, digits, '-', '_' and '.'"),
             );
         }
-        let kind = self.text(&path.key("kind"), &raw.kind);
-        let kind_name = kind.as_deref().unwrap_or("oauth2");
-        if !matches!(kind_name, "oauth2" | "azure_ad" | "static_file") {
-            self.problem(
-                &path.key("kind"),
-                format!("unknown kind {kind_name:?}: expected azure_ad or static_file (or none)"),
-            );
-        }
+        // What the other keys mean depends on `kind`: a misspelt one is checked as the
+        // kind it is nearest to; with no near one, checking them would only be noise.
+        let kind_name = match self.keyword(&path.key("kind"), &raw.kind, KINDS) {
+            Keyword::Absent => "oauth2",
+            Keyword::Known(kind) | Keyword::Invalid(Some(kind)) => kind,
+            Keyword::Invalid(None) => return None,
+        };
         if kind_name == "static_file" {
             return self.static_file_provider(path, name, raw, before);
         }
@@ -69,8 +71,8 @@ impl Cx<'_> {
             &raw.client_id,
             "the OAuth2 client id",
         );
-        let client_auth = self.client_auth(path, raw, token_url.as_ref(), azure);
-        if azure && matches!(client_auth, ClientAuth::TlsClientAuth { .. }) {
+        let (auth_method, client_auth) = self.client_auth(path, raw, token_url.as_ref(), azure);
+        if azure && auth_method == Some("tls_client_auth") {
             self.problem(&path.key("client_auth"), "Entra ID (kind: azure_ad) takes client_secret, private_key_jwt or client_assertion_file");
         }
         let grant = self.grant(path, raw);
@@ -80,7 +82,7 @@ impl Cx<'_> {
                 "kind: azure_ad supports client_credentials only",
             );
         }
-        let client_secret = self.client_secret(path, raw, &client_auth, grant.as_ref());
+        let client_secret = self.client_secret(path, raw, auth_method, grant.as_ref());
         let params = self.token_params(path, raw);
         let refresh_before_expiry = self.refresh_before_expiry(path, raw);
         let timeout =
@@ -100,7 +102,7 @@ impl Cx<'_> {
             token_url: token_url?,
             client_id: client_id?,
             client_secret,
-            client_auth,
+            client_auth: client_auth?,
             grant,
             scopes: params.scopes,
             audience: params.audience,
@@ -156,23 +158,28 @@ impl Cx<'_> {
         token_url
     }
 
-    /// `client_secret`, which only `basic` and `post` use.
+    /// `client_secret`, which only `basic` and `post` use. `method` is the valid
+    /// `client_auth` (`None`: invalid, reported), `grant` the grant when it is valid.
     fn client_secret(
         &mut self,
         path: &YamlPath,
         raw: &RawProvider,
-        client_auth: &ClientAuth,
+        method: Option<&str>,
         grant: Option<&Grant>,
     ) -> Option<Secret> {
-        match client_auth {
+        match method {
+            // Whether a secret is needed depends on both: with either invalid (and
+            // reported), asking for one could be wrong.
+            None => None,
+            Some("basic" | "post") if grant.is_none() && raw.client_secret.is_none() => None,
             // A refresh token may belong to a public client, which has no secret.
-            ClientAuth::Basic | ClientAuth::Post
+            Some("basic" | "post")
                 if matches!(grant, Some(Grant::RefreshToken { .. }))
                     && raw.client_secret.is_none() =>
             {
                 None
             }
-            ClientAuth::Basic | ClientAuth::Post => self
+            Some("basic" | "post") => self
                 .required(
                     &path.key("client_secret"),
                     &raw.client_secret,
@@ -367,6 +374,7 @@ impl Cx<'_> {
                 }
             },
         };
+        let before = self.problems.len();
         let initial_backoff = self.positive_duration(
             &path.key("initial_backoff"),
             r.map_or(&none, |r| &r.initial_backoff),
@@ -377,7 +385,11 @@ impl Cx<'_> {
             r.map_or(&none, |r| &r.max_backoff),
             Duration::from_secs(10),
         );
-        if initial_backoff > max_backoff {
+        // A default stands in for an invalid value: comparing it would mislead.
+        let both_valid = self.problems.len() == before
+            && !self.is_poisoned(&path.key("initial_backoff"))
+            && !self.is_poisoned(&path.key("max_backoff"));
+        if both_valid && initial_backoff > max_backoff {
             self.problem(
                 &path.key("initial_backoff"),
                 "initial_backoff is larger than max_backoff",

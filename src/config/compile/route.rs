@@ -28,28 +28,22 @@ pub(super) struct Names<'a> {
 }
 
 impl Cx<'_> {
+    /// The route at `path`, if valid, and its name, if that could be worked out (also
+    /// for an invalid route, so that a duplicate name is reported with its other
+    /// problems).
     pub(super) fn route(
         &mut self,
         path: &YamlPath,
         raw: &RawRoute,
         names: &Names<'_>,
-    ) -> Option<RouteConfig> {
+    ) -> (Option<String>, Option<RouteConfig>) {
         let before = self.problems.len();
         let (host, path_prefix, methods) = self.route_match(&path.key("match"), raw);
+        let name = self.route_name(path, raw, host.as_ref(), path_prefix.as_deref(), before);
         let provider = self.route_provider(path, raw, names.providers);
         let (clients, allowed_origins) = self.route_audience(path, raw, names.clients);
         let upstream = self.route_upstream(path, raw);
-        let strip_prefix = raw.strip_prefix.unwrap_or(false);
-        if strip_prefix && (raw.upstream.is_none() || path_prefix.is_none()) {
-            self.problem(
-                &path.key("strip_prefix"),
-                "strip_prefix needs both upstream and match.path_prefix",
-            );
-        }
-        let preserve_host = raw.preserve_host.unwrap_or(false);
-        if preserve_host && raw.upstream.is_none() {
-            self.warn(&path.key("preserve_host"), "has no effect without upstream");
-        }
+        let (strip_prefix, preserve_host) = self.route_rewrite(path, raw, path_prefix.is_some());
         let (header, value_prefix) = self.route_header(path, raw);
         let retry_on = self.retry_on(&path.key("retry_on"), &raw.retry_on);
         let max_replay_body = self.max_replay_body(&path.key("max_replay_body"), raw);
@@ -73,21 +67,18 @@ impl Cx<'_> {
             &raw.upstream_timeout,
             Duration::from_secs(60),
         );
-        let name = self.route_name(
-            &path.key("name"),
-            raw,
-            host.as_ref(),
-            path_prefix.as_deref(),
-        );
         if self.problems.len() > before {
-            return None;
+            return (name, None);
         }
-        Some(RouteConfig {
-            name,
+        let (Some(name), Some(provider)) = (name, provider) else {
+            return (None, None);
+        };
+        let route = RouteConfig {
+            name: name.clone(),
             host,
             path_prefix,
             methods,
-            provider: provider?,
+            provider,
             upstream,
             strip_prefix,
             preserve_host,
@@ -104,7 +95,8 @@ impl Cx<'_> {
             clients,
             allowed_origins,
             allow_http: raw.allow_http.unwrap_or(false),
-        })
+        };
+        (Some(name), Some(route))
     }
 
     /// `match`: host, path prefix and methods.
@@ -148,9 +140,9 @@ impl Cx<'_> {
                 let Some(name) = self.text(&p, &Some(t.clone())) else {
                     continue;
                 };
-                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                match super::method::parse_method(&name) {
                     Ok(method) => out.push(method),
-                    Err(_) => self.problem(&p, format!("invalid HTTP method {name:?}")),
+                    Err(e) => self.problem(&p, e),
                 }
             }
             out
@@ -193,7 +185,8 @@ impl Cx<'_> {
                     None
                 }
             });
-        let host_given = raw.match_.as_ref().is_some_and(|m| m.host.is_some());
+        let host_given = raw.match_.as_ref().is_some_and(|m| m.host.is_some())
+            || self.is_poisoned(&path.key("match").key("host"));
         if !host_given && raw.upstream.is_none() {
             self.problem(
                 &path.key("upstream"),
@@ -272,26 +265,56 @@ impl Cx<'_> {
         }
     }
 
-    /// `name`, default `<host><path_prefix>`.
+    /// `strip_prefix` and `preserve_host`, which rewrite the request for `upstream`.
+    fn route_rewrite(&mut self, path: &YamlPath, raw: &RawRoute, has_prefix: bool) -> (bool, bool) {
+        let strip_prefix = raw.strip_prefix.unwrap_or(false);
+        // Judged only on what could be read: an unreadable `match` or `upstream` has
+        // been reported.
+        let readable = !["match", "upstream"]
+            .iter()
+            .any(|k| self.is_poisoned(&path.key(k)));
+        if readable && strip_prefix && (raw.upstream.is_none() || !has_prefix) {
+            self.problem(
+                &path.key("strip_prefix"),
+                "strip_prefix needs both upstream and match.path_prefix",
+            );
+        }
+        let preserve_host = raw.preserve_host.unwrap_or(false);
+        if preserve_host && raw.upstream.is_none() {
+            self.warn(&path.key("preserve_host"), "has no effect without upstream");
+        }
+        (strip_prefix, preserve_host)
+    }
+
+    /// `name`, default `<host><path_prefix>`; `None` when it is invalid, or is the
+    /// default and a part of it is (problems since `before` tell).
     fn route_name(
         &mut self,
-        path: &YamlPath,
+        route: &YamlPath,
         raw: &RawRoute,
         host: Option<&HostPattern>,
         path_prefix: Option<&str>,
-    ) -> String {
+        before: usize,
+    ) -> Option<String> {
+        let parts_valid = ["host", "path_prefix"].iter().all(|k| {
+            let p = route.key("match").key(k);
+            !self.is_poisoned(&p) && !self.problems[before..].iter().any(|(at, _)| *at == p)
+        });
+        let path = &route.key("name");
         match self.text(path, &raw.name) {
             Some(n)
                 if super::provider::valid_name(&n.replace(['/', ':', '*'], ""))
                     && !n.is_empty() =>
             {
-                n
+                Some(n)
             }
             Some(n) => {
                 self.problem(path, format!("invalid route name {n:?}"));
-                n
+                None
             }
-            None => default_name(host, path_prefix),
+            // Written but unreadable (reported).
+            None if raw.name.is_some() => None,
+            None => parts_valid.then(|| default_name(host, path_prefix)),
         }
     }
 }

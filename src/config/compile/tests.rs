@@ -197,7 +197,7 @@ fn combinations_that_make_no_sense_are_errors() {
         (
             "listen: 127.0.0.1:4480",
             "listen: 127.0.0.1:4480\ntls_intercept: { ca_cert_file: a, ca_key_file: b }",
-            "tls_intercept: cannot read the CA certificate a: no such file",
+            "proxy.yaml:2:32: tls_intercept.ca_cert_file: cannot read the CA certificate a: no such file",
         ),
     ] {
         let problems = load(&GOOD.replace(from, to)).unwrap_err().join("\n");

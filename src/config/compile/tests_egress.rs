@@ -139,7 +139,8 @@ fn limits_are_parsed_and_bounded() {
         ("limits:\n  max_buffered_bodies: 0\n", "", "proxy.yaml:2:24: limits.max_buffered_bodies: must be greater than zero"),
         ("limits:\n  max_buffered_bodies: 17GiB\n", "", "proxy.yaml:2:24: limits.max_buffered_bodies: must be at most 16GiB"),
         ("limits:\n  max_buffered_bodies: lots\n", "", "proxy.yaml:2:24: limits.max_buffered_bodies: invalid size"),
-        ("limits:\n  idle: 1s\n", "", "proxy.yaml:2:3: limits.idle: unknown field `idle`, expected one of: header_read_timeout"),
+        ("limits:\n  idle: 1s\n", "", "proxy.yaml:2:3: limits.idle: unknown field `idle`; did you mean `idle_timeout`?"),
+        ("limits:\n  slow: 1s\n", "", "proxy.yaml:2:3: limits.slow: unknown field `slow`, expected one of: header_read_timeout"),
     ]);
 }
 
@@ -174,7 +175,8 @@ fn clients_in_both_forms() {
         ("clients:\n  app:\n", "", "clients.app: missing required field (the client's password)"),
         ("clients:\n  'a:b': pw\n", "", "proxy.yaml:2:3: clients: a client name is not a valid Basic-auth user name"),
         ("clients:\n  'a b': pw\n", "", "proxy.yaml:2:3: clients: a client name is not"),
-        ("clients:\n  app: { pasword: x }\n", "", "proxy.yaml:2:10: clients.app.pasword: unknown field `pasword`, expected one of: password"),
+        ("clients:\n  app: pw\n  'a b': pw\n", "", "proxy.yaml:3:3: clients: a client name is not"),
+        ("clients:\n  app: { pasword: x }\n", "", "proxy.yaml:2:10: clients.app.pasword: unknown field `pasword`; did you mean `password`?"),
         ("clients:\n  app: [pw-in-a-list]\n", "", "proxy.yaml:2:8: clients.app: expected a password, or a mapping with `password`"),
         ("clients: [app]\n", "", "proxy.yaml:1:10: clients: expected a mapping of client names to passwords"),
         ("clients: {}\n", "", "proxy.yaml:1:10: clients: no clients are defined"),

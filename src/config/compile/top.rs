@@ -3,10 +3,11 @@
 
 use super::{
     route, Arc, BTreeSet, Config, Cx, Duration, LogConfig, LogFormat, Parsed, Path, PathBuf,
-    ProviderConfig, RawConfig, RawLog, RawTlsIntercept, RouteConfig, Unmatched, YamlPath,
-    DEFAULT_LISTEN,
+    ProviderConfig, RawConfig, RawLog, RawTlsIntercept, Readiness, RouteConfig, Unmatched,
+    YamlPath, DEFAULT_LISTEN,
 };
 use crate::intercept::{InterceptConfig, Interceptor};
+use std::collections::BTreeMap;
 
 impl Cx<'_> {
     pub(super) fn config(&mut self, source: &Path, parsed: Parsed) -> Config {
@@ -34,6 +35,15 @@ impl Cx<'_> {
             },
         );
         let workers = self.workers(&root.key("workers"), raw);
+        let readiness = self.choice(
+            &root.key("readiness"),
+            &raw.readiness,
+            &[
+                ("tokens", Readiness::Tokens),
+                ("listening", Readiness::Listening),
+            ],
+            Readiness::Tokens,
+        );
         let shutdown_grace = self.duration(
             &root.key("shutdown_grace"),
             &raw.shutdown_grace,
@@ -54,6 +64,7 @@ impl Cx<'_> {
             unmatched,
             workers,
             shutdown_grace,
+            readiness,
             tls_intercept,
             providers,
             routes,
@@ -160,7 +171,15 @@ impl Cx<'_> {
         match Interceptor::load(&cfg) {
             Ok(interceptor) => Some(Arc::new(interceptor)),
             Err(e) => {
-                self.problem(path, e);
+                // Located at the file the message names, else at the block.
+                let key_file = cfg.ca_key_file.display().to_string();
+                let cert_file = cfg.ca_cert_file.display().to_string();
+                let at = match () {
+                    _ if e.contains(&key_file) => path.key("ca_key_file"),
+                    _ if e.contains(&cert_file) => path.key("ca_cert_file"),
+                    _ => path.clone(),
+                };
+                self.problem(&at, e);
                 None
             }
         }
@@ -173,6 +192,37 @@ impl Cx<'_> {
             .iter()
             .filter_map(|(name, p)| self.provider(&path.key(name), name, p).map(Arc::new))
             .collect()
+    }
+
+    /// Routes `first` and `again` (index, name written or not) have the same `name`: say
+    /// which, and whether the name was written or is the default (`<host><path_prefix>`).
+    fn duplicate_route_name(
+        &mut self,
+        routes: &YamlPath,
+        name: &str,
+        first: (usize, bool),
+        again: (usize, bool),
+    ) {
+        let (i, j) = (first.0, again.0);
+        let (path, msg) = match (first.1, again.1) {
+            (true, true) => (
+                routes.index(j).key("name"),
+                format!("duplicate route name {name:?} (also routes[{i}])"),
+            ),
+            (false, false) => (
+                routes.index(j),
+                format!("routes[{i}] and routes[{j}] have the same default name {name:?} (host and path prefix); give one a `name:`"),
+            ),
+            (false, true) => (
+                routes.index(j).key("name"),
+                format!("duplicate route name {name:?}: it is the default name of routes[{i}] (host and path prefix); choose another, or give routes[{i}] a `name:`"),
+            ),
+            (true, false) => (
+                routes.index(j),
+                format!("duplicate route name {name:?}: routes[{j}]'s default name (host and path prefix) is the name of routes[{i}]; give routes[{j}] a `name:`"),
+            ),
+        };
+        self.problem(&path, msg);
     }
 
     /// Every route, in file order, with a warning for each one an earlier route shadows.
@@ -195,21 +245,26 @@ impl Cx<'_> {
             providers: &provider_names,
             clients: client_names.as_ref(),
         };
-        let mut route_names = BTreeSet::new();
+        // Each name with the route that has it, and whether it was written.
+        let mut route_names: BTreeMap<String, (usize, bool)> = BTreeMap::new();
         let routes: Vec<Arc<RouteConfig>> = parsed
             .routes
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                let path = path.index(i);
-                let route = self.route(&path, r.as_ref()?, &names)?;
-                if !route_names.insert(route.name.clone()) {
-                    self.problem(
-                        &path.key("name"),
-                        format!("duplicate route name {:?}", route.name),
-                    );
+                let raw = r.as_ref()?;
+                let (name, route) = self.route(&path.index(i), raw, &names);
+                let written = raw.name.is_some();
+                match name.as_ref().map(|n| (n, route_names.get(n))) {
+                    Some((name, Some(&first))) => {
+                        self.duplicate_route_name(path, name, first, (i, written));
+                    }
+                    Some((name, None)) => {
+                        route_names.insert(name.clone(), (i, written));
+                    }
+                    None => {}
                 }
-                Some(Arc::new(route))
+                route.map(Arc::new)
             })
             .collect();
         for (i, later) in routes.iter().enumerate() {
