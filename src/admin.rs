@@ -9,7 +9,7 @@
 //! through the proxy always arrives here from the proxy's own address — and is refused
 //! there before it is sent.
 
-use crate::config::strip_port;
+use crate::config::{strip_port, Readiness};
 use crate::error::{json_response, Body, ErrorContext, ProxyError};
 use crate::listener::Peer;
 use crate::reload::Reloader;
@@ -205,7 +205,13 @@ impl Admin {
 }
 
 /// 200 when every `prefetch` provider holds a valid token, else 503 naming the others.
+/// With `readiness: listening`, ready as soon as the listeners are up: a shared egress
+/// proxy keeps its Service endpoints through an IdP outage, and apps get a clear 503
+/// `token_unavailable` instead of a refused connection.
 fn readyz(snap: &Snapshot) -> Response<Body> {
+    if snap.config.readiness == Readiness::Listening {
+        return json_response(StatusCode::OK, &json!({"ready": true, "not_ready": []}));
+    }
     let not_ready: Vec<String> = snap
         .providers
         .iter()

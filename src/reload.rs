@@ -102,24 +102,45 @@ impl Reloader {
     }
 }
 
+/// Keys in `config::RESTART_ONLY` take effect only after a restart: say so when a reload
+/// changes one.
 fn warn_about(old: &Config, new: &Config) {
-    let limits_differ = new.limits.header_read_timeout != old.limits.header_read_timeout
-        || new.limits.idle_timeout != old.limits.idle_timeout
-        || new.limits.max_connections != old.limits.max_connections;
-    if new.listen != old.listen
-        || new.admin_listen != old.admin_listen
-        || new.workers != old.workers
-        || new.shutdown_grace != old.shutdown_grace
-        || limits_differ
-    {
+    let changed = restart_only_changes(old, new);
+    if !changed.is_empty() {
         tracing::warn!(
-            "listen, admin_listen, workers, shutdown_grace and limits.header_read_timeout, \
-             idle_timeout and max_connections take effect only after a restart"
+            keys = %changed.join(", "),
+            "these settings take effect only after a restart"
         );
     }
     for w in &new.warnings {
         tracing::warn!("{w}");
     }
+}
+
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    [
+        ("listen", new.listen != old.listen),
+        ("admin_listen", new.admin_listen != old.admin_listen),
+        ("workers", new.workers != old.workers),
+        ("shutdown_grace", new.shutdown_grace != old.shutdown_grace),
+        ("log.format", new.log.format != old.log.format),
+        ("log.level", new.log.level != old.log.level),
+        (
+            "limits.header_read_timeout",
+            new.limits.header_read_timeout != old.limits.header_read_timeout,
+        ),
+        (
+            "limits.idle_timeout",
+            new.limits.idle_timeout != old.limits.idle_timeout,
+        ),
+        (
+            "limits.max_connections",
+            new.limits.max_connections != old.limits.max_connections,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, differs)| differs.then_some(key))
+    .collect()
 }
 
 fn file_fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
@@ -217,5 +238,28 @@ pub async fn on_sighup(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>)
     {
         let _ = reloader;
         crate::listener::stopped(&mut stop).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_reload_names_every_restart_only_key_it_changes() {
+        let load = |text: &str| Config::from_text(Path::new("t.yaml"), text, &|_| None).unwrap();
+        let old = load("providers: {}\nroutes: []\n");
+        let new = load(
+            "listen: 127.0.0.1:4490\nadmin_listen: 127.0.0.1:4491\nworkers: 3\nshutdown_grace: 3s\n\
+             log: { format: json, level: debug }\n\
+             limits: { header_read_timeout: 5s, idle_timeout: 7s, max_connections: 9 }\n\
+             providers: {}\nroutes: []\n",
+        );
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            crate::config::RESTART_ONLY
+        );
+        assert!(restart_only_changes(&old, &old).is_empty());
     }
 }

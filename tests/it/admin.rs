@@ -63,6 +63,35 @@ async fn a_prefetch_provider_whose_idp_is_down_is_not_ready() {
     sc.stop().await;
 }
 
+/// `readiness: listening` (shared egress): ready through an IdP outage, so apps get a clear
+/// 503 `token_unavailable` from the proxy instead of an empty Service.
+#[tokio::test]
+async fn readiness_listening_stays_ready_through_an_idp_outage() {
+    let idp = FakeIdp::builder()
+        .always(Reply::Status(503, r#"{"error":"temporarily_unavailable"}"#))
+        .run()
+        .await;
+    let api = FakeUpstream::ok().await;
+    let sc = TestSidecar::start(&format!(
+        "readiness: listening\nproviders:\n{}routes:\n  - match: {{ path_prefix: /api }}\n    provider: crm\n    upstream: {}\n",
+        provider_yaml(
+            "crm",
+            &idp,
+            "    prefetch: true\n    retries: { max_attempts: 1 }\n"
+        ),
+        api.url()
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body, _) = json(sc.admin_url("/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    let resp = direct_client().get(sc.url("/api/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["x-token-sidecar-error"], "token_unavailable");
+    assert_eq!(api.count(), 0);
+    sc.stop().await;
+}
+
 #[tokio::test]
 async fn status_reports_tokens_without_revealing_them_and_refresh_fetches_anew() {
     let idp = FakeIdp::builder().run().await;
