@@ -12,6 +12,7 @@ mod grants;
 mod hardening;
 mod intercept;
 mod lifecycle;
+mod logs;
 mod packaging;
 mod reload;
 mod replay;
