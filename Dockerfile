@@ -3,8 +3,8 @@
 # hadolint and tests/it/packaging/image.rs check this file in the test command.)
 #
 # The binary is dynamically linked against glibc (it is not a static binary); the run
-# stage is distroless/cc, which provides glibc, libgcc and CA certificates, and nothing
-# else (no shell, no package manager).
+# stage is distroless/cc, which provides glibc, libgcc and CA certificates (plus a few
+# runtime libraries and tzdata), and no shell or package manager.
 
 # ---- build ------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build

@@ -101,7 +101,7 @@ impl Admin {
         if endpoint.is_control() && !may_control(&snap, peer, &req) {
             return json_response(
                 StatusCode::FORBIDDEN,
-                &json!({"error": "forbidden", "detail": "control endpoints answer loopback peers, or a Bearer token from admin_token_file"}),
+                &json!({"error": "forbidden", "detail": "control endpoints answer loopback peers that are not web pages (no Origin, no cross-site Sec-Fetch-Site, a Host that names the proxy), or a Bearer token from admin_token_file"}),
             );
         }
         match endpoint {

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long the admin listener's own requests may take to finish at shutdown, after the
+/// proxy has drained.
+const ADMIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The sockets the sidecar serves; the caller binds them (tests bind port 0).
 pub struct Listeners {
     pub proxy: TcpListener,
@@ -57,7 +61,9 @@ pub async fn run(
             handler,
             limits.clone(),
             admin_stop_rx,
-            grace,
+            // Probes and scrapes are short: once the proxy has drained, the admin
+            // listener does not add another whole grace period.
+            ADMIN_GRACE.min(grace),
             "admin",
         ))
     });

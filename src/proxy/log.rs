@@ -1,4 +1,4 @@
-//! The request log line (one per request, target `token_sidecar::proxy`) and the request
+//! The request log line (one per request, target `token_sidecar::proxy::log`) and the request
 //! id. The line never holds a header value other than the request id, userinfo or a query
 //! string; text fields are quoted by the formatter, so the text format is logfmt-clean
 //! and the JSON format has typed numbers.

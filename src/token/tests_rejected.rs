@@ -139,15 +139,20 @@ async fn a_rejected_refresh_keeps_serving_the_valid_token_and_asks_once_per_paus
         assert!(Arc::ptr_eq(&h.source.get().await.unwrap(), &t1));
     }
     // The refresh fired up to 3 s (the jitter) before the refresh point, so its pause may
-    // have ended, and a request asked once more, just before the token expired.
+    // have ended, and a request asked once more, just before the token expired. Let an
+    // attempt started by the last request finish (the scripted IdP answers in 5 ms).
+    tokio::time::advance(Duration::from_millis(10)).await;
+    settle().await;
     let while_valid = calls(&h);
     assert!((2..=3).contains(&while_valid), "{while_valid}");
     assert_eq!(h.source.status().state, "rejected");
     // Expired: then one attempt per pause, driven by requests.
     tokio::time::advance(Duration::from_millis(200)).await;
     requests_for(&h.source, 240).await;
+    // 240 s of requests, one attempt per 30 s pause: 8, give or take one for where the
+    // (randomly jittered) first pause ended.
     let after = calls(&h) - while_valid;
-    assert!((8..=9).contains(&after), "{after}");
+    assert!((7..=9).contains(&after), "{after}");
 }
 
 #[tokio::test(start_paused = true)]

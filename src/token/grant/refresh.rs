@@ -82,13 +82,14 @@ impl RefreshToken {
                 }
             }
             Ok(_) => {}
-            Err(f) if f.kind == FailureKind::Rejected => {
-                if f.detail.contains("invalid_grant") {
-                    tracing::error!(
-                        provider = %cfg.name,
-                        "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
-                    );
-                }
+            // A dead refresh token (invalid_grant) stays dead until someone provides a new
+            // one: held for an hour instead of SPEC §5's 30 s, so the IdP is not asked to
+            // accept a used token again and again. Other refusals pause as for any grant.
+            Err(f) if f.kind == FailureKind::Rejected && f.detail.contains("invalid_grant") => {
+                tracing::error!(
+                    provider = %cfg.name,
+                    "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
+                );
                 f.min_backoff = Some(REJECTED_HOLD);
             }
             Err(_) => {}
