@@ -17,4 +17,5 @@ mod replay;
 mod reverse;
 mod scrubbing;
 mod shutdown;
+mod store;
 mod tokens;
