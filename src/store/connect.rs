@@ -64,7 +64,10 @@ impl Conn {
 pub(super) struct Connector {
     nodes: Nodes,
     tls: Option<TlsCertificates>,
+    /// Bound on one reply.
     timeout: Duration,
+    /// Bound on connecting (TCP, TLS, HELLO/AUTH, for a cluster its slot map).
+    pub(super) connect_timeout: Duration,
 }
 
 enum Nodes {
@@ -116,6 +119,7 @@ impl Connector {
             nodes,
             tls,
             timeout: cfg.timeout,
+            connect_timeout: connect_timeout(cfg.timeout),
         })
     }
 
@@ -135,7 +139,7 @@ impl Connector {
                 // Few quick retries inside the manager: the store's reconnect loop is the
                 // long backoff, and every command is cut at `timeout` anyway.
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
+                    .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.timeout))
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(50))
@@ -148,7 +152,7 @@ impl Connector {
                 let mut builder = ClusterClientBuilder::new(infos.clone())
                     .use_protocol(ProtocolVersion::RESP3)
                     .push_sender(push)
-                    .connection_timeout(self.timeout)
+                    .connection_timeout(self.connect_timeout)
                     .response_timeout(self.timeout)
                     .retries(2)
                     .min_retry_wait(10)
@@ -164,6 +168,13 @@ impl Connector {
             subscribed: AtomicBool::new(false),
         })
     }
+}
+
+/// Connecting takes more round trips than an operation (a TLS handshake over a long
+/// link can alone exceed a 250 ms `timeout`), and only the background reconnect loop
+/// waits for it: four operation timeouts, at least a second.
+fn connect_timeout(timeout: Duration) -> Duration {
+    (timeout * 4).max(Duration::from_secs(1))
 }
 
 /// One node's connection info: the URL's address and database, our credentials, RESP3.

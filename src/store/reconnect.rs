@@ -96,8 +96,11 @@ impl Store {
                 return true;
             }
         }
-        let fresh =
-            tokio::time::timeout(self.timeout, self.connector.connect(self.push_handler())).await;
+        let fresh = tokio::time::timeout(
+            self.connector.connect_timeout,
+            self.connector.connect(self.push_handler()),
+        )
+        .await;
         let conn = match fresh {
             Ok(Ok(conn)) => Arc::new(conn),
             Ok(Err(e)) => {
@@ -105,8 +108,8 @@ impl Store {
                 return false;
             }
             Err(_) => {
-                self.health
-                    .failed(Op::Ping, Outcome::Timeout, self.no_answer());
+                let why = no_answer(self.connector.connect_timeout);
+                self.health.failed(Op::Ping, Outcome::Timeout, why);
                 return false;
             }
         };
@@ -118,7 +121,10 @@ impl Store {
     }
 
     async fn ping(&self, conn: &Conn) -> bool {
-        let answer = tokio::time::timeout(self.timeout, conn.query::<Value>(&cmd("PING"))).await;
+        // The connect bound: on a fresh connection (or one the manager is re-establishing)
+        // the first PING includes connecting.
+        let bound = self.connector.connect_timeout;
+        let answer = tokio::time::timeout(bound, conn.query::<Value>(&cmd("PING"))).await;
         match answer {
             Ok(Ok(_)) => {
                 self.health.count(Op::Ping, Outcome::Ok);
@@ -131,7 +137,7 @@ impl Store {
             }
             Err(_) => {
                 self.health
-                    .failed(Op::Ping, Outcome::Timeout, self.no_answer());
+                    .failed(Op::Ping, Outcome::Timeout, no_answer(bound));
                 false
             }
         }
@@ -152,14 +158,15 @@ impl Store {
             }
             Err(_) => {
                 self.health.count(Op::Subscribe, Outcome::Timeout);
-                self.no_answer()
+                no_answer(self.timeout)
             }
         };
         self.health.subscribe_failed(why);
         false
     }
+}
 
-    pub(super) fn no_answer(&self) -> String {
-        format!("no answer within {} ms", self.timeout.as_millis())
-    }
+/// The reason for a timeout.
+pub(super) fn no_answer(bound: Duration) -> String {
+    format!("no answer within {} ms", bound.as_millis())
 }

@@ -10,6 +10,7 @@
 use super::connect::{reason, Conn, Connector};
 use super::health::{Health, Op, Outcome};
 use super::notify::Waiters;
+use super::reconnect::no_answer;
 use super::record::{decode_access, encode_access, StoredToken};
 use super::seal::Sealer;
 use super::{StoreConfig, StoreError, Unavailable};
@@ -386,7 +387,9 @@ impl Store {
                 self.health.count(op, Outcome::Error);
             }
             Ok(Err(Some(e))) => self.health.failed(op, Outcome::Error, reason(&e)),
-            Err(_) => self.health.failed(op, Outcome::Timeout, self.no_answer()),
+            Err(_) => self
+                .health
+                .failed(op, Outcome::Timeout, no_answer(self.timeout)),
         }
         Err(Unavailable)
     }
@@ -419,6 +422,22 @@ fn glob_escape(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token source spawns tasks that use the store: all of it must be `Send`.
+    #[allow(dead_code, reason = "a compile-time check, never called")]
+    fn futures_are_send(s: &Store, k: &TokenKeys, l: &Lease, t: &StoredToken, x: &Secret) {
+        fn send<T: Send + Sync>(_: &T) {}
+        fn send_future<F: std::future::Future + Send>(_: F) {}
+        send(s);
+        send_future(s.get(k));
+        send_future(s.put(k, t, Duration::ZERO));
+        send_future(s.try_lease(k, Duration::ZERO));
+        send_future(s.release(l));
+        send_future(s.delete_if(k, x));
+        send_future(s.get_refresh(k));
+        send_future(s.cas_refresh(k, 0, x));
+        send_future(s.wait(k, Duration::ZERO, |_| true));
+    }
 
     #[test]
     fn glob_characters_are_escaped() {

@@ -3,6 +3,7 @@
 use super::{config, count, token, wait_up};
 use crate::support::redis::{redis_cli, RedisCluster, RedisServer, ACL_USER, PASSWORD};
 use crate::support::tls::TestCa;
+use redis::AsyncCommands;
 use std::time::Duration;
 use token_sidecar::secret::Secret;
 use token_sidecar::store::{Endpoint, Op, Outcome, Store, StoreConfig};
@@ -89,4 +90,87 @@ async fn a_three_node_cluster() {
         used += u64::from(n > 0);
     }
     assert!(used >= 2, "all keys on one node");
+    publication_alone_wakes_a_waiter(&cfg, cluster.urls()).await;
+}
+
+/// A value that only a publication carries (written, read raw, deleted, then published
+/// on some node) reaches a waiter: pub/sub works across the cluster, not just polling.
+async fn publication_alone_wakes_a_waiter(cfg: &StoreConfig, urls: Vec<String>) {
+    let (waiter, writer) = (Store::new(cfg).unwrap(), Store::new(cfg).unwrap());
+    wait_up(&waiter).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while count(&waiter, Op::Subscribe, Outcome::Ok) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let keys = waiter.keys(b"published only", None);
+    let t = token("at-published", 60);
+    writer
+        .put(&keys, &t, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut raw = client.get_async_connection().await.unwrap();
+    let sealed: Vec<u8> = raw.get(keys.token()).await.unwrap();
+    let _: () = raw.del(keys.token()).await.unwrap();
+    let publish = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _: i64 = raw.publish(keys.channel(), &sealed).await.unwrap();
+    };
+    let (got, ()) = tokio::join!(
+        waiter.wait(&keys, Duration::from_secs(10), |_| true),
+        publish
+    );
+    assert_eq!(got.unwrap(), Some(t));
+}
+
+#[tokio::test]
+async fn a_cluster_node_killed_and_back() {
+    let mut cluster = RedisCluster::start().await;
+    let mut cfg = config(String::new());
+    cfg.endpoint = Endpoint::Cluster(cluster.urls());
+    cfg.password = None;
+    let store = Store::new(&cfg).unwrap();
+    wait_up(&store).await;
+    let keys: Vec<_> = (0..12)
+        .map(|i| store.keys(format!("{IDENTITY_PREFIX}{i}").as_bytes(), None))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let t = token(&format!("at-{i}"), 600);
+        store.put(k, &t, Duration::from_secs(600)).await.unwrap();
+    }
+
+    cluster.nodes[0].kill();
+    // Some of the tokens live on the dead node: reading them all fails fast, once.
+    let started = std::time::Instant::now();
+    let mut failed = 0;
+    for k in &keys {
+        failed += usize::from(store.get(k).await.is_err());
+    }
+    assert!(failed > 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!store.up());
+    assert_eq!(store.outages(), 1);
+
+    // The node comes back (empty: no persistence) and rejoins with its slots.
+    cluster.nodes[0].restart().await;
+    cluster.wait_ok().await;
+    wait_up(&store).await;
+    let mut found = 0;
+    for k in &keys {
+        found += usize::from(store.get(k).await.unwrap().is_some());
+    }
+    assert!(
+        (1..12).contains(&found),
+        "tokens on the surviving nodes stay: {found}"
+    );
+    let t = token("at-new", 600);
+    for k in &keys {
+        store.put(k, &t, Duration::from_secs(600)).await.unwrap();
+        assert!(store.get(k).await.unwrap().is_some());
+    }
 }

@@ -207,10 +207,16 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        for n in &nodes {
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    pub async fn wait_ok(&self) {
+        for n in &self.nodes {
             wait_cluster_ok(n.port()).await;
         }
-        RedisCluster { nodes }
     }
 
     pub fn urls(&self) -> Vec<String> {
