@@ -196,6 +196,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_token_shows_neither_token_nor_scope() {
+        let sealer = super::super::Sealer::new(&Secret::new("k".repeat(32))).unwrap();
+        let t = StoredToken {
+            access_token: Secret::new("eyJ0eXAiOiJKV1QifQ.secret-at"),
+            token_type: "Bearer".into(),
+            scope: Some("read:orders".into()),
+            expires_at_ms: 1,
+        };
+        let sealed = sealer.seal("p:{x}:token", b"", &encode_access(&t)).unwrap();
+        for plain in ["secret-at", "eyJ0eXAiOiJKV1QifQ", "read:orders", "Bearer"] {
+            let found = sealed.windows(plain.len()).any(|w| w == plain.as_bytes());
+            assert!(!found, "{plain} in the sealed value");
+        }
+        let opened = sealer.open("p:{x}:token", b"", &sealed).unwrap();
+        assert_eq!(decode_access(&opened).unwrap(), t);
+    }
+
+    #[test]
     fn wall_clock_helpers() {
         let t = token(None);
         assert_eq!(unix_ms(t.expires_at()), t.expires_at_ms);
