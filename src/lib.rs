@@ -19,6 +19,7 @@ pub mod route;
 pub mod runtime;
 pub mod secret;
 pub mod sidecar;
+pub mod store;
 pub mod token;
 pub mod trust;
 pub mod upstream;

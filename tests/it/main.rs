@@ -19,4 +19,5 @@ mod replay;
 mod reverse;
 mod scrubbing;
 mod shutdown;
+mod store;
 mod tokens;

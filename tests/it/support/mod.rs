@@ -2,6 +2,7 @@
 
 pub mod fake_idp;
 pub mod fake_upstream;
+pub mod redis;
 pub mod sidecar;
 pub mod tls;
 
