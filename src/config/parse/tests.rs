@@ -66,6 +66,30 @@ fn unknown_keys_suggest_the_nearest_or_the_block_they_belong_to() {
 }
 
 #[test]
+fn specified_but_unbuilt_keys_are_refused_by_name() {
+    let yaml = "token_store: { redis: { url: x } }\nno_proxy: [a]\nproviders:\n  a: { dpop: { alg: ES256 } }\nroutes:\n  - { sign: { alg: ed25519 }, egress_proxy: x }\n";
+    let (_, problems) = parse(yaml);
+    let got = summary(&problems);
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "no_proxy",
+            "providers.a.dpop",
+            "routes[0].egress_proxy",
+            "routes[0].sign",
+            "token_store"
+        ]
+    );
+    for (key, message) in &got {
+        assert!(
+            message.contains("is specified but refused") && message.contains("not built yet"),
+            "{key}: {message}"
+        );
+    }
+}
+
+#[test]
 fn every_wrong_type_in_a_block_is_reported() {
     let yaml = "tunnel_ports: [443, [1], x]\nworkers: [2]\nshutdown_grace: { s: 1 }\nlog: 12345\nproviders:\n  a:\n    prefetch: maybe\n    scopes: read\n    retries: 3\n    extra_params: { a: [1], b: ok }\n    timeout: 1s\nroutes:\n  - match: api.example.com\n    overwrite: nope\n    provider: a\n  - 7\n";
     let (raw, problems) = parse(yaml);
