@@ -75,10 +75,10 @@ fn specified_but_unbuilt_keys_are_refused_by_name() {
         keys,
         [
             "no_proxy",
+            "token_store",
             "providers.a.dpop",
             "routes[0].egress_proxy",
             "routes[0].sign",
-            "token_store"
         ]
     );
     for (key, message) in &got {
