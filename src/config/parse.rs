@@ -317,47 +317,8 @@ impl Checker<'_> {
 }
 
 /// The message for `key`, unknown in `block`, and the key it most likely meant.
-/// Keys SPEC.md specifies that are not built yet, by block, with where they are planned.
-const NOT_BUILT: &[(&str, &str, &str)] = &[
-    (
-        "top level",
-        "token_store",
-        "the shared token store (SPEC §9) is not built yet",
-    ),
-    (
-        "top level",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
-    ),
-    (
-        "top level",
-        "no_proxy",
-        "no_proxy (SPEC §11) is not built yet",
-    ),
-    (
-        "providers.<name>",
-        "dpop",
-        "dpop (SPEC §10) is not built yet",
-    ),
-    (
-        "providers.<name>",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
-    ),
-    (
-        "routes[]",
-        "sign",
-        "sign, HTTP message signatures (SPEC §10), is not built yet",
-    ),
-    (
-        "routes[]",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
-    ),
-];
-
 fn unknown_key(key: &str, block: Block) -> (String, Option<&'static str>) {
-    if let Some((_, _, why)) = NOT_BUILT
+    if let Some((_, _, why)) = super::schema::NOT_BUILT
         .iter()
         .find(|(b, k, _)| *b == block.name && *k == key)
     {
