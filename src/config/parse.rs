@@ -57,8 +57,15 @@ pub fn read(text: &str) -> Result<Value, serde_saphyr::Error> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
+    // The tree is untyped, so plain scalars are inferred: keep the spellings that are
+    // strings to anyone reading the file (`no`, `on`, `y`, `0123`, `1_000`), so that a
+    // client id or secret like those is sent as written. Only YAML 1.2 booleans are
+    // booleans.
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::FirstWins,
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
     };
     serde_saphyr::from_str_with_options(text, options)
 }
