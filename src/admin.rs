@@ -99,17 +99,25 @@ impl Admin {
             return method_not_allowed(endpoint.allow());
         }
         if endpoint.is_control() && !may_control(&snap, peer, &req) {
-            return json_response(
+            return admin_error(
                 StatusCode::FORBIDDEN,
-                &json!({"error": "forbidden", "detail": "control endpoints answer loopback peers that are not web pages (no Origin, no cross-site Sec-Fetch-Site, a Host that names the proxy), or a Bearer token from admin_token_file"}),
+                "forbidden",
+                "control endpoints answer loopback peers that are not web pages (no Origin, no cross-site Sec-Fetch-Site, a Host that names the proxy), or a Bearer token from admin_token_file",
             );
         }
         match endpoint {
             Endpoint::Healthz => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            Endpoint::Readyz if self.runtime.draining() => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"ready": false, "error": "draining", "not_ready": ["shutting down: draining in-flight requests"]}),
-            ),
+            Endpoint::Readyz if self.runtime.draining() => {
+                let mut resp = json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"ready": false, "error": "draining", "not_ready": ["shutting down: draining in-flight requests"]}),
+                );
+                resp.headers_mut().insert(
+                    "x-token-sidecar-error",
+                    http::HeaderValue::from_static("draining"),
+                );
+                resp
+            }
             Endpoint::Readyz => readyz(&snap),
             Endpoint::Metrics => self.metrics(&snap),
             Endpoint::Status => status(&snap),
@@ -128,9 +136,10 @@ impl Admin {
                 tokens: Tokens::Exchange(_),
                 ..
             }) => {
-                return json_response(
+                return admin_error(
                     StatusCode::CONFLICT,
-                    &json!({"error": "per_subject", "detail": format!("provider {name} exchanges one token per subject; there is no single token to refresh")}),
+                    "per_subject",
+                    &format!("provider {name} exchanges one token per subject; there is no single token to refresh"),
                 )
             }
             Some(ProviderRuntime {
@@ -139,9 +148,10 @@ impl Admin {
             }) => source,
         };
         if let Some(wait) = self.refresh_throttled(name) {
-            let mut resp = json_response(
+            let mut resp = admin_error(
                 StatusCode::TOO_MANY_REQUESTS,
-                &json!({"error": "too_many_requests", "detail": format!("provider {name} was refreshed less than a second ago")}),
+                "too_many_requests",
+                &format!("provider {name} was refreshed less than a second ago"),
             );
             let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
             resp.headers_mut()
@@ -328,10 +338,22 @@ fn from_a_web_page(snap: &Snapshot, req: &Request<Incoming>) -> bool {
     cross || h.contains_key(http::header::ORIGIN) || foreign_host
 }
 
+/// An admin error: JSON `{"error", "detail"}` plus `x-token-sidecar-error`, like every
+/// error the sidecar itself produces (SPEC §6).
+fn admin_error(status: StatusCode, code: &'static str, detail: &str) -> Response<Body> {
+    let mut resp = json_response(status, &json!({"error": code, "detail": detail}));
+    resp.headers_mut().insert(
+        "x-token-sidecar-error",
+        http::HeaderValue::from_static(code),
+    );
+    resp
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut resp = json_response(
+    let mut resp = admin_error(
         StatusCode::METHOD_NOT_ALLOWED,
-        &json!({"error": "method_not_allowed", "detail": format!("this endpoint answers {allow}")}),
+        "method_not_allowed",
+        &format!("this endpoint answers {allow}"),
     );
     resp.headers_mut()
         .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
@@ -339,8 +361,5 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 fn not_found(detail: &str) -> Response<Body> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"error": "not_found", "detail": detail}),
-    )
+    admin_error(StatusCode::NOT_FOUND, "not_found", detail)
 }

@@ -173,7 +173,8 @@ fn validate_report(
     };
     match result {
         Err(e) => {
-            let lines = e.problems.iter().map(|p| format!("error: {p}")).collect();
+            // SPEC §2: each problem as `FILE:LINE:COLUMN: message`, nothing before it.
+            let lines = e.problems.iter().map(|p| p.to_string()).collect();
             let summary = format!(
                 "{}: not valid, {}",
                 path.display(),
@@ -431,8 +432,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "error: p.yaml:1:12: unmatched: unknown value: expected `forward` or `deny`; did you mean `forward`?",
-                "error: p.yaml:2:15: log.level: unknown value: expected `trace`, `debug`, `info`, `warn` or `error`",
+                "p.yaml:1:12: unmatched: unknown value: expected `forward` or `deny`; did you mean `forward`?",
+                "p.yaml:2:15: log.level: unknown value: expected `trace`, `debug`, `info`, `warn` or `error`",
             ]
         );
         assert_eq!(summary, "p.yaml: not valid, 2 problems");

@@ -55,6 +55,12 @@ pub async fn connect(
         .port_u16()
         .ok_or_else(|| bad("CONNECT needs a host:port target"))?;
     let host = authority.host();
+    // Never the proxy's own listeners, whichever branch would take the CONNECT.
+    let own = guard::Reach {
+        own: &runtime.own,
+        no_local: false,
+    };
+    guard::destination(host, port, own).await?;
     if route::names_host(&snap.config.routes, host, port) {
         let Some(interceptor) = &snap.interceptor else {
             return Err(ProxyError::InterceptUnavailable {

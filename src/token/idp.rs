@@ -149,8 +149,7 @@ impl IdpClient {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         let body = read_limited(resp)
             .await
             .map_err(|e| transport_failure(&e, timeout, &secrets))?;
@@ -286,4 +285,40 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::E
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date (a date already past
+/// means now).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::retry_after;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn seconds_and_http_dates() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let wait = retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
+    }
 }
