@@ -183,12 +183,14 @@ fn key_pair(
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der(), rng)
                 .map(KeyPair::Ec)
         }
-        (SigningAlg::Es256, PrivateKeyDer::Sec1(_)) => {
-            return Err(format!(
-                "{}: an EC key in SEC1 form; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.p8.pem)",
-                path.display()
-            ))
-        }
+        // `BEGIN EC PRIVATE KEY` (what `openssl ecparam -genkey` writes): wrapped into the
+        // PKCS#8 form ring reads.
+        (SigningAlg::Es256, PrivateKeyDer::Sec1(k)) => EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &p256_sec1_to_pkcs8(k.secret_sec1_der()),
+            rng,
+        )
+        .map(KeyPair::Ec),
         _ => {
             return Err(format!(
                 "{}: the key does not fit signing_alg {}",
@@ -260,6 +262,33 @@ fn material_fingerprint(parts: &[&[u8]]) -> Fingerprint {
     fingerprint(&all)
 }
 
+/// A P-256 SEC1 `ECPrivateKey` (RFC 5915) inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):
+/// `SEQUENCE { INTEGER 0, SEQUENCE { id-ecPublicKey, prime256v1 }, OCTET STRING sec1 }`.
+fn p256_sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+    const ALGORITHM: &[u8] = &[
+        0x30, 0x13, // SEQUENCE
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // 1.2.840.10045.2.1
+        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // 1.2.840.10045.3.1.7
+    ];
+    let mut body = vec![0x02, 0x01, 0x00]; // INTEGER 0
+    body.extend_from_slice(ALGORITHM);
+    body.push(0x04); // OCTET STRING
+    der_length(&mut body, sec1.len());
+    body.extend_from_slice(sec1);
+    let mut out = vec![0x30]; // SEQUENCE
+    der_length(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn der_length(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..=0x7f => out.push(len as u8),
+        0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
+        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +347,47 @@ mod tests {
             shown.contains("[redacted]") && !shown.contains("BEGIN"),
             "{shown}"
         );
+    }
+
+    /// `openssl ecparam -genkey` writes SEC1 (`BEGIN EC PRIVATE KEY`): it loads and signs.
+    #[test]
+    fn sec1_ec_keys_load_and_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ec.pem");
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&path)
+            .status()
+            .expect("openssl is needed for this test (./test.sh installs it)")
+            .success();
+        assert!(ok);
+        let pem = std::fs::read_to_string(&path).unwrap();
+        assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+        let key = SigningKey::load(&path, SigningAlg::Es256).unwrap();
+        let signature = key.sign(b"message").unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::from_pem_file(&path).unwrap();
+        let rustls::pki_types::PrivateKeyDer::Sec1(sec1) = der else {
+            panic!("not SEC1")
+        };
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &p256_sec1_to_pkcs8(sec1.secret_sec1_der()),
+            &SystemRandom::new(),
+        )
+        .unwrap();
+        use ring::signature::KeyPair as _;
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            pair.public_key().as_ref(),
+        )
+        .verify(b"message", &signature)
+        .expect("the signature verifies with the key's public half");
     }
 }
