@@ -204,25 +204,13 @@ impl Cx<'_> {
         again: (usize, bool),
     ) {
         let (i, j) = (first.0, again.0);
-        let (path, msg) = match (first.1, again.1) {
-            (true, true) => (
-                routes.index(j).key("name"),
-                format!("duplicate route name {name:?} (also routes[{i}])"),
-            ),
-            (false, false) => (
-                routes.index(j),
-                format!("routes[{i}] and routes[{j}] have the same default name {name:?} (host and path prefix); give one a `name:`"),
-            ),
-            (false, true) => (
-                routes.index(j).key("name"),
-                format!("duplicate route name {name:?}: it is the default name of routes[{i}] (host and path prefix); choose another, or give routes[{i}] a `name:`"),
-            ),
-            (true, false) => (
-                routes.index(j),
-                format!("duplicate route name {name:?}: routes[{j}]'s default name (host and path prefix) is the name of routes[{i}]; give routes[{j}] a `name:`"),
-            ),
+        // Only a written name can clash: a default one is made unique by the caller.
+        let msg = match first.1 {
+            true => format!("duplicate route name {name:?} (also routes[{i}])"),
+            false => format!("duplicate route name {name:?}: it is the default name of routes[{i}] (host and path prefix); choose another, or give routes[{i}] a `name:`"),
         };
-        self.problem(&path, msg);
+        let _ = again.1;
+        self.problem(&routes.index(j).key("name"), msg);
     }
 
     /// Every route, in file order, with a warning for each one an earlier route shadows.
@@ -253,9 +241,21 @@ impl Cx<'_> {
             .enumerate()
             .filter_map(|(i, r)| {
                 let raw = r.as_ref()?;
-                let (name, route) = self.route(&path.index(i), raw, &names);
+                let (name, mut route) = self.route(&path.index(i), raw, &names);
                 let written = raw.name.is_some();
                 match name.as_ref().map(|n| (n, route_names.get(n))) {
+                    // Two routes may well share a host and prefix (say, one per method):
+                    // a default name that is taken gets the route's index, `host/path#i`.
+                    Some((name, Some(_))) if !written => {
+                        let mut unique = format!("{name}#{i}");
+                        while route_names.contains_key(&unique) {
+                            unique.push('_');
+                        }
+                        if let Some(r) = route.as_mut() {
+                            r.name = unique.clone();
+                        }
+                        route_names.insert(unique, (i, false));
+                    }
                     Some((name, Some(&first))) => {
                         self.duplicate_route_name(path, name, first, (i, written));
                     }
