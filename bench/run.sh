@@ -99,18 +99,7 @@ trap 'exit 143' TERM
 ulimit -n 65536 2>/dev/null || true
 
 # Free loopback ports: bind to port 0, note the port, close.
-read -r UP_PORT NGX_PORT SC_PORT IDP_PORT BASE_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-)
+read -r UP_PORT NGX_PORT SC_PORT IDP_PORT BASE_PORT < <(python3 "$BENCH_DIR/free_ports.py" 5)
 log "ports: upstream=$UP_PORT nginx=$NGX_PORT sidecar=$SC_PORT idp=$IDP_PORT"
 
 CURL=(curl -s --noproxy '*' --max-time 5)

@@ -74,18 +74,7 @@ trap 'exit 143' TERM
 # Client sockets + the sidecar's side + its upstream connections.
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
-read -r UP_PORT SC_PORT ADMIN_PORT IDP_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(4):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-)
+read -r UP_PORT SC_PORT ADMIN_PORT IDP_PORT < <(python3 "$BENCH_DIR/free_ports.py" 4)
 
 # ---------------------------------------------------------------- fakes
 log "fake IdP on 127.0.0.1:$IDP_PORT, fake upstream on 127.0.0.1:$UP_PORT"
