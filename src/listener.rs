@@ -219,3 +219,44 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+/// Serves one connection that did not come from the accept loop (the inside of a CONNECT
+/// tunnel) under the same `limits` as an accepted one: the same HTTP/1.1 and h2c options
+/// and the same watchdog (`header_read_timeout` from now to the first request head,
+/// `idle_timeout` between requests). Returns when the connection ends or is cut off.
+pub(crate) async fn serve_inside<I, F, Fut>(io: I, handler: F, limits: &Limits)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let state = Arc::new(ConnState::default());
+    let handler = Arc::new(handler);
+    let svc = {
+        let state = state.clone();
+        service_fn(move |req| {
+            let fut = handler(req);
+            let guard = state.request_started();
+            async move {
+                let resp = fut.await.map(|body| {
+                    InFlightBody {
+                        body,
+                        _guard: guard,
+                    }
+                    .boxed()
+                });
+                Ok::<_, Infallible>(resp)
+            }
+        })
+    };
+    let builder = builder(limits);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(error = %e, "tunnelled connection ended with an error");
+        },
+        reason = watchdog(&state, limits) => {
+            tracing::debug!(reason, "closing a tunnelled connection");
+        }
+    }
+}

@@ -41,12 +41,23 @@ pub fn find_intercepting<'r, R: AsRef<RouteConfig>>(
 /// names this host (for CONNECT, which carries no path or method, and whose default
 /// port is 443).
 pub fn names_host<R: AsRef<RouteConfig>>(routes: &[R], host: &str, port: u16) -> bool {
+    names_host_by(routes, host, port, CONNECT_DEFAULT_PORT)
+}
+
+/// Like [`names_host`], with `default_port` for the patterns without a port: 80 asks
+/// whether a route names `http://host:port` (plain HTTP inside a CONNECT tunnel).
+pub fn names_host_by<R: AsRef<RouteConfig>>(
+    routes: &[R],
+    host: &str,
+    port: u16,
+    default_port: u16,
+) -> bool {
     routes.iter().any(|r| {
         let r = r.as_ref();
         r.intercept
             && r.host
                 .as_ref()
-                .is_some_and(|p| host_matches(p, host, Some(port), CONNECT_DEFAULT_PORT))
+                .is_some_and(|p| host_matches(p, host, Some(port), default_port))
     })
 }
 
@@ -217,6 +228,16 @@ mod tests {
             ("e.test", 443, false),
         ] {
             assert_eq!(names_host(&rs, host, port), want, "{host}:{port}");
+        }
+        // Plain http inside the tunnel: a pattern without a port names port 80.
+        for (host, port, want) in [
+            ("a.test", 80, true),
+            ("a.test", 443, false),
+            ("b.test", 8443, true),
+            ("c.test", 1, true),
+            ("d.test", 80, false),
+        ] {
+            assert_eq!(names_host_by(&rs, host, port, 80), want, "{host}:{port}");
         }
     }
 

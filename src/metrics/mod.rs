@@ -139,8 +139,9 @@ impl ProviderMetrics {
 pub struct GlobalMetrics {
     reload_success: AtomicU64,
     reload_error: AtomicU64,
-    tunnels: [AtomicU64; 3],
+    tunnels: [AtomicU64; 4],
     tunnels_active: AtomicU64,
+    tunnels_refused: [AtomicU64; 3],
     in_flight: AtomicU64,
 }
 
@@ -153,6 +154,19 @@ pub enum TunnelKind {
     Intercepted,
     /// An HTTP/1.1 upgrade (WebSocket) after `101`.
     Upgrade,
+    /// CONNECT to a routed host whose first bytes were plain HTTP (h2c or HTTP/1.1).
+    Plaintext,
+}
+
+/// Why a tunnel to a routed host was closed after its `200`, before anything was served.
+#[derive(Clone, Copy)]
+pub enum TunnelRefusal {
+    /// TLS arrived and `tls_intercept` is not configured: no header can be added.
+    TlsNotIntercepted,
+    /// Nothing decisive arrived within `header_read_timeout`.
+    HeaderReadTimeout,
+    /// TLS arrived in a tunnel that only a plain-http route names, and `unmatched: deny`.
+    NoRoute,
 }
 
 impl GlobalMetrics {
@@ -170,6 +184,11 @@ impl GlobalMetrics {
         self.tunnels[kind as usize].fetch_add(1, Relaxed);
         self.tunnels_active.fetch_add(1, Relaxed);
         ActiveTunnel(&self.tunnels_active)
+    }
+
+    /// Counts a tunnel closed after its `200` without being served.
+    pub fn tunnel_refused(&self, why: TunnelRefusal) {
+        self.tunnels_refused[why as usize].fetch_add(1, Relaxed);
     }
 }
 
@@ -299,7 +318,8 @@ fn render_replays<'a>(out: &mut String, routes: impl Iterator<Item = (&'a str, &
     }
 }
 
-/// The sidecar-wide series: config reloads by outcome, tunnels by kind, open tunnels.
+/// The sidecar-wide series: config reloads by outcome, tunnels by kind, open tunnels,
+/// tunnels refused after their `200` by reason.
 fn render_reloads_and_tunnels(out: &mut String, global: &GlobalMetrics) {
     let name = "token_sidecar_config_reloads_total";
     let help = "Config reloads, by outcome.";
@@ -315,7 +335,7 @@ fn render_reloads_and_tunnels(out: &mut String, global: &GlobalMetrics) {
     let name = "token_sidecar_tunnels_total";
     let help = "CONNECT tunnels opened, by kind.";
     header(out, name, "counter", help);
-    let kinds = ["blind", "intercepted", "upgrade"]; // `TunnelKind` order
+    let kinds = ["blind", "intercepted", "upgrade", "plaintext"]; // `TunnelKind` order
     for (kind, c) in kinds.iter().zip(&global.tunnels) {
         let n = c.load(Relaxed);
         let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
@@ -324,6 +344,16 @@ fn render_reloads_and_tunnels(out: &mut String, global: &GlobalMetrics) {
     let help = "CONNECT tunnels open now.";
     header(out, name, "gauge", help);
     let _ = writeln!(out, "{name} {}", global.tunnels_active.load(Relaxed));
+    let name = "token_sidecar_tunnels_refused_total";
+    let help =
+        "CONNECT tunnels to routed hosts closed after their 200 without being served, by reason.";
+    header(out, name, "counter", help);
+    // `TunnelRefusal` order
+    let reasons = ["tls_not_intercepted", "header_read_timeout", "no_route"];
+    for (reason, c) in reasons.iter().zip(&global.tunnels_refused) {
+        let n = c.load(Relaxed);
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
 }
 
 /// Upstream failures by route and kind, in [`UpstreamErrorKind`] order.

@@ -66,6 +66,7 @@ fn renders_each_family_once_in_order() {
             "token_sidecar_config_reloads_total counter",
             "token_sidecar_tunnels_total counter",
             "token_sidecar_tunnels_active gauge",
+            "token_sidecar_tunnels_refused_total counter",
             "token_sidecar_upstream_errors_total counter",
             "token_sidecar_build_info gauge",
             "token_sidecar_requests_in_flight gauge",
@@ -77,11 +78,11 @@ fn renders_each_family_once_in_order() {
     );
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
     // requests 2, durations 2×19, fetches 2, fetch duration 19, expiry 1, exposed 1,
-    // replays 2×3, reloads 2, tunnels 3, active 1, upstream errors 2×3, build 1,
-    // in flight 1, process 4.
+    // replays 2×3, reloads 2, tunnels 4, active 1, refused 3, upstream errors 2×3,
+    // build 1, in flight 1, process 4.
     assert_eq!(
         series,
-        2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 3 + 1 + 6 + 1 + 1 + 4,
+        2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 4 + 1 + 3 + 6 + 1 + 1 + 4,
         "{text}"
     );
     assert_eq!(text.lines().count(), series + 2 * types.len());

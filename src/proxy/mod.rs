@@ -28,6 +28,7 @@ mod log;
 #[cfg(test)]
 mod props;
 mod rewrite;
+mod sniff;
 mod target;
 mod tunnel;
 mod unmatched;
@@ -41,7 +42,7 @@ use crate::token::{Token, TokenSource};
 use body::AppBody;
 use forward::{Outgoing, OutgoingBody};
 use futures_util::future::BoxFuture;
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -50,17 +51,20 @@ use tokio::time::Instant;
 
 pub use rewrite::strip_hop_by_hop;
 
-/// Where a request came from: the proxy listener, or inside an intercepted CONNECT
-/// tunnel (then it is proxied as `https://authority/path`).
+/// Where a request came from: the proxy listener, or inside a served CONNECT tunnel
+/// (then it is proxied as `scheme://authority/path`: `https` inside intercepted TLS,
+/// `http` for plain HTTP sent straight into the tunnel).
 #[derive(Clone, Copy)]
 enum Via<'a> {
     Listener,
     Tunnel(&'a Tunnel),
 }
 
-/// An intercepted tunnel: its authority, and the proxy client that opened it.
+/// A served tunnel: its authority, the scheme its requests are proxied as, and the proxy
+/// client that opened it.
 struct Tunnel {
     authority: Authority,
+    scheme: Scheme,
     client: Option<String>,
 }
 
@@ -82,7 +86,7 @@ pub async fn handle(runtime: Arc<Runtime>, peer: Peer, req: Request<Incoming>) -
     serve_logged(&runtime, peer, req, Via::Listener).await
 }
 
-/// The handler for the requests inside an intercepted tunnel. Boxed, so that the tunnel,
+/// The handler for the requests inside a served tunnel. Boxed, so that the tunnel,
 /// opened by this same lifecycle, is handed a plain function.
 fn tunneled(runtime: Arc<Runtime>, peer: Peer, tunnel: Tunnel) -> tunnel::Handler {
     let tunnel = Arc::new(tunnel);
@@ -143,12 +147,13 @@ async fn serve<'s>(
     let target = target(&mut req, via)?;
     if req.method() == Method::CONNECT {
         let name = client.map(|c| c.name.clone());
-        let inner = move |runtime, authority| {
+        let inner = move |runtime, authority, scheme| {
             tunneled(
                 runtime,
                 peer,
                 Tunnel {
                     authority,
+                    scheme,
                     client: name,
                 },
             )
@@ -177,7 +182,7 @@ async fn serve<'s>(
 
 /// Phase 1: the proxy client. With `clients` configured, every request proves one with
 /// `Proxy-Authorization: Basic` (which is never forwarded: it is hop-by-hop); requests
-/// inside an intercepted tunnel belong to the client that opened it, as long as the
+/// inside a served tunnel belong to the client that opened it, as long as the
 /// current config still has that client.
 fn admit<'s>(
     snap: &'s Snapshot,
@@ -205,20 +210,20 @@ fn target(req: &mut Request<Incoming>, via: Via<'_>) -> Result<RequestTarget, Pr
     if req.method() == Method::CONNECT {
         if let Via::Tunnel(_) = via {
             return Err(ProxyError::BadRequest {
-                detail: "CONNECT inside an intercepted tunnel is not supported".into(),
+                detail: "CONNECT inside a tunnel is not supported".into(),
             });
         }
         return Ok(RequestTarget::default());
     }
     target::check_path(req.uri().path())?;
     if let Via::Tunnel(t) = via {
-        target::into_tunnel_uri(req, &t.authority)?;
+        target::into_tunnel_uri(req, &t.scheme, &t.authority)?;
     }
     Ok(RequestTarget::of(req, matches!(via, Via::Tunnel(_))))
 }
 
 /// Phase 3: the first route, in file order, that selects the request. Inside an
-/// intercepted tunnel, routes that opted out of interception do not apply.
+/// served tunnel, routes that opted out of interception do not apply.
 fn route<'s>(
     snap: &'s Snapshot,
     req: &Request<Incoming>,

@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Uri, Version};
 #[derive(Clone, Copy, Default)]
 pub(super) struct RequestTarget {
     /// Absolute-form (`GET http://host/path`) is forward-proxy traffic, and so is every
-    /// request inside an intercepted tunnel. Other HTTP/2 requests always carry an
+    /// request inside a served tunnel. Other HTTP/2 requests always carry an
     /// authority, so they are treated as origin-form (reverse proxy).
     pub absolute: bool,
 }
@@ -88,15 +88,17 @@ fn is_dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
-/// Rewrites the target of a request that arrived inside an intercepted CONNECT tunnel
-/// to `authority`: it is proxied as `https://authority/path`, whatever its Host header
-/// says.
+/// Rewrites the target of a request that arrived inside a served CONNECT tunnel to
+/// `authority`: it is proxied as `scheme://authority/path` (`https` inside intercepted
+/// TLS, `http` for plain HTTP in the tunnel), whatever its Host header or h2
+/// `:authority` says.
 pub(super) fn into_tunnel_uri<B>(
     req: &mut Request<B>,
+    scheme: &Scheme,
     authority: &Authority,
 ) -> Result<(), ProxyError> {
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTPS);
+    parts.scheme = Some(scheme.clone());
     parts.authority = Some(authority.clone());
     parts.path_and_query = req
         .uri()

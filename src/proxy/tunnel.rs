@@ -1,22 +1,29 @@
-//! Tunnels: CONNECT (`HTTPS_PROXY` traffic) and HTTP/1.1 upgrades (WebSocket). A header cannot be added inside TLS that the sidecar
-//! does not terminate, so a CONNECT to a host that an intercepting route names is
-//! terminated with a minted certificate (`tls_intercept`) and the requests inside are
-//! proxied like plain ones; without `tls_intercept` it is refused with an explanation.
-//! Other CONNECTs follow `unmatched`: a blind tunnel, or 403 `no_route`. Tunnels close when
-//! either side closes, or after [`TUNNEL_IDLE_TIMEOUT`] without a byte either way.
+//! Tunnels: CONNECT (`HTTPS_PROXY` and `http_proxy` traffic) and HTTP/1.1 upgrades
+//! (WebSocket). A CONNECT to an authority that an intercepting route names is served:
+//! its first bytes decide how (SPEC §4, [`sniff`]). TLS is terminated with a minted
+//! certificate (`tls_intercept`); plain HTTP (h2c prior knowledge, as gRPC clients send
+//! through `http_proxy`, or HTTP/1.1) is served as it is. Either way the requests inside
+//! are proxied like plain ones, to the CONNECT's authority. A header cannot be added
+//! inside TLS that the sidecar does not terminate: without `tls_intercept`, a CONNECT to
+//! a routed host on 443 is refused with an explanation before the tunnel opens (443 is
+//! TLS by convention), and TLS arriving in a tunnel to any other port is closed and
+//! counted. Other CONNECTs follow `unmatched`: a blind tunnel (never looked into), or 403
+//! `no_route`. Blind tunnels close when either side closes, or after
+//! [`TUNNEL_IDLE_TIMEOUT`] without a byte either way; served tunnels keep the listener's
+//! `limits`.
 
 use super::guard;
-use crate::config::Unmatched;
+use super::sniff::{self, Protocol, Silent};
+use crate::config::{Config, Limits, Unmatched};
 use crate::error::{Body, ProxyError};
-use crate::metrics::TunnelKind;
+use crate::metrics::{TunnelKind, TunnelRefusal};
 use crate::route;
 use crate::runtime::{Runtime, Snapshot};
 use futures_util::future::BoxFuture;
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,18 +37,20 @@ const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A tunnel (or an upgraded connection) with no traffic either way for this long is closed.
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default port of plain http, for routes named by host without a port.
+const HTTP_DEFAULT_PORT: u16 = 80;
 
-/// Serves the requests inside an intercepted tunnel (the proxy's own lifecycle).
+/// Serves the requests inside a served tunnel (the proxy's own lifecycle).
 pub type Handler =
     Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
 
-/// Answers a CONNECT: intercepted (its requests served by the handler `inner` makes for
-/// the tunnel's authority), refused, or a blind tunnel.
+/// Answers a CONNECT: served (its requests handled by the handler `inner` makes for the
+/// tunnel's authority and the scheme they are proxied as), refused, or a blind tunnel.
 pub async fn connect(
     runtime: &Arc<Runtime>,
     snap: &Snapshot,
     req: Request<Incoming>,
-    inner: impl FnOnce(Arc<Runtime>, Authority) -> Handler,
+    inner: impl FnOnce(Arc<Runtime>, Authority, Scheme) -> Handler + Send + 'static,
 ) -> Result<Response<Body>, ProxyError> {
     let bad = |d: &str| ProxyError::BadRequest {
         detail: d.to_string(),
@@ -61,25 +70,37 @@ pub async fn connect(
         no_local: false,
     };
     guard::destination(host, port, own).await?;
-    if route::names_host(&snap.config.routes, host, port) {
-        let Some(interceptor) = &snap.interceptor else {
-            return Err(ProxyError::InterceptUnavailable {
-                detail: format!(
-                    "{host}:{port} is routed, but its traffic is TLS-encrypted and tls_intercept is not configured, so no header can be added; \
-                     send plain http:// through the proxy and let the route's upstream speak https, or configure tls_intercept"
-                ),
-            });
+    let routes = &snap.config.routes;
+    // Routed as `https://host:port` (TLS inside) or as `http://host:port` (plain inside).
+    let tls_routed = route::names_host(routes, host, port);
+    let plain_routed = route::names_host_by(routes, host, port, HTTP_DEFAULT_PORT);
+    if tls_routed || plain_routed {
+        let tls = match (&snap.interceptor, tls_routed) {
+            (Some(interceptor), true) => Some(interceptor.server_config(host).map_err(|e| {
+                ProxyError::UpstreamUnavailable {
+                    detail: format!("cannot intercept {host}: {e}"),
+                }
+            })?),
+            (None, true) if port == route::CONNECT_DEFAULT_PORT => {
+                return Err(ProxyError::InterceptUnavailable {
+                    detail: format!(
+                        "{host}:{port} is routed, but its traffic is TLS-encrypted and tls_intercept is not configured, so no header can be added; \
+                         send plain http:// through the proxy and let the route's upstream speak https, or configure tls_intercept"
+                    ),
+                });
+            }
+            _ => None,
         };
-        let tls = interceptor
-            .server_config(host)
-            .map_err(|e| ProxyError::UpstreamUnavailable {
-                detail: format!("cannot intercept {host}: {e}"),
-            })?;
+        let routed = Routed {
+            authority,
+            tls,
+            tls_routed,
+            config: snap.config.clone(),
+        };
         let runtime = runtime.clone();
-        let handler = inner(runtime.clone(), authority.clone());
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(upgraded) => intercept(&runtime, upgraded, tls, authority, handler).await,
+                Ok(upgraded) => serve_routed(&runtime, upgraded, routed, inner).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });
@@ -90,8 +111,7 @@ pub async fn connect(
             detail: format!("no route matches CONNECT {host}:{port}"),
         });
     }
-    let upstream = open_blind(runtime, snap, &authority).await?;
-    let _ = upstream.set_nodelay(true);
+    let upstream = open_blind(runtime, &snap.config, &authority).await?;
     let runtime = runtime.clone();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
@@ -105,18 +125,106 @@ pub async fn connect(
     Ok(established())
 }
 
+/// An accepted CONNECT to an authority some route names.
+struct Routed {
+    authority: Authority,
+    /// The minted certificate's server config, when TLS can be intercepted.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// A route names the authority as `https://` (else only as `http://`).
+    tls_routed: bool,
+    /// The config of the CONNECT's snapshot (limits, `unmatched`, `tunnel_ports`).
+    config: Arc<Config>,
+}
+
+/// Serves a routed tunnel by what its first bytes are (within `header_read_timeout`):
+/// plain HTTP as it is, TLS intercepted when it can be. TLS that cannot be intercepted
+/// is closed and counted; in a tunnel that only a plain-http route names it is
+/// unmatched traffic, so it follows `unmatched` (a blind tunnel or nothing).
+async fn serve_routed(
+    runtime: &Arc<Runtime>,
+    upgraded: hyper::upgrade::Upgraded,
+    routed: Routed,
+    inner: impl FnOnce(Arc<Runtime>, Authority, Scheme) -> Handler,
+) {
+    let started = Instant::now();
+    let Routed {
+        authority,
+        tls,
+        tls_routed,
+        config,
+    } = routed;
+    let (host, port) = (authority.host(), authority.port_u16());
+    let limits = &config.limits;
+    let (protocol, io) =
+        match sniff::sniff(TokioIo::new(upgraded), limits.header_read_timeout).await {
+            Ok(sniffed) => sniffed,
+            Err(Silent::TimedOut) => {
+                runtime
+                    .metrics
+                    .tunnel_refused(TunnelRefusal::HeaderReadTimeout);
+                tracing::debug!(
+                    host,
+                    port,
+                    "closing a tunnel that sent nothing within header_read_timeout"
+                );
+                return;
+            }
+            Err(Silent::Closed) => return,
+        };
+    match (protocol, tls) {
+        (Protocol::Http, _) => {
+            let _active = runtime.metrics.tunnel_opened(TunnelKind::Plaintext);
+            let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTP);
+            let limits = remaining(limits, started);
+            crate::listener::serve_inside(io, move |req| handler(req), &limits).await;
+        }
+        (Protocol::Tls, Some(tls)) => {
+            let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTPS);
+            intercept(runtime, io, tls, authority, handler, limits, started).await;
+        }
+        (Protocol::Tls, None) if tls_routed => {
+            runtime
+                .metrics
+                .tunnel_refused(TunnelRefusal::TlsNotIntercepted);
+            tracing::warn!(host, port, "closing a tunnel to a routed host: TLS arrived and tls_intercept is not configured, so no header can be added (send plain http://, or configure tls_intercept)");
+        }
+        (Protocol::Tls, None) if config.unmatched == Unmatched::Deny => {
+            runtime.metrics.tunnel_refused(TunnelRefusal::NoRoute);
+            tracing::debug!(host, port, "closing a tunnel: TLS arrived where only a plain-http route names the host, and unmatched is deny");
+        }
+        (Protocol::Tls, None) => match open_blind(runtime, &config, &authority).await {
+            Ok(upstream) => {
+                let _active = runtime.metrics.tunnel_opened(TunnelKind::Blind);
+                splice(io, upstream, TUNNEL_IDLE_TIMEOUT).await;
+            }
+            Err(e) => {
+                tracing::debug!(host, port, error = %e, "closing a tunnel that cannot be opened")
+            }
+        },
+    }
+}
+
+/// `limits` with what is left of `header_read_timeout` since `started` (the tunnel's
+/// protocol detection and handshake count towards the first request head).
+fn remaining(limits: &Limits, started: Instant) -> Limits {
+    Limits {
+        header_read_timeout: limits.header_read_timeout.saturating_sub(started.elapsed()),
+        ..limits.clone()
+    }
+}
+
 /// Connects a blind tunnel: only to `tunnel_ports`, never to the proxy itself, and on a
 /// shared listener never to loopback or link-local addresses (SPEC §4 Shared egress).
 /// There, every failure reads the same, so a refusal never tells an open port from a
 /// closed one.
 async fn open_blind(
     runtime: &Runtime,
-    snap: &Snapshot,
+    config: &Config,
     authority: &Authority,
 ) -> Result<TcpStream, ProxyError> {
     let (host, port) = (authority.host(), authority.port_u16().unwrap_or(443));
-    let shared = snap.config.shared_egress();
-    if !snap.config.tunnel_ports.allows(port) {
+    let shared = config.shared_egress();
+    if !config.tunnel_ports.allows(port) {
         return Err(ProxyError::DestinationForbidden {
             detail: format!("tunnels go only to tunnel_ports, not to port {port}"),
         });
@@ -152,7 +260,10 @@ async fn open_blind(
         }),
         Err(_) => Err(failed(String::new())),
         Ok(Err(e)) => Err(failed(format!("cannot connect to {authority}: {e}"))),
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
     }
 }
 
@@ -163,21 +274,21 @@ fn established() -> Response<Body> {
 }
 
 /// Terminates TLS on the app's side of the tunnel and serves the requests inside
-/// (HTTP/1.1 or h2, by ALPN) with `handler`.
-async fn intercept(
+/// (HTTP/1.1 or h2, by ALPN) with `handler`, under the listener's `limits` (the
+/// handshake counts towards the first request head, timed from `started`).
+async fn intercept<S>(
     runtime: &Runtime,
-    upgraded: hyper::upgrade::Upgraded,
+    stream: S,
     tls: Arc<rustls::ServerConfig>,
     authority: Authority,
     handler: Handler,
-) {
+    limits: &Limits,
+    started: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let stream = match tokio::time::timeout(
-        TLS_HANDSHAKE_TIMEOUT,
-        acceptor.accept(TokioIo::new(upgraded)),
-    )
-    .await
-    {
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             // Typically the app does not trust the CA yet: say so clearly.
@@ -187,25 +298,8 @@ async fn intercept(
         Err(_) => return,
     };
     let _active = runtime.metrics.tunnel_opened(TunnelKind::Intercepted);
-    let svc = service_fn(move |req| {
-        let fut = handler(req);
-        async move { Ok::<_, std::convert::Infallible>(fut.await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(TUNNEL_IDLE_TIMEOUT);
-    // HTTP/1.1 and h2 alike: the connection ends after TUNNEL_IDLE_TIMEOUT without traffic.
-    let (io, idle) = watched(stream, TUNNEL_IDLE_TIMEOUT);
-    tokio::select! {
-        r = builder.serve_connection_with_upgrades(TokioIo::new(io), svc) => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "intercepted connection ended with an error");
-            }
-        }
-        _ = idle => tracing::debug!("closing an idle intercepted tunnel"),
-    }
+    let limits = remaining(limits, started);
+    crate::listener::serve_inside(stream, move |req| handler(req), &limits).await;
 }
 
 /// Splices the app's and the upstream's sides of an accepted upgrade (after `101`).
