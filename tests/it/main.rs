@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod binary;
 mod client_auth;
+mod connect_plain;
 mod demo;
 mod forward;
 mod grants;
