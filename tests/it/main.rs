@@ -10,6 +10,7 @@ mod connect_plain;
 mod demo;
 mod forward;
 mod grants;
+mod grpc;
 mod hardening;
 mod intercept;
 mod lifecycle;
