@@ -159,7 +159,7 @@ pub enum TunnelKind {
 }
 
 /// Why a tunnel to a routed host was closed after its `200`, before anything was served.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TunnelRefusal {
     /// TLS arrived and `tls_intercept` is not configured: no header can be added.
     TlsNotIntercepted,

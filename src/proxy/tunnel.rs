@@ -171,36 +171,55 @@ async fn serve_routed(
             }
             Err(Silent::Closed) => return,
         };
-    match (protocol, tls) {
-        (Protocol::Http, _) => {
-            let _active = runtime.metrics.tunnel_opened(TunnelKind::Plaintext);
-            let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTP);
-            let limits = remaining(limits, started);
-            crate::listener::serve_inside(io, move |req| handler(req), &limits).await;
-        }
-        (Protocol::Tls, Some(tls)) => {
+    if protocol == Protocol::Http {
+        let _active = runtime.metrics.tunnel_opened(TunnelKind::Plaintext);
+        let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTP);
+        let limits = remaining(limits, started);
+        crate::listener::serve_inside(io, move |req| handler(req), &limits).await;
+        return;
+    }
+    match (tls, on_tls(tls_routed, config.unmatched)) {
+        (Some(tls), _) => {
             let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTPS);
             intercept(runtime, io, tls, authority, handler, limits, started).await;
         }
-        (Protocol::Tls, None) if tls_routed => {
-            runtime
-                .metrics
-                .tunnel_refused(TunnelRefusal::TlsNotIntercepted);
-            tracing::warn!(host, port, "closing a tunnel to a routed host: TLS arrived and tls_intercept is not configured, so no header can be added (send plain http://, or configure tls_intercept)");
-        }
-        (Protocol::Tls, None) if config.unmatched == Unmatched::Deny => {
-            runtime.metrics.tunnel_refused(TunnelRefusal::NoRoute);
-            tracing::debug!(host, port, "closing a tunnel: TLS arrived where only a plain-http route names the host, and unmatched is deny");
-        }
-        (Protocol::Tls, None) => match open_blind(runtime, &config, &authority).await {
-            Ok(upstream) => {
-                let _active = runtime.metrics.tunnel_opened(TunnelKind::Blind);
-                splice(io, upstream, TUNNEL_IDLE_TIMEOUT).await;
+        (None, TlsWithoutInterception::Refuse(why)) => {
+            runtime.metrics.tunnel_refused(why);
+            match why {
+                TunnelRefusal::TlsNotIntercepted => tracing::warn!(host, port, "closing a tunnel to a routed host: TLS arrived and tls_intercept is not configured, so no header can be added (send plain http://, or configure tls_intercept)"),
+                _ => tracing::debug!(host, port, "closing a tunnel: TLS arrived where only a plain-http route names the host, and unmatched is deny"),
             }
-            Err(e) => {
-                tracing::debug!(host, port, error = %e, "closing a tunnel that cannot be opened")
+        }
+        (None, TlsWithoutInterception::Blind) => {
+            match open_blind(runtime, &config, &authority).await {
+                Ok(upstream) => {
+                    let _active = runtime.metrics.tunnel_opened(TunnelKind::Blind);
+                    splice(io, upstream, TUNNEL_IDLE_TIMEOUT).await;
+                }
+                Err(e) => {
+                    tracing::debug!(host, port, error = %e, "closing a tunnel that cannot be opened")
+                }
             }
-        },
+        }
+    }
+}
+
+/// What becomes of TLS in a routed tunnel that cannot intercept it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsWithoutInterception {
+    Refuse(TunnelRefusal),
+    /// Unmatched traffic under `unmatched: forward`.
+    Blind,
+}
+
+/// TLS to an authority a route names as `https://` (`tls_routed`) cannot get its header
+/// without `tls_intercept`: closed. Where only a plain-http route names it (a pattern
+/// without a port, CONNECT to port 80), TLS is traffic no route selects: `unmatched`.
+fn on_tls(tls_routed: bool, unmatched: Unmatched) -> TlsWithoutInterception {
+    match (tls_routed, unmatched) {
+        (true, _) => TlsWithoutInterception::Refuse(TunnelRefusal::TlsNotIntercepted),
+        (false, Unmatched::Deny) => TlsWithoutInterception::Refuse(TunnelRefusal::NoRoute),
+        (false, Unmatched::Forward) => TlsWithoutInterception::Blind,
     }
 }
 
@@ -413,5 +432,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_that_cannot_be_intercepted_is_refused_unless_no_route_wanted_it() {
+        use TlsWithoutInterception::*;
+        let cases = [
+            (
+                true,
+                Unmatched::Forward,
+                Refuse(TunnelRefusal::TlsNotIntercepted),
+            ),
+            (
+                true,
+                Unmatched::Deny,
+                Refuse(TunnelRefusal::TlsNotIntercepted),
+            ),
+            (false, Unmatched::Deny, Refuse(TunnelRefusal::NoRoute)),
+            (false, Unmatched::Forward, Blind),
+        ];
+        for (tls_routed, unmatched, want) in cases {
+            assert_eq!(
+                on_tls(tls_routed, unmatched),
+                want,
+                "{tls_routed} {unmatched:?}"
+            );
+        }
     }
 }
