@@ -29,6 +29,7 @@ mod log;
 mod props;
 mod rewrite;
 mod sniff;
+mod splice;
 mod target;
 mod tunnel;
 mod unmatched;
