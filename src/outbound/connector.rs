@@ -110,6 +110,30 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// A raw tunnel to `target` (`host:port`) through `proxy`, for callers that splice bytes
+/// themselves rather than send requests (blind `CONNECT` tunnels of unmatched traffic):
+/// TCP to the proxy and its `CONNECT` answer, both within `timeout`.
+pub async fn tunnel_through(
+    proxy: &ProxyEndpoint,
+    target: &str,
+    timeout: Duration,
+) -> Result<TcpStream, TunnelError> {
+    let opened = async {
+        let tcp = TcpStream::connect(proxy.authority())
+            .await
+            .map_err(|e| TunnelError::unreachable(proxy, &e))?;
+        let _ = tcp.set_nodelay(true);
+        handshake(tcp, target, proxy).await
+    };
+    tokio::time::timeout(timeout, opened)
+        .await
+        .map_err(|_| TunnelError {
+            message: format!(
+                "the egress proxy {proxy} did not open a tunnel to {target} within {timeout:?}"
+            ),
+        })?
+}
+
 /// Why a connection through the egress proxy failed. Names the proxy by `host:port` and
 /// the destination, never the credentials; it has no source, so its text is the whole
 /// story a caller's "innermost cause" finds.
@@ -367,6 +391,30 @@ mod tests {
         )
         .await;
         assert!(got.unwrap_err().contains("has no credentials"));
+    }
+
+    #[tokio::test]
+    async fn a_raw_tunnel_for_blind_connects() {
+        let (addr, task) = answer_once(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+        let proxy = ProxyEndpoint::parse(&format!("http://u:p@{addr}")).unwrap();
+        let timeout = std::time::Duration::from_secs(5);
+        assert!(super::tunnel_through(&proxy, "db.example:5432", timeout)
+            .await
+            .is_ok());
+        let head = String::from_utf8(task.await.unwrap()).unwrap();
+        assert!(
+            head.starts_with("CONNECT db.example:5432 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // Nothing listens there any more.
+        let e = super::tunnel_through(&proxy, "db.example:5432", timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot connect to the egress proxy {addr}")),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-pub use connector::{Connector, Stream, TunnelError};
+pub use connector::{tunnel_through, Connector, Stream, TunnelError};
 pub use no_proxy::NoProxy;
 
 /// An HTTP proxy to go out through: where it listens, and the `Proxy-Authorization` its
@@ -85,42 +85,15 @@ impl ProxyEndpoint {
         let uri = format!("http://{authority}")
             .parse::<http::Uri>()
             .map_err(|_| format!("the proxy's host and port are not valid, {EXAMPLE}"))?;
-        let (user, password) = match userinfo {
-            None => (String::new(), String::new()),
+        let (auth, credentials) = match userinfo {
+            None => (None, String::new()),
             Some(u) => {
-                let (user, password) = u.split_once(':').unwrap_or((u, ""));
-                let decode = |s: &str| {
-                    percent_decode(s).ok_or_else(|| {
-                        "the proxy's user or password is not valid percent-encoded UTF-8 (write `@` as %40, `:` in a user as %3A)".to_string()
-                    })
-                };
-                (decode(user)?, decode(password)?)
+                let (header, credentials) = basic_auth(u)?;
+                (Some(header), credentials)
             }
         };
-        let auth = match userinfo {
-            None => None,
-            Some(_) => {
-                let encoded =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                let mut value =
-                    HeaderValue::try_from(format!("Basic {encoded}")).map_err(|_| {
-                        "the proxy's credentials cannot be sent in a header".to_string()
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
-        let identity = fingerprint(
-            [
-                authority.as_bytes(),
-                &[0],
-                user.as_bytes(),
-                &[0],
-                password.as_bytes(),
-            ]
-            .concat()
-            .as_slice(),
-        );
+        // `user:password` is what goes on the wire: equal text, equal credentials.
+        let identity = fingerprint(format!("{authority}\0{credentials}").as_bytes());
         Ok(ProxyEndpoint {
             authority,
             uri,
@@ -225,6 +198,23 @@ pub fn reqwest_proxy(egress: &Egress) -> Option<reqwest::Proxy> {
         Some(auth) => proxy.custom_http_auth(auth),
         None => proxy,
     })
+}
+
+/// `Basic base64(user:password)` (sensitive) for a URL's `userinfo`, and the decoded
+/// `user:password` it encodes.
+fn basic_auth(userinfo: &str) -> Result<(HeaderValue, String), String> {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |s: &str| {
+        percent_decode(s).ok_or_else(|| {
+            "the proxy's user or password is not valid percent-encoded UTF-8 (write `@` as %40, `:` in a user as %3A)".to_string()
+        })
+    };
+    let credentials = format!("{}:{}", decode(user)?, decode(password)?);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+        .map_err(|_| "the proxy's credentials cannot be sent in a header".to_string())?;
+    value.set_sensitive(true);
+    Ok((value, credentials))
 }
 
 /// RFC 3986 percent-decoding to UTF-8; `None` for a bad escape or bytes that are not

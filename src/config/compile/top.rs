@@ -250,10 +250,7 @@ impl Cx<'_> {
                 .map(String::as_str)
                 .collect()
         });
-        let provider_egress: BTreeMap<&str, &Egress> = providers
-            .iter()
-            .map(|p| (p.name.as_str(), &p.egress))
-            .collect();
+        let provider_egress = egress_by_provider(providers);
         let names = route::Names {
             providers: &provider_names,
             clients: client_names.as_ref(),
@@ -311,4 +308,12 @@ impl Cx<'_> {
         }
         routes
     }
+}
+
+/// Each provider's egress, which its routes inherit (SPEC §11).
+fn egress_by_provider(providers: &[Arc<ProviderConfig>]) -> BTreeMap<&str, &Egress> {
+    providers
+        .iter()
+        .map(|p| (p.name.as_str(), &p.egress))
+        .collect()
 }
