@@ -13,6 +13,7 @@ pub mod keys;
 pub mod listener;
 pub mod lru;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy;
 pub mod reload;
 pub mod route;

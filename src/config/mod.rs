@@ -33,6 +33,7 @@ mod units;
 
 use crate::intercept::Interceptor;
 use crate::keys::{ClientIdentity, SigningKey};
+use crate::outbound::Egress;
 use crate::secret::Secret;
 use http::{HeaderName, Method, StatusCode};
 use std::fmt;
@@ -80,6 +81,9 @@ pub struct Config {
     /// `admin_token_file`, and the token read from it when this config was compiled.
     pub admin_token_file: Option<PathBuf>,
     pub admin_token: Option<Secret>,
+    /// How traffic that matched no route goes out: the top-level `egress_proxy` and
+    /// `no_proxy` (SPEC §11).
+    pub egress: Egress,
     /// Things that are valid but probably not what the operator meant, each as
     /// `FILE:LINE:COLUMN: yaml.path: message` where it has a place in the file.
     pub warnings: Vec<String>,
@@ -108,6 +112,7 @@ impl fmt::Debug for Config {
             .field("server_names", &self.server_names)
             .field("admin_token_file", &self.admin_token_file)
             .field("admin_token", &self.admin_token)
+            .field("egress", &self.egress)
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -258,6 +263,9 @@ pub struct OAuthClient {
     pub extra_params: Vec<(String, String)>,
     /// Trust for the token endpoint, beside the system roots.
     pub ca_file: Option<PathBuf>,
+    /// How token requests go out: the provider's `egress_proxy` and `no_proxy`, each
+    /// else the top level's (SPEC §11).
+    pub egress: Egress,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -282,6 +290,9 @@ pub struct ProviderConfig {
     pub prefetch: bool,
     pub idle_timeout: Duration,
     pub expose_token: bool,
+    /// The provider's `egress_proxy` and `no_proxy`, each else the top level's: how its
+    /// token requests go out, and what its routes inherit (SPEC §11).
+    pub egress: Egress,
     /// What identifies this provider's token (built from `origin`).
     pub key: TokenKey,
 }
@@ -338,6 +349,9 @@ pub struct RouteConfig {
     pub allowed_origins: Vec<String>,
     /// `allow_http`: the token may travel over plain http to a non-loopback host.
     pub allow_http: bool,
+    /// How this route's upstream traffic goes out: its `egress_proxy` and `no_proxy`,
+    /// each else its provider's, else the top level's (SPEC §11).
+    pub egress: Egress,
 }
 
 impl RouteConfig {

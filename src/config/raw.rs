@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub tunnel_ports: Option<Vec<Text>>,
     pub server_names: Option<Vec<Text>>,
     pub admin_token_file: Option<Text>,
+    pub egress_proxy: Option<Text>,
+    pub no_proxy: Option<Vec<Text>>,
     /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
     /// only so that serde's field list knows the keys.
     #[allow(dead_code, reason = "read by parse, entry by entry")]
@@ -145,6 +147,8 @@ pub struct RawProvider {
     pub forward_subject_header: Option<bool>,
     pub refresh_token: Option<Text>,
     pub refresh_token_store: Option<Text>,
+    pub egress_proxy: Option<Text>,
+    pub no_proxy: Option<Vec<Text>>,
     // Keys of token sources that are specified (SPEC §3) but not built yet. They are
     // recognised so that `compile` can refuse them by name instead of "unknown field".
 }
@@ -187,6 +191,8 @@ pub struct RawRoute {
     pub clients: Option<Vec<Text>>,
     pub allowed_origins: Option<Vec<Text>>,
     pub allow_http: Option<bool>,
+    pub egress_proxy: Option<Text>,
+    pub no_proxy: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

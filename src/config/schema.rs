@@ -70,34 +70,14 @@ pub(super) const NOT_BUILT: &[(&str, &str, &str)] = &[
         "the shared token store (SPEC §9) is not built yet",
     ),
     (
-        "top level",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
-    ),
-    (
-        "top level",
-        "no_proxy",
-        "no_proxy (SPEC §11) is not built yet",
-    ),
-    (
         "providers.<name>",
         "dpop",
         "dpop (SPEC §10) is not built yet",
     ),
     (
-        "providers.<name>",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
-    ),
-    (
         "routes[]",
         "sign",
         "sign, HTTP message signatures (SPEC §10), is not built yet",
-    ),
-    (
-        "routes[]",
-        "egress_proxy",
-        "egress_proxy (SPEC §11) is not built yet",
     ),
 ];
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 /// (for `refresh_token` the configured token and the store, never the rotated one; for
 /// `token_exchange` all its settings), the token URL, the client id and secret, the
 /// client authentication (with its key material), scopes, audience, resource, extra
-/// parameters and `ca_file`. Secrets, key material and the values of extra parameters
+/// parameters, `ca_file` and the egress (`egress_proxy` with its credentials, and
+/// `no_proxy`), which the source's HTTP client is built with. Secrets, key material and the values of extra parameters
 /// are held as SHA-256 fingerprints, taken when the config was compiled, so a rotated key
 /// file gives a new key on the next reload. Settings that do not change the token
 /// (timeouts, retries, refresh margin, prefetch, idle timeout, `expose_token`) are not
@@ -54,6 +55,7 @@ struct ClientKey {
     resource: Option<String>,
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
+    egress: crate::outbound::Egress,
 }
 
 impl ClientKey {
@@ -75,6 +77,9 @@ impl ClientKey {
                 .collect(),
             // Trust for the IdP is part of the HTTP client a source is built with.
             ca_file: c.ca_file.clone(),
+            // So is the way out: a changed `egress_proxy` (or its credentials, kept only
+            // as a fingerprint) or `no_proxy` builds a new client, and so a new source.
+            egress: c.egress.clone(),
         }
     }
 }

@@ -259,6 +259,19 @@ async fn open_blind(
             },
             _ => e,
         })?;
+    if let Some(proxy) = config.egress.proxy_for(host) {
+        // SPEC §11: unmatched tunnels leave by the top-level egress proxy too; the proxy
+        // gets the name, so the address checked above is not pinned.
+        let target = format!("{host}:{port}");
+        return crate::outbound::tunnel_through(proxy, &target, TUNNEL_CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| ProxyError::UpstreamUnavailable {
+                detail: match shared {
+                    true => format!("cannot open a tunnel to {authority}"),
+                    false => e.to_string(),
+                },
+            });
+    }
     let connecting = async {
         match checked {
             Some(addr) => TcpStream::connect(addr).await,

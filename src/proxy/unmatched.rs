@@ -61,7 +61,10 @@ pub(super) async fn forward(
                 }
                 other => other,
             })?;
-        if let Some(checked) = checked {
+        // Through the egress proxy (SPEC §11), the proxy connects: it gets the name, and
+        // the check above has refused what must not be reached whatever it resolves to.
+        let proxied = snap.config.egress.proxy_for(h).is_some();
+        if let (Some(checked), false) = (checked, proxied) {
             dest.uri = pinned(&dest.uri, checked);
         }
     }

@@ -131,7 +131,15 @@ fn build(
                     r.name, r.provider
                 ))
             })?;
-        let client = |protocol| client(pools, r.ca_file.as_ref(), r.connect_timeout, protocol);
+        let client = |protocol| {
+            client(
+                pools,
+                r.ca_file.as_ref(),
+                r.connect_timeout,
+                protocol,
+                &r.egress,
+            )
+        };
         routes.push(RouteRuntime {
             config: r.clone(),
             tokens,
@@ -141,7 +149,14 @@ fn build(
             metrics: Arc::new(RouteMetrics::default()),
         });
     }
-    let default_client = client(pools, None, Duration::from_secs(5), Protocol::Auto)?;
+    // Unmatched traffic is upstream traffic too: it leaves by the top-level egress.
+    let default_client = client(
+        pools,
+        None,
+        Duration::from_secs(5),
+        Protocol::Auto,
+        &config.egress,
+    )?;
     let interceptor = config.tls_intercept.clone();
 
     // Everything is built: now apply.
@@ -203,9 +218,10 @@ fn client(
     ca_file: Option<&std::path::PathBuf>,
     connect_timeout: Duration,
     protocol: Protocol,
+    egress: &crate::outbound::Egress,
 ) -> Result<Client, SetupError> {
     pools
-        .client(ca_file, connect_timeout, protocol)
+        .client(ca_file, connect_timeout, protocol, egress)
         .map_err(SetupError)
 }
 

@@ -69,8 +69,8 @@ pub enum FailureKind {
 }
 
 impl IdpClient {
-    /// The client of `provider` for `client`: its TLS settings, client certificate and
-    /// assertion signer.
+    /// The client of `provider` for `client`: its TLS settings, client certificate,
+    /// assertion signer and egress proxy.
     pub fn new(provider: &str, client: Arc<OAuthClient>) -> Result<Self, String> {
         // Keys were loaded when the config was compiled.
         let identity = match &client.client_auth {
@@ -88,15 +88,22 @@ impl IdpClient {
             &[b"h2", b"http/1.1"],
             identity,
         )?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             // The config from `trust`, as for upstreams: reqwest loads no roots of its own.
             // A rustls version other than reqwest's would fail here, not fall back.
             .tls_backend_preconfigured(tls)
             // A redirect could carry the client secret to another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             // The sidecar may itself be the app's HTTP_PROXY: never send IdP calls there.
+            // No proxy from the environment either: only the configured egress_proxy.
             .no_proxy()
-            .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")));
+        // SPEC §11: the provider's egress_proxy (after `no_proxy()`, which clears the
+        // list); its `no_proxy` is decided per token URL by `outbound`.
+        if let Some(proxy) = crate::outbound::reqwest_proxy(&client.egress) {
+            http = http.proxy(proxy);
+        }
+        let http = http
             .build()
             .map_err(|e| format!("cannot build the HTTP client for provider {provider}: {e}"))?;
         Ok(Self {

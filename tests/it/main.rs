@@ -8,6 +8,7 @@ mod binary;
 mod client_auth;
 mod connect_plain;
 mod demo;
+mod egress_proxy;
 mod forward;
 mod grants;
 mod grpc;

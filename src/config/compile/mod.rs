@@ -4,13 +4,15 @@
 //! One step per part of the file, each a method of [`Cx`], which collects the problems:
 //! `top` (listeners, log, `tls_intercept`, the lists), `provider` (an OAuth2 provider),
 //! `static_file`, `grant` (`grant_type` and its keys), `auth` (`client_auth` and its keys,
-//! where key material is loaded) and `route`. This file holds the shared value checks.
+//! where key material is loaded), `route` and `outbound` (`egress_proxy`, `no_proxy` at
+//! every level, and which level wins). This file holds the shared value checks.
 
 mod advice;
 mod auth;
 mod egress;
 mod grant;
 mod method;
+mod outbound;
 mod provider;
 mod route;
 mod static_file;

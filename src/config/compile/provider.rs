@@ -1,5 +1,7 @@
 //! Validation of one `providers.<name>` entry.
 
+use crate::outbound::Egress;
+
 use super::{
     is_loopback_host, Arc, Cx, Duration, Grant, Keyword, OAuthClient, ProviderConfig, RawProvider,
     Retries, Secret, Text, TokenKey, TokenOrigin, YamlPath,
@@ -34,6 +36,7 @@ impl Cx<'_> {
         path: &YamlPath,
         name: &str,
         raw: &RawProvider,
+        top_egress: &Egress,
     ) -> Option<ProviderConfig> {
         let before = self.problems.len();
         if !valid_name(name) {
@@ -49,10 +52,14 @@ impl Cx<'_> {
             Keyword::Known(kind) | Keyword::Invalid(Some(kind)) => kind,
             Keyword::Invalid(None) => return None,
         };
+        // SPEC §11: how its token requests go out, and what its routes inherit.
+        let egress = self
+            .outbound(path, &raw.egress_proxy, &raw.no_proxy)
+            .over(top_egress);
         if kind_name == "static_file" {
-            return self.static_file_provider(path, name, raw, before);
+            return self.static_file_provider(path, name, raw, egress, before);
         }
-        self.oauth_provider(path, name, raw, kind_name == "azure_ad", before)
+        self.oauth_provider(path, name, raw, kind_name == "azure_ad", egress, before)
     }
 
     /// An OAuth2 token endpoint: `kind: oauth2` (the default) or `azure_ad`. `before` is
@@ -63,6 +70,7 @@ impl Cx<'_> {
         name: &str,
         raw: &RawProvider,
         azure: bool,
+        egress: Egress,
         before: usize,
     ) -> Option<ProviderConfig> {
         let token_url = self.provider_token_url(path, raw, azure);
@@ -109,6 +117,7 @@ impl Cx<'_> {
             resource: params.resource,
             extra_params: params.extra_params,
             ca_file,
+            egress: egress.clone(),
         };
         let origin = TokenOrigin::OAuth(Arc::new(client));
         Some(ProviderConfig {
@@ -121,6 +130,7 @@ impl Cx<'_> {
             prefetch: raw.prefetch.unwrap_or(false),
             idle_timeout,
             expose_token: raw.expose_token.unwrap_or(false),
+            egress,
         })
     }
 

@@ -4,7 +4,8 @@ use super::{
     parse_host_pattern, parse_size, Cx, Duration, HeaderName, HostPattern, Method, OnTokenError,
     RawRoute, RouteConfig, StatusCode, Text, Upstream, YamlPath,
 };
-use std::collections::BTreeSet;
+use crate::outbound::Egress;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Headers a route may not inject: they frame or address the request itself.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -25,6 +26,10 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 pub(super) struct Names<'a> {
     pub providers: &'a BTreeSet<&'a str>,
     pub clients: Option<&'a BTreeSet<&'a str>>,
+    /// The egress of each provider that compiled (SPEC §11), which its routes inherit.
+    pub egress: &'a BTreeMap<&'a str, &'a Egress>,
+    /// The top level's, for a route whose provider did not compile.
+    pub top_egress: &'a Egress,
 }
 
 impl Cx<'_> {
@@ -67,6 +72,13 @@ impl Cx<'_> {
             &raw.upstream_timeout,
             Duration::from_secs(60),
         );
+        let inherited = provider
+            .as_deref()
+            .and_then(|p| names.egress.get(p).copied())
+            .unwrap_or(names.top_egress);
+        let egress = self
+            .outbound(path, &raw.egress_proxy, &raw.no_proxy)
+            .over(inherited);
         if self.problems.len() > before {
             return (name, None);
         }
@@ -95,6 +107,7 @@ impl Cx<'_> {
             clients,
             allowed_origins,
             allow_http: raw.allow_http.unwrap_or(false),
+            egress,
         };
         (Some(name), Some(route))
     }

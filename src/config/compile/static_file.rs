@@ -11,6 +11,7 @@ impl Cx<'_> {
         path: &YamlPath,
         name: &str,
         raw: &RawProvider,
+        egress: crate::outbound::Egress,
         before: usize,
     ) -> Option<ProviderConfig> {
         let file = self.required(
@@ -43,6 +44,8 @@ impl Cx<'_> {
             prefetch: raw.prefetch.unwrap_or(false),
             idle_timeout,
             expose_token: raw.expose_token.unwrap_or(false),
+            // Fetches nothing over the network; its routes inherit it.
+            egress,
         })
     }
 

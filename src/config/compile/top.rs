@@ -7,6 +7,7 @@ use super::{
     YamlPath, DEFAULT_LISTEN,
 };
 use crate::intercept::{InterceptConfig, Interceptor};
+use crate::outbound::Egress;
 use std::collections::BTreeMap;
 
 impl Cx<'_> {
@@ -53,8 +54,12 @@ impl Cx<'_> {
             .tls_intercept
             .as_ref()
             .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
-        let providers = self.providers(&root.key("providers"), &parsed);
-        let routes = self.routes(&root.key("routes"), &parsed);
+        // SPEC §11: the top level's way out, which providers and then routes inherit.
+        let top_egress = self
+            .outbound(&root, &raw.egress_proxy, &raw.no_proxy)
+            .over(&Egress::direct());
+        let providers = self.providers(&root.key("providers"), &parsed, &top_egress);
+        let routes = self.routes(&root.key("routes"), &parsed, &top_egress, &providers);
         let egress = self.egress(&parsed, shared);
         let config = Config {
             source: source.to_path_buf(),
@@ -74,6 +79,7 @@ impl Cx<'_> {
             server_names: egress.server_names,
             admin_token_file: egress.admin_token_file,
             admin_token: egress.admin_token,
+            egress: top_egress,
             warnings: Vec::new(),
         };
         self.advise(&config);
@@ -185,12 +191,20 @@ impl Cx<'_> {
         }
     }
 
-    /// Every provider, sorted by name.
-    fn providers(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<ProviderConfig>> {
+    /// Every provider, sorted by name; each inherits `egress` where it sets nothing.
+    fn providers(
+        &mut self,
+        path: &YamlPath,
+        parsed: &Parsed,
+        egress: &Egress,
+    ) -> Vec<Arc<ProviderConfig>> {
         parsed
             .providers
             .iter()
-            .filter_map(|(name, p)| self.provider(&path.key(name), name, p).map(Arc::new))
+            .filter_map(|(name, p)| {
+                self.provider(&path.key(name), name, p, egress)
+                    .map(Arc::new)
+            })
             .collect()
     }
 
@@ -214,7 +228,14 @@ impl Cx<'_> {
     }
 
     /// Every route, in file order, with a warning for each one an earlier route shadows.
-    fn routes(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<RouteConfig>> {
+    /// A route inherits its provider's egress (else `egress`, the top level's).
+    fn routes(
+        &mut self,
+        path: &YamlPath,
+        parsed: &Parsed,
+        egress: &Egress,
+        providers: &[Arc<ProviderConfig>],
+    ) -> Vec<Arc<RouteConfig>> {
         // Providers and clients that did not parse still count: a route naming one is not
         // flagged.
         let provider_names: BTreeSet<&str> = parsed
@@ -229,9 +250,12 @@ impl Cx<'_> {
                 .map(String::as_str)
                 .collect()
         });
+        let provider_egress = egress_by_provider(providers);
         let names = route::Names {
             providers: &provider_names,
             clients: client_names.as_ref(),
+            egress: &provider_egress,
+            top_egress: egress,
         };
         // Each name with the route that has it, and whether it was written.
         let mut route_names: BTreeMap<String, (usize, bool)> = BTreeMap::new();
@@ -284,4 +308,12 @@ impl Cx<'_> {
         }
         routes
     }
+}
+
+/// Each provider's egress, which its routes inherit (SPEC §11).
+fn egress_by_provider(providers: &[Arc<ProviderConfig>]) -> BTreeMap<&str, &Egress> {
+    providers
+        .iter()
+        .map(|p| (p.name.as_str(), &p.egress))
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! In-process fakes and harnesses, all on loopback port 0.
 
+pub mod corp_proxy;
 pub mod fake_idp;
 pub mod fake_upstream;
 pub mod redis;
