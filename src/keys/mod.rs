@@ -366,4 +366,4 @@ fn material_fingerprint(parts: &[&[u8]]) -> Fingerprint {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
