@@ -34,6 +34,7 @@ mod units;
 use crate::intercept::Interceptor;
 use crate::keys::{ClientIdentity, SigningKey};
 use crate::secret::Secret;
+use crate::sender::{DpopKey, NonceCell, Nonces, Signer};
 use http::{HeaderName, Method, StatusCode};
 use std::fmt;
 use std::net::SocketAddr;
@@ -258,6 +259,28 @@ pub struct OAuthClient {
     pub extra_params: Vec<(String, String)>,
     /// Trust for the token endpoint, beside the system roots.
     pub ca_file: Option<PathBuf>,
+    /// `dpop`: token requests carry proofs, and the token must come back as `DPoP`.
+    pub dpop: Option<Arc<Dpop>>,
+}
+
+/// A provider's `dpop` (SPEC §10, RFC 9449): its key, loaded once, and the IdP's latest
+/// nonce. The nonce is state, kept here because it belongs to this key and this token
+/// endpoint: a reload that changes neither keeps the token source, and with it this.
+#[derive(Debug)]
+pub struct Dpop {
+    pub key_file: PathBuf,
+    pub key: Arc<DpopKey>,
+    /// The token endpoint's latest `DPoP-Nonce`.
+    pub idp_nonce: NonceCell,
+}
+
+/// What a route whose provider has `dpop` needs per request: the provider's key and each
+/// upstream's latest nonce (kept per snapshot: a reload starts without nonces, and the
+/// upstream asks again).
+#[derive(Debug)]
+pub struct RouteDpop {
+    pub key: Arc<DpopKey>,
+    pub nonces: Nonces,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -338,6 +361,10 @@ pub struct RouteConfig {
     pub allowed_origins: Vec<String>,
     /// `allow_http`: the token may travel over plain http to a non-loopback host.
     pub allow_http: bool,
+    /// The provider's `dpop`: every request gets a fresh proof (SPEC §10).
+    pub dpop: Option<Arc<RouteDpop>>,
+    /// `sign`: HTTP message signatures (SPEC §10).
+    pub sign: Option<Arc<Signer>>,
 }
 
 impl RouteConfig {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 /// (for `refresh_token` the configured token and the store, never the rotated one; for
 /// `token_exchange` all its settings), the token URL, the client id and secret, the
 /// client authentication (with its key material), scopes, audience, resource, extra
-/// parameters and `ca_file`. Secrets, key material and the values of extra parameters
+/// parameters, `ca_file` and the `dpop` key (a token is bound to it: a new key needs a
+/// new token). Secrets, key material and the values of extra parameters
 /// are held as SHA-256 fingerprints, taken when the config was compiled, so a rotated key
 /// file gives a new key on the next reload. Settings that do not change the token
 /// (timeouts, retries, refresh margin, prefetch, idle timeout, `expose_token`) are not
@@ -54,6 +55,8 @@ struct ClientKey {
     resource: Option<String>,
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
+    /// The DPoP key file, algorithm and material.
+    dpop: Option<(PathBuf, SigningAlg, Digest)>,
 }
 
 impl ClientKey {
@@ -75,6 +78,10 @@ impl ClientKey {
                 .collect(),
             // Trust for the IdP is part of the HTTP client a source is built with.
             ca_file: c.ca_file.clone(),
+            dpop: c
+                .dpop
+                .as_ref()
+                .map(|d| (d.key_file.clone(), d.key.alg(), Digest(d.key.fingerprint()))),
         }
     }
 }

@@ -8,11 +8,13 @@
 
 mod advice;
 mod auth;
+mod dpop;
 mod egress;
 mod grant;
 mod method;
 mod provider;
 mod route;
+mod sign;
 mod static_file;
 mod top;
 
@@ -358,5 +360,7 @@ mod tests_egress;
 mod tests_example;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_sender;
 #[cfg(test)]
 mod tests_validate;

@@ -54,7 +54,7 @@ impl Cx<'_> {
             .as_ref()
             .and_then(|t| self.tls_intercept(&root.key("tls_intercept"), t));
         let providers = self.providers(&root.key("providers"), &parsed);
-        let routes = self.routes(&root.key("routes"), &parsed);
+        let routes = self.routes(&root.key("routes"), &parsed, &providers);
         let egress = self.egress(&parsed, shared);
         let config = Config {
             source: source.to_path_buf(),
@@ -214,7 +214,12 @@ impl Cx<'_> {
     }
 
     /// Every route, in file order, with a warning for each one an earlier route shadows.
-    fn routes(&mut self, path: &YamlPath, parsed: &Parsed) -> Vec<Arc<RouteConfig>> {
+    fn routes(
+        &mut self,
+        path: &YamlPath,
+        parsed: &Parsed,
+        providers: &[Arc<ProviderConfig>],
+    ) -> Vec<Arc<RouteConfig>> {
         // Providers and clients that did not parse still count: a route naming one is not
         // flagged.
         let provider_names: BTreeSet<&str> = parsed
@@ -229,9 +234,17 @@ impl Cx<'_> {
                 .map(String::as_str)
                 .collect()
         });
+        let dpop = providers
+            .iter()
+            .filter_map(|p| {
+                let d = p.origin.oauth()?.dpop.as_ref()?;
+                Some((p.name.as_str(), d.key.clone()))
+            })
+            .collect();
         let names = route::Names {
             providers: &provider_names,
             clients: client_names.as_ref(),
+            dpop: &dpop,
         };
         // Each name with the route that has it, and whether it was written.
         let mut route_names: BTreeMap<String, (usize, bool)> = BTreeMap::new();
