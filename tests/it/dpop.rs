@@ -48,7 +48,10 @@ async fn the_nonce_dances_with_idp_and_api_end_in_one_token() {
     assert_eq!(idp_proofs[1].claims["htm"], "POST");
     let token = idp.issued()[0].clone();
     let jkt = jose::thumbprint(&idp_proofs[1].header["jwk"]).unwrap();
-    assert_eq!(jose::token_claims(&token).unwrap()["cnf"]["jkt"], jkt.as_str());
+    assert_eq!(
+        jose::token_claims(&token).unwrap()["cnf"]["jkt"],
+        jkt.as_str()
+    );
     // The API: challenged once, then took the same token with a new proof and the nonce.
     let seen = api.seen();
     assert_eq!(seen.len(), 2);
@@ -58,9 +61,16 @@ async fn the_nonce_dances_with_idp_and_api_end_in_one_token() {
     assert_eq!(proofs.len(), 2);
     assert!(proofs[0].claims.get("nonce").is_none());
     assert_eq!(proofs[1].claims["nonce"], "api-n1");
-    assert_ne!(proofs[0].claims["jti"], proofs[1].claims["jti"], "a fresh proof for the replay");
+    assert_ne!(
+        proofs[0].claims["jti"], proofs[1].claims["jti"],
+        "a fresh proof for the replay"
+    );
     let htu = format!("{}/api/items", api.url());
-    assert_eq!(proofs[1].claims["htu"], htu.as_str(), "no query, no fragment");
+    assert_eq!(
+        proofs[1].claims["htu"],
+        htu.as_str(),
+        "no query, no fragment"
+    );
     assert_eq!(proofs[1].claims["htm"], "POST");
     assert_eq!(proofs[1].claims["ath"], jose::ath(&token).as_str());
     assert_eq!(proofs[1].header["alg"], "ES256");
@@ -119,10 +129,23 @@ async fn a_bearer_token_for_a_dpop_provider_is_an_invalid_response() {
     let sc = TestSidecar::start(&config(&idp, &api, &key.path, "ES256")).await;
     let resp = direct_client().get(sc.url("/api/x")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
-    assert_eq!(resp.headers()["x-token-sidecar-error"], "token_invalid_response");
+    assert_eq!(
+        resp.headers()["x-token-sidecar-error"],
+        "token_invalid_response"
+    );
     let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("token_type Bearer, not DPoP"), "{body}");
-    assert_eq!(idp.requests(), 1, "not retried: asking again gives the same answer");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("token_type Bearer, not DPoP"),
+        "{body}"
+    );
+    assert_eq!(
+        idp.requests(),
+        1,
+        "not retried: asking again gives the same answer"
+    );
     assert!(api.seen().is_empty());
     sc.stop().await;
 }
@@ -180,7 +203,10 @@ fn the_test_verifier_accepts_the_rfc9449_example_proof() {
     let proof = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIjoiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA";
     let (header, claims) = verify_with_embedded_jwk(proof).unwrap();
     assert_eq!(header["typ"], "dpop+jwt");
-    assert_eq!(claims["htu"], "https://resource.example.org/protectedresource");
+    assert_eq!(
+        claims["htu"],
+        "https://resource.example.org/protectedresource"
+    );
     assert_eq!(
         claims["ath"],
         jose::ath("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU").as_str()

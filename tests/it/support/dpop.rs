@@ -85,8 +85,10 @@ fn reply(status: u16, headers: &[(&str, String)], text: String) -> Response<Test
     let mut resp = Response::new(body(text));
     *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
     for (k, v) in headers {
-        resp.headers_mut()
-            .insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        resp.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     resp
 }
@@ -248,11 +250,7 @@ impl DpopApi {
         })
         .await;
         *port.lock().unwrap() = addr.port();
-        DpopApi {
-            addr,
-            checks,
-            seen,
-        }
+        DpopApi { addr, checks, seen }
     }
 
     pub fn url(&self) -> String {
@@ -296,7 +294,9 @@ fn check(checks: &Checks, req: &Request<Incoming>, auth: &str, htu: &str) -> Res
         return Err(Refusal::Invalid("the token is bound to another key".into()));
     }
     if !checks.nonce_ok(&proof) {
-        return Err(Refusal::Nonce(checks.nonce.lock().unwrap().clone().unwrap()));
+        return Err(Refusal::Nonce(
+            checks.nonce.lock().unwrap().clone().unwrap(),
+        ));
     }
     Ok(())
 }

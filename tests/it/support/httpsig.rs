@@ -9,6 +9,7 @@ use http::HeaderMap;
 use ring::signature::{self, UnparsedPublicKey};
 
 /// The key a signature is checked with.
+#[derive(Clone, Copy)]
 pub enum VerifyKey<'a> {
     Ed25519(&'a [u8]),
     P256(&'a [u8]),
@@ -48,8 +49,9 @@ pub struct Verified {
     pub base: String,
 }
 
-/// Verifies the signature `label` of `req` with `key`; also checks `Content-Digest`
-/// (sha-256) against the body when the request has one.
+/// Verifies the signature `label` of `req` with `key`; also checks a sha-256
+/// `Content-Digest` against the body (digests of other algorithms are ignored, as RFC
+/// 9530 §2 lets a recipient do).
 pub fn verify(req: &Received<'_>, label: &str, key: VerifyKey<'_>) -> Result<Verified, String> {
     let input = header(req.headers, "signature-input")?;
     let params = input
@@ -66,7 +68,9 @@ pub fn verify(req: &Received<'_>, label: &str, key: VerifyKey<'_>) -> Result<Ver
         base: String::new(),
     };
     for param in rest.split(';').filter(|p| !p.is_empty()) {
-        let (k, val) = param.split_once('=').ok_or(format!("bad parameter {param}"))?;
+        let (k, val) = param
+            .split_once('=')
+            .ok_or(format!("bad parameter {param}"))?;
         let text = val.trim_matches('"').to_string();
         match k {
             "created" => v.created = Some(val.parse().map_err(|_| "created")?),
@@ -87,7 +91,9 @@ pub fn verify(req: &Received<'_>, label: &str, key: VerifyKey<'_>) -> Result<Ver
         .strip_prefix(&format!("{label}=:"))
         .and_then(|s| s.strip_suffix(':'))
         .ok_or(format!("no {label} in Signature: {sig}"))?;
-    let sig = STANDARD.decode(b64).map_err(|_| "signature is not base64")?;
+    let sig = STANDARD
+        .decode(b64)
+        .map_err(|_| "signature is not base64")?;
     let ok = match key {
         VerifyKey::Ed25519(k) => {
             UnparsedPublicKey::new(&signature::ED25519, k).verify(base.as_bytes(), &sig)
@@ -106,13 +112,19 @@ pub fn verify(req: &Received<'_>, label: &str, key: VerifyKey<'_>) -> Result<Ver
         ),
     };
     ok.map_err(|_| format!("the signature does not verify over:\n{base}"))?;
-    if let Some(digest) = req.headers.get("content-digest") {
+    let sha256 = req
+        .headers
+        .get("content-digest")
+        .filter(|d| d.as_bytes().starts_with(b"sha-256="));
+    if let Some(digest) = sha256 {
         let want = format!(
             "sha-256=:{}:",
             STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, req.body))
         );
         if digest.to_str().ok() != Some(want.as_str()) {
-            return Err(format!("Content-Digest {digest:?} is not the body's {want}"));
+            return Err(format!(
+                "Content-Digest {digest:?} is not the body's {want}"
+            ));
         }
     }
     v.base = base;
@@ -122,7 +134,10 @@ pub fn verify(req: &Received<'_>, label: &str, key: VerifyKey<'_>) -> Result<Ver
 fn header(headers: &HeaderMap, name: &str) -> Result<String, String> {
     let all: Vec<_> = headers.get_all(name).iter().collect();
     match all[..] {
-        [one] => Ok(one.to_str().map_err(|_| format!("{name} is not text"))?.to_string()),
+        [one] => Ok(one
+            .to_str()
+            .map_err(|_| format!("{name} is not text"))?
+            .to_string()),
         _ => Err(format!("{} {name} headers", all.len())),
     }
 }
@@ -169,7 +184,9 @@ fn value(req: &Received<'_>, component: &str) -> Result<String, String> {
                 .collect::<Result<_, _>>()
                 .map_err(|_| format!("{field} is not ASCII"))?;
             if values.is_empty() {
-                return Err(format!("the signature covers {field}, which the request lacks"));
+                return Err(format!(
+                    "the signature covers {field}, which the request lacks"
+                ));
             }
             values.join(", ")
         }

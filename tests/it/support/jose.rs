@@ -41,9 +41,11 @@ pub fn thumbprint(jwk: &Value) -> Result<String, String> {
         Some("OKP") => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, s("crv")?, s("x")?),
         other => return Err(format!("unknown kty {other:?}")),
     };
-    Ok(b64(
-        ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
-    ))
+    Ok(b64(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    )
+    .as_ref()))
 }
 
 /// Verifies a compact JWS signed with the key in its own `jwk` header (a DPoP proof)
