@@ -27,6 +27,7 @@ mod parse;
 mod props;
 pub(crate) mod raw;
 mod schema;
+mod sender;
 mod suggest;
 mod token_key;
 mod units;
@@ -34,7 +35,7 @@ mod units;
 use crate::intercept::Interceptor;
 use crate::keys::{ClientIdentity, SigningKey};
 use crate::secret::Secret;
-use crate::sender::{DpopKey, NonceCell, Nonces, Signer};
+use crate::sender::Signer;
 use http::{HeaderName, Method, StatusCode};
 use std::fmt;
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub use host::{
 };
 pub use locate::YamlPath;
 pub use schema::RESTART_ONLY;
+pub use sender::{Dpop, RouteDpop};
 pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -261,26 +263,6 @@ pub struct OAuthClient {
     pub ca_file: Option<PathBuf>,
     /// `dpop`: token requests carry proofs, and the token must come back as `DPoP`.
     pub dpop: Option<Arc<Dpop>>,
-}
-
-/// A provider's `dpop` (SPEC §10, RFC 9449): its key, loaded once, and the IdP's latest
-/// nonce. The nonce is state, kept here because it belongs to this key and this token
-/// endpoint: a reload that changes neither keeps the token source, and with it this.
-#[derive(Debug)]
-pub struct Dpop {
-    pub key_file: PathBuf,
-    pub key: Arc<DpopKey>,
-    /// The token endpoint's latest `DPoP-Nonce`.
-    pub idp_nonce: NonceCell,
-}
-
-/// What a route whose provider has `dpop` needs per request: the provider's key and each
-/// upstream's latest nonce (kept per snapshot: a reload starts without nonces, and the
-/// upstream asks again).
-#[derive(Debug)]
-pub struct RouteDpop {
-    pub key: Arc<DpopKey>,
-    pub nonces: Nonces,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

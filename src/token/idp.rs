@@ -158,13 +158,7 @@ impl IdpClient {
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
-        // The nonce the proof carries, if any.
-        let mut sent_nonce = None;
-        if let Some(dpop) = &cfg.dpop {
-            sent_nonce = dpop.idp_nonce.get();
-            let proof = token_request_proof(dpop, &cfg.token_url, sent_nonce.as_deref())?;
-            req = req.header("dpop", proof);
-        }
+        let (req, sent_nonce) = with_proof(req, cfg)?;
         let assertion = self.assertion().await?;
         // Everything this request carries, to be cut out of whatever text comes back.
         let secrets = request_secrets(cfg, grant, assertion.as_ref());
@@ -247,6 +241,19 @@ enum Answer {
     /// A DPoP IdP refused the proof for want of a nonce and sent one (its refusal, for
     /// when asking again does not help).
     UseNonce(Failure),
+}
+
+/// `req` with a DPoP proof when the client has `dpop`, and the nonce the proof carries.
+fn with_proof(
+    req: reqwest::RequestBuilder,
+    cfg: &OAuthClient,
+) -> Result<(reqwest::RequestBuilder, Option<std::sync::Arc<String>>), Failure> {
+    let Some(dpop) = &cfg.dpop else {
+        return Ok((req, None));
+    };
+    let nonce = dpop.idp_nonce.get();
+    let proof = token_request_proof(dpop, &cfg.token_url, nonce.as_deref())?;
+    Ok((req.header("dpop", proof), nonce))
 }
 
 /// A DPoP proof for a token request: `POST` to the token URL without query and fragment,

@@ -234,13 +234,7 @@ impl Cx<'_> {
                 .map(String::as_str)
                 .collect()
         });
-        let dpop = providers
-            .iter()
-            .filter_map(|p| {
-                let d = p.origin.oauth()?.dpop.as_ref()?;
-                Some((p.name.as_str(), d.key.clone()))
-            })
-            .collect();
+        let dpop = dpop_keys(providers);
         let names = route::Names {
             providers: &provider_names,
             clients: client_names.as_ref(),
@@ -297,4 +291,15 @@ impl Cx<'_> {
         }
         routes
     }
+}
+
+/// The DPoP key of each provider that has `dpop`, by provider name.
+fn dpop_keys(providers: &[Arc<ProviderConfig>]) -> BTreeMap<&str, Arc<crate::sender::DpopKey>> {
+    providers
+        .iter()
+        .filter_map(|p| {
+            let d = p.origin.oauth()?.dpop.as_ref()?;
+            Some((p.name.as_str(), d.key.clone()))
+        })
+        .collect()
 }
