@@ -19,6 +19,7 @@ pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod secret;
+pub mod sender;
 pub mod sidecar;
 pub mod store;
 pub mod token;

@@ -27,6 +27,7 @@ mod parse;
 mod props;
 pub(crate) mod raw;
 mod schema;
+mod sender;
 mod suggest;
 mod token_key;
 mod units;
@@ -35,6 +36,7 @@ use crate::intercept::Interceptor;
 use crate::keys::{ClientIdentity, SigningKey};
 use crate::outbound::Egress;
 use crate::secret::Secret;
+use crate::sender::Signer;
 use http::{HeaderName, Method, StatusCode};
 use std::fmt;
 use std::net::SocketAddr;
@@ -49,6 +51,7 @@ pub use host::{
 };
 pub use locate::YamlPath;
 pub use schema::RESTART_ONLY;
+pub use sender::{Dpop, RouteDpop};
 pub use token_key::TokenKey;
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -266,6 +269,8 @@ pub struct OAuthClient {
     /// How token requests go out: the provider's `egress_proxy` and `no_proxy`, each
     /// else the top level's (SPEC §11).
     pub egress: Egress,
+    /// `dpop`: token requests carry proofs, and the token must come back as `DPoP`.
+    pub dpop: Option<Arc<Dpop>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -352,6 +357,10 @@ pub struct RouteConfig {
     /// How this route's upstream traffic goes out: its `egress_proxy` and `no_proxy`,
     /// each else its provider's, else the top level's (SPEC §11).
     pub egress: Egress,
+    /// The provider's `dpop`: every request gets a fresh proof (SPEC §10).
+    pub dpop: Option<Arc<RouteDpop>>,
+    /// `sign`: HTTP message signatures (SPEC §10).
+    pub sign: Option<Arc<Signer>>,
 }
 
 impl RouteConfig {

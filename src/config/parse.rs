@@ -218,6 +218,7 @@ impl Checker<'_> {
                 for (key, block) in [
                     ("retries", "providers.<name>.retries"),
                     ("subject_token_from", "providers.<name>.subject_token_from"),
+                    ("dpop", "providers.<name>.dpop"),
                 ] {
                     if let Some(Value::Object(inner)) = obj.get_mut(key) {
                         self.unknown_keys(inner, &path.key(key), block);
@@ -247,8 +248,10 @@ impl Checker<'_> {
             let path = base.index(i);
             if let Value::Object(obj) = &mut r {
                 self.unknown_keys(obj, &path, "routes[]");
-                if let Some(Value::Object(m)) = obj.get_mut("match") {
-                    self.unknown_keys(m, &path.key("match"), "routes[].match");
+                for (key, block) in [("match", "routes[].match"), ("sign", "routes[].sign")] {
+                    if let Some(Value::Object(m)) = obj.get_mut(key) {
+                        self.unknown_keys(m, &path.key(key), block);
+                    }
                 }
             }
             // A route that does not parse keeps its slot, so later indexes stay right.

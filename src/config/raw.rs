@@ -149,8 +149,17 @@ pub struct RawProvider {
     pub refresh_token_store: Option<Text>,
     pub egress_proxy: Option<Text>,
     pub no_proxy: Option<Vec<Text>>,
+    pub dpop: Option<RawDpop>,
     // Keys of token sources that are specified (SPEC §3) but not built yet. They are
     // recognised so that `compile` can refuse them by name instead of "unknown field".
+}
+
+/// `providers.<name>.dpop` (SPEC §10).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    pub key_file: Option<Text>,
+    pub alg: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +202,20 @@ pub struct RawRoute {
     pub allow_http: Option<bool>,
     pub egress_proxy: Option<Text>,
     pub no_proxy: Option<Vec<Text>>,
+    pub sign: Option<RawSign>,
+}
+
+/// `routes[].sign` (SPEC §10).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSign {
+    pub key_file: Option<Text>,
+    pub hmac_key_file: Option<Text>,
+    pub key_id: Option<Text>,
+    pub alg: Option<Text>,
+    pub components: Option<Vec<Text>>,
+    pub label: Option<Text>,
+    pub expires_in: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,8 +15,9 @@ use std::sync::Arc;
 /// (for `refresh_token` the configured token and the store, never the rotated one; for
 /// `token_exchange` all its settings), the token URL, the client id and secret, the
 /// client authentication (with its key material), scopes, audience, resource, extra
-/// parameters, `ca_file` and the egress (`egress_proxy` with its credentials, and
-/// `no_proxy`), which the source's HTTP client is built with. Secrets, key material and the values of extra parameters
+/// parameters, `ca_file`, the egress (`egress_proxy` with its credentials, and
+/// `no_proxy`), which the source's HTTP client is built with, and the `dpop` key (a token
+/// is bound to it: a new key needs a new token). Secrets, key material and the values of extra parameters
 /// are held as SHA-256 fingerprints, taken when the config was compiled, so a rotated key
 /// file gives a new key on the next reload. Settings that do not change the token
 /// (timeouts, retries, refresh margin, prefetch, idle timeout, `expose_token`) are not
@@ -56,6 +57,8 @@ struct ClientKey {
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
     egress: crate::outbound::Egress,
+    /// The DPoP key file, algorithm and material.
+    dpop: Option<(PathBuf, SigningAlg, Digest)>,
 }
 
 impl ClientKey {
@@ -80,6 +83,10 @@ impl ClientKey {
             // So is the way out: a changed `egress_proxy` (or its credentials, kept only
             // as a fingerprint) or `no_proxy` builds a new client, and so a new source.
             egress: c.egress.clone(),
+            dpop: c
+                .dpop
+                .as_ref()
+                .map(|d| (d.key_file.clone(), d.key.alg(), Digest(d.key.fingerprint()))),
         }
     }
 }

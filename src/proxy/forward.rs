@@ -1,8 +1,10 @@
-//! Sending: the one send path to the upstream (phase 5) and the replay after a rejected
-//! token (phase 6). The replay-safety rule is written at [`replay_once`].
+//! Sending: the one send path to the upstream (phase 7) and the replay after a rejected
+//! token or a DPoP nonce challenge (phase 8). The replay-safety rule is written at
+//! [`replay_once`]. Every attempt of a DPoP or `sign` route gets a fresh proof and a
+//! fresh signature (`sender`).
 
 use super::body::{AppBody, AppBodyError};
-use super::Outcome;
+use super::{sender, Outcome};
 use crate::config::RouteConfig;
 use crate::error::{Body, ProxyError};
 use crate::metrics::{ReplayOutcome, RouteMetrics, UpstreamErrorKind};
@@ -28,6 +30,9 @@ pub(super) struct Outgoing<'s> {
     pub inject: bool,
     /// The app's side of an HTTP/1.1 upgrade, spliced once the upstream accepts it.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// `Content-Digest` of the body, for a `sign` route (computed once, sent with every
+    /// attempt).
+    pub digest: Option<HeaderValue>,
 }
 
 /// The request body: in memory (and so replayable, holding its share of the replay
@@ -46,16 +51,29 @@ impl Outgoing<'_> {
         matches!(self.body, OutgoingBody::Buffered(..))
     }
 
-    /// The request for one attempt, with `token` in the route's header. A request that
-    /// cannot be replayed gives its headers and body away; a replayable one keeps them
-    /// for the replay.
-    fn request(&mut self, route: &RouteConfig, token: Option<&Token>) -> Request<Body> {
+    /// The request for one attempt, with `token` in the route's header (and for a DPoP
+    /// route a fresh proof), signed when the route signs. A request that cannot be
+    /// replayed gives its headers and body away; a replayable one keeps them for the
+    /// replay.
+    fn request(
+        &mut self,
+        route: &RouteConfig,
+        token: Option<&Token>,
+    ) -> Result<Request<Body>, ProxyError> {
         let mut headers = match self.replayable() {
             true => self.headers.clone(),
             false => std::mem::take(&mut self.headers),
         };
         if let Some(t) = token {
             headers.insert(&route.header, t.header_value(&route.value_prefix));
+            if let Some(dpop) = &route.dpop {
+                let proof = sender::proof(dpop, &self.method, &self.uri, t)?;
+                headers.insert(crate::sender::dpop::DPOP, proof);
+            }
+        }
+        if let Some(signer) = &route.sign {
+            let digest = self.digest.as_ref();
+            sender::sign(signer, &self.method, &self.uri, &mut headers, digest)?;
         }
         let body = match &mut self.body {
             OutgoingBody::Buffered(b, _) => crate::error::full(b.clone()),
@@ -64,13 +82,13 @@ impl Outgoing<'_> {
                 .map(boxed)
                 .unwrap_or_else(|| crate::error::full("")),
         };
-        request(
+        Ok(request(
             self.method.clone(),
             self.uri.clone(),
             self.version,
             headers,
             body,
-        )
+        ))
     }
 }
 
@@ -86,7 +104,9 @@ pub(super) async fn buffer_for_replay(
         .size_hint()
         .exact()
         .filter(|n| *n <= route.max_replay_body);
-    let Some(size) = size.filter(|_| !route.retry_on.is_empty()) else {
+    // A DPoP route may replay once for a nonce (RFC 9449 §9), whatever `retry_on` says.
+    let replays = !route.retry_on.is_empty() || route.dpop.is_some();
+    let Some(size) = size.filter(|_| replays) else {
         return Ok(OutgoingBody::Streamed(Some(body)));
     };
     if body.is_end_stream() {
@@ -109,30 +129,31 @@ pub(super) async fn buffer_for_replay(
     Ok(OutgoingBody::Buffered(bytes, Some(reservation)))
 }
 
-/// Phase 5: the first attempt, with `token` when it is injected.
+/// Phase 7: the first attempt, with `token` when it is injected.
 pub(super) async fn attempt(
     route: &RouteRuntime,
     out: &mut Outgoing<'_>,
     token: Option<&Token>,
 ) -> Result<Response<Body>, ProxyError> {
-    let req = out.request(&route.config, token);
-    send(
-        out.client,
-        req,
-        route.config.upstream_timeout,
-        &route.metrics,
-    )
-    .await
+    let config = &route.config;
+    let req = out.request(config, token)?;
+    let resp = send(out.client, req, config.upstream_timeout, &route.metrics).await?;
+    sender::remember_nonce(config, &out.uri, resp.headers());
+    Ok(resp)
 }
 
-/// Phase 6: the upstream answered `first` to a request carrying `token`. If the status
-/// is in `retry_on`, the token is invalidated (compare-and-invalidate: only if it is still
-/// the cached one) and the request replayed once with a renewed token.
+/// Phase 8: the upstream answered `first` to a request carrying `token`. A DPoP route's
+/// 401 that asks for a nonce (`WWW-Authenticate: DPoP error="use_dpop_nonce"`) is
+/// replayed once with the same token and a new proof carrying the nonce the upstream
+/// sent (RFC 9449 §9): the token is fine, only the proof lacked the nonce. Otherwise, if
+/// the status is in `retry_on`, the token is invalidated (compare-and-invalidate: only
+/// if it is still the cached one) and the request replayed once with a renewed token.
 ///
 /// Replay safety rule: a request is replayed only if its whole body is already in memory
-/// (known length, at most `max_replay_body`) and only once. A streamed body has been
-/// consumed by the first attempt and can never be sent twice; an upgrade is never
-/// replayed. Without a replay the rejected token is still dropped.
+/// (known length, at most `max_replay_body`) and only once, whichever the reason. A
+/// streamed body has been consumed by the first attempt and can never be sent twice; an
+/// upgrade is never replayed. Without a replay the rejected token is still dropped. A
+/// replay gets a fresh proof and a fresh signature, like any attempt.
 pub(super) async fn replay_once<'s>(
     route: &'s RouteRuntime,
     source: &Arc<TokenSource>,
@@ -142,6 +163,12 @@ pub(super) async fn replay_once<'s>(
     outcome: &mut Outcome<'s>,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &route.config;
+    let nonce_challenge = config.dpop.is_some()
+        && first.status() == http::StatusCode::UNAUTHORIZED
+        && crate::sender::dpop::is_nonce_challenge(first.headers());
+    if nonce_challenge {
+        return replay_with_nonce(route, source, out, token, first, outcome).await;
+    }
     if !config.retry_on.contains(&first.status()) {
         return Ok(first);
     }
@@ -159,7 +186,45 @@ pub(super) async fn replay_once<'s>(
     drop(first);
     outcome.replayed = true;
     tracing::debug!(route = %config.name, "replaying once with a renewed token");
-    let req = out.request(config, Some(&fresh));
+    replay(route, out, &fresh).await
+}
+
+/// The DPoP nonce replay of [`replay_once`]: the same token, a proof with the new nonce
+/// (kept by the first attempt). A second 401 in `retry_on` drops the token, so the next
+/// request renews it; it is not replayed again.
+async fn replay_with_nonce<'s>(
+    route: &'s RouteRuntime,
+    source: &Arc<TokenSource>,
+    out: &mut Outgoing<'_>,
+    token: &Arc<Token>,
+    first: Response<Body>,
+    outcome: &mut Outcome<'s>,
+) -> Result<Response<Body>, ProxyError> {
+    if !out.replayable() {
+        return Ok(first);
+    }
+    drop(first);
+    outcome.replayed = true;
+    tracing::debug!(route = %route.config.name, "replaying once with the upstream's DPoP nonce");
+    let second = replay(route, out, token).await?;
+    if route.config.retry_on.contains(&second.status()) {
+        let cause = Rejection {
+            route: &route.config.name,
+            status: second.status().as_u16(),
+        };
+        source.invalidate(token, cause);
+    }
+    Ok(second)
+}
+
+/// The one replay of a request: a fresh attempt with `token`, counted.
+async fn replay(
+    route: &RouteRuntime,
+    out: &mut Outgoing<'_>,
+    token: &Token,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &route.config;
+    let req = out.request(config, Some(token))?;
     let second = send(out.client, req, config.upstream_timeout, &route.metrics).await;
     route
         .metrics
@@ -168,6 +233,9 @@ pub(super) async fn replay_once<'s>(
             Ok(s) if s < 500 => ReplayOutcome::ClientError,
             _ => ReplayOutcome::ServerError,
         });
+    if let Ok(resp) = &second {
+        sender::remember_nonce(config, &out.uri, resp.headers());
+    }
     second
 }
 

@@ -28,6 +28,7 @@ mod log;
 #[cfg(test)]
 mod props;
 mod rewrite;
+mod sender;
 mod sniff;
 mod splice;
 mod target;
@@ -296,7 +297,8 @@ async fn token(
 /// Phase 6: the request as the upstream will get it, without the token header. Refuses
 /// a destination that is the proxy itself (SPEC §4 Own listeners). Decides the client (gRPC to a plain-http upstream needs h2c; upgrades exist only in HTTP/1.1;
 /// everything else goes as HTTP/1.1, upgraded to h2 by ALPN where a TLS upstream offers
-/// it) and whether the body is buffered for a replay.
+/// it) and whether the body is buffered for a replay. A `sign` route buffers every body
+/// (it is digested) or refuses it with 400; proofs and signatures are made per attempt.
 async fn prepare<'s>(
     runtime: &Runtime,
     snap: &Snapshot,
@@ -344,10 +346,17 @@ async fn prepare<'s>(
         (None, false) => (&route.client, Version::HTTP_11),
     };
     let body = AppBody::new(body, limits.body_read_timeout);
-    let body = match inject && upgrade.is_none() {
-        true => forward::buffer_for_replay(config, body, budget).await?,
-        false => OutgoingBody::Streamed(Some(body)),
+    if config.sign.is_some() && upgrade.is_some() && !hyper::body::Body::is_end_stream(&body) {
+        return Err(ProxyError::BadRequest {
+            detail: "this route signs requests (sign): an upgrade request with a body cannot be digested".into(),
+        });
+    }
+    let body = match (&config.sign, inject && upgrade.is_none()) {
+        (Some(_), _) if upgrade.is_none() => sender::buffer_to_sign(config, body, budget).await?,
+        (_, true) => forward::buffer_for_replay(config, body, budget).await?,
+        _ => OutgoingBody::Streamed(Some(body)),
     };
+    let digest = config.sign.as_ref().and_then(|s| sender::digest(s, &body));
     Ok(Outgoing {
         method: parts.method,
         uri: dest.uri,
@@ -357,6 +366,7 @@ async fn prepare<'s>(
         client,
         inject,
         upgrade: upgrade.map(|(_, on)| on),
+        digest,
     })
 }
 

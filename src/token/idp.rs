@@ -7,11 +7,17 @@
 //!
 //! It knows no grant: which parameters to send, and what to do with a rotated refresh
 //! token, is the fetchers' business.
+//!
+//! With `dpop` (RFC 9449), every token request carries a fresh proof with the IdP's latest
+//! nonce; an IdP that answers `use_dpop_nonce` with a new nonce is asked once more at
+//! once, and the token must come back as `DPoP`.
 
 use super::scrub::{scrub, Secrets};
-use super::wire::{basic_auth, oauth_error, parse_token, request_secrets, token_form};
+use super::wire::{
+    basic_auth, oauth_error, oauth_error_code, parse_token_for, request_secrets, token_form,
+};
 use super::TokenError;
-use crate::config::{format_duration, ClientAuth, OAuthClient};
+use crate::config::{format_duration, ClientAuth, Dpop, OAuthClient};
 use crate::file::{io_reason, read_trimmed};
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -115,12 +121,28 @@ impl IdpClient {
 
     /// Sends one token request with `grant` parameters plus the client's scope,
     /// audience, resource, extra parameters and client authentication; gives up after
-    /// `timeout`.
+    /// `timeout`. With `dpop`, an IdP that wants a (new) nonce is asked once more at once
+    /// (RFC 9449 §8), with a new proof and a new client assertion.
     pub(super) async fn send(
         &self,
         timeout: Duration,
         grant: Vec<(&str, String)>,
     ) -> Result<TokenResponse, Failure> {
+        match self.send_once(timeout, &grant).await? {
+            Answer::Token(token) => Ok(token),
+            Answer::UseNonce(_) => match self.send_once(timeout, &grant).await? {
+                Answer::Token(token) => Ok(token),
+                Answer::UseNonce(failure) => Err(failure),
+            },
+        }
+    }
+
+    /// One token request; [`Answer::UseNonce`] when a DPoP IdP asks for a nonce it sent.
+    async fn send_once(
+        &self,
+        timeout: Duration,
+        grant: &[(&str, String)],
+    ) -> Result<Answer, Failure> {
         let cfg = &*self.client;
         let mut req = self
             .http
@@ -143,15 +165,21 @@ impl IdpClient {
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
         }
+        let (req, sent_nonce) = with_proof(req, cfg)?;
         let assertion = self.assertion().await?;
         // Everything this request carries, to be cut out of whatever text comes back.
-        let secrets = request_secrets(cfg, &grant, assertion.as_ref());
+        let secrets = request_secrets(cfg, grant, assertion.as_ref());
         let resp = req
-            .body(token_form(cfg, &grant, assertion.as_ref()))
+            .body(token_form(cfg, grant, assertion.as_ref()))
             .send()
             .await
             .map_err(|e| transport_failure(&e, timeout, &secrets))?;
         let status = resp.status();
+        // RFC 9449 §8.2: a nonce may come with any answer; the next proofs carry it.
+        let new_nonce = cfg.dpop.as_ref().is_some_and(|d| {
+            d.idp_nonce.update(resp.headers());
+            d.idp_nonce.get() != sent_nonce
+        });
         let retry_after = resp
             .headers()
             .get(http::header::RETRY_AFTER)
@@ -161,20 +189,29 @@ impl IdpClient {
             .await
             .map_err(|e| transport_failure(&e, timeout, &secrets))?;
         if !status.is_success() {
-            return Err(Failure {
+            let failure = Failure {
                 retry_after,
                 ..refusal(status, &body, &secrets)
-            });
+            };
+            // RFC 9449 §8: 400 `use_dpop_nonce` with a nonce we did not have yet.
+            let use_nonce = status == http::StatusCode::BAD_REQUEST
+                && new_nonce
+                && oauth_error_code(&body).as_deref() == Some("use_dpop_nonce");
+            return match use_nonce {
+                true => Ok(Answer::UseNonce(failure)),
+                false => Err(failure),
+            };
         }
-        let mut token = parse_token(&body, &secrets).map_err(|f| Failure {
-            status: Some(status.as_u16()),
-            ..f
-        })?;
+        let mut token =
+            parse_token_for(&body, &secrets, cfg.dpop.is_some()).map_err(|f| Failure {
+                status: Some(status.as_u16()),
+                ..f
+            })?;
         // RFC 6749 §5.1: without `scope`, the token has the scope that was asked for.
         if token.scope.is_none() && !cfg.scopes.is_empty() {
             token.scope = Some(cfg.scopes.join(" "));
         }
-        Ok(token)
+        Ok(Answer::Token(token))
     }
 
     /// The client assertion for this request, for the assertion-based methods.
@@ -203,6 +240,51 @@ impl IdpClient {
             _ => Ok(None),
         }
     }
+}
+
+/// What one token request came back with, short of a failure.
+enum Answer {
+    Token(TokenResponse),
+    /// A DPoP IdP refused the proof for want of a nonce and sent one (its refusal, for
+    /// when asking again does not help).
+    UseNonce(Failure),
+}
+
+/// `req` with a DPoP proof when the client has `dpop`, and the nonce the proof carries.
+fn with_proof(
+    req: reqwest::RequestBuilder,
+    cfg: &OAuthClient,
+) -> Result<(reqwest::RequestBuilder, Option<std::sync::Arc<String>>), Failure> {
+    let Some(dpop) = &cfg.dpop else {
+        return Ok((req, None));
+    };
+    let nonce = dpop.idp_nonce.get();
+    let proof = token_request_proof(dpop, &cfg.token_url, nonce.as_deref())?;
+    Ok((req.header("dpop", proof), nonce))
+}
+
+/// A DPoP proof for a token request: `POST` to the token URL without query and fragment,
+/// with the IdP's latest nonce (RFC 9449 §4.2, §8).
+fn token_request_proof(
+    dpop: &Dpop,
+    token_url: &reqwest::Url,
+    nonce: Option<&String>,
+) -> Result<http::HeaderValue, Failure> {
+    let mut htu = token_url.clone();
+    htu.set_query(None);
+    htu.set_fragment(None);
+    let claims = crate::sender::ProofClaims {
+        htm: "POST",
+        htu: htu.as_str(),
+        access_token: None,
+        nonce: nonce.map(String::as_str),
+    };
+    dpop.key.proof(&claims).map_err(|e| {
+        failure(
+            FailureKind::Transient,
+            format!("cannot make the DPoP proof: {e}"),
+        )
+    })
 }
 
 impl Failure {

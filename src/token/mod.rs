@@ -75,7 +75,8 @@ impl Token {
         now < self.expires_at
     }
 
-    /// The token itself, for `--print-token` and `expose_token` only.
+    /// The token itself, for `--print-token`, `expose_token` and the `ath` of DPoP proofs
+    /// (its hash) only.
     pub fn secret(&self) -> &Secret {
         &self.access_token
     }

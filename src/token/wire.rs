@@ -111,9 +111,26 @@ pub(super) fn request_secrets(
     secrets
 }
 
-/// A 2xx body as a token response, or why it is none (a malformed answer). `secrets`:
-/// those of the request, for the IdP's text that a failure shows.
+/// RFC 6749 §5.2 `error` alone (the code, e.g. `use_dpop_nonce`).
+pub(super) fn oauth_error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("error")?.as_str().map(str::to_string)
+}
+
+/// A 2xx body as a Bearer token response, or why it is none (a malformed answer).
+/// `secrets`: those of the request, for the IdP's text that a failure shows.
+#[cfg(test)]
 pub(super) fn parse_token(body: &[u8], secrets: &Secrets) -> Result<TokenResponse, Failure> {
+    parse_token_for(body, secrets, false)
+}
+
+/// A 2xx body as a token response of the type the provider asks for (`dpop`: a DPoP-bound
+/// token, else a Bearer token), or why it is none.
+pub(super) fn parse_token_for(
+    body: &[u8],
+    secrets: &Secrets,
+    dpop: bool,
+) -> Result<TokenResponse, Failure> {
     let malformed = |detail: &str| failure(FailureKind::Malformed, detail.to_string());
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| malformed("token endpoint answered 2xx with a body that is not JSON"))?;
@@ -143,10 +160,10 @@ pub(super) fn parse_token(body: &[u8], secrets: &Secrets) -> Result<TokenRespons
             }
         }
     };
-    check_token_type(v.get("token_type"), access_token, secrets)?;
+    check_token_type(v.get("token_type"), access_token, secrets, dpop)?;
     Ok(TokenResponse {
         access_token: Secret::new(access_token),
-        token_type: "Bearer".to_string(),
+        token_type: if dpop { "DPoP" } else { "Bearer" }.to_string(),
         expires_in,
         scope: v.get("scope").and_then(|s| s.as_str()).map(str::to_string),
         refresh_token: v
@@ -157,30 +174,39 @@ pub(super) fn parse_token(body: &[u8], secrets: &Secrets) -> Result<TokenRespons
     })
 }
 
-/// SPEC §5: a `token_type` other than `Bearer` (any case) is not a token we can send; a
-/// missing one means Bearer. `DPoP` will be accepted once `dpop` (SPEC §10) is built;
-/// until then it is refused like any other type, since the token would be sent as a
-/// Bearer token it is not. Asking again gives the same answer: not retried in the fetch.
+/// SPEC §5 and §10: the `token_type` must be `Bearer` (any case; a missing one means
+/// Bearer), or, for a provider with `dpop`, `DPoP` (any case) and nothing else: a Bearer
+/// token from a DPoP request means the IdP did not bind it to the key (RFC 9449 §5 says
+/// it MUST answer `DPoP`), and a DPoP token without `dpop` cannot be sent as a Bearer
+/// token. Asking again gives the same answer: not retried in the fetch.
 fn check_token_type(
     token_type: Option<&serde_json::Value>,
     access_token: &str,
     secrets: &Secrets,
+    dpop: bool,
 ) -> Result<(), Failure> {
+    let want = if dpop { "DPoP" } else { "Bearer" };
     let shown = match token_type {
-        None | Some(serde_json::Value::Null) => return Ok(()),
-        Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case("bearer") => return Ok(()),
+        None | Some(serde_json::Value::Null) if !dpop => return Ok(()),
+        None | Some(serde_json::Value::Null) => "none (which means Bearer)".to_string(),
+        Some(serde_json::Value::String(t)) if t.eq_ignore_ascii_case(want) => return Ok(()),
         Some(serde_json::Value::String(t)) => t.clone(),
         Some(other) => other.to_string(),
     };
     // The IdP's text, which might even be the token it just sent.
     let mut secrets = secrets.clone();
     secrets.add(access_token);
+    let why = if dpop {
+        " (the provider has dpop: the IdP must bind the token to the key)"
+    } else {
+        ""
+    };
     Err(Failure {
         retryable: false,
         ..failure(
             FailureKind::Malformed,
             format!(
-                "token endpoint answered token_type {}, not Bearer",
+                "token endpoint answered token_type {}, not {want}{why}",
                 scrub(&shown, &secrets)
             ),
         )
@@ -245,7 +271,7 @@ mod tests {
             let t = parse(body.as_bytes()).unwrap();
             assert_eq!(t.token_type, "Bearer", "{ok}");
         }
-        // DPoP: refused until `dpop` (SPEC §10) exists.
+        // DPoP: only for providers with `dpop` (SPEC §10).
         for bad in [r#""mac""#, r#""DPoP""#, r#""Bearer ""#, r#""""#, "1", "[]"] {
             let body = format!(r#"{{"access_token":"abc","token_type":{bad}}}"#);
             let err = parse(body.as_bytes()).err().unwrap();
@@ -269,6 +295,36 @@ mod tests {
         assert_eq!(
             err.detail,
             "token endpoint answered token_type x [redacted], not Bearer"
+        );
+    }
+
+    /// SPEC §10: with `dpop`, the token must come back as `DPoP` (any case); Bearer, or
+    /// no type at all (which means Bearer), is refused and not retried.
+    #[test]
+    fn dpop_providers_take_only_dpop_tokens() {
+        let dpop = |body: &str| parse_token_for(body.as_bytes(), &Secrets::default(), true);
+        for ok in [r#""DPoP""#, r#""dpop""#, r#""DPOP""#] {
+            let body = format!(r#"{{"access_token":"abc","token_type":{ok}}}"#);
+            assert_eq!(dpop(&body).unwrap().token_type, "DPoP", "{ok}");
+        }
+        for (bad, shown) in [
+            (r#","token_type":"Bearer""#, "Bearer"),
+            ("", "none (which means Bearer)"),
+            (r#","token_type":"mac""#, "mac"),
+        ] {
+            let err = dpop(&format!(r#"{{"access_token":"abc"{bad}}}"#))
+                .err()
+                .unwrap();
+            assert_eq!(err.kind, FailureKind::Malformed);
+            assert!(!err.retryable);
+            assert_eq!(
+                err.detail,
+                format!("token endpoint answered token_type {shown}, not DPoP (the provider has dpop: the IdP must bind the token to the key)")
+            );
+        }
+        assert_eq!(
+            oauth_error_code(br#"{"error":"use_dpop_nonce","error_description":"x"}"#).as_deref(),
+            Some("use_dpop_nonce")
         );
     }
 

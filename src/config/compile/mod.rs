@@ -9,12 +9,14 @@
 
 mod advice;
 mod auth;
+mod dpop;
 mod egress;
 mod grant;
 mod method;
 mod outbound;
 mod provider;
 mod route;
+mod sign;
 mod static_file;
 mod top;
 
@@ -360,5 +362,7 @@ mod tests_egress;
 mod tests_example;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_sender;
 #[cfg(test)]
 mod tests_validate;

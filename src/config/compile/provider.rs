@@ -98,6 +98,7 @@ impl Cx<'_> {
         let retries = self.retries(&path.key("retries"), raw);
         let idle_timeout = self.idle_timeout(path, raw);
         let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
+        let dpop = self.dpop(path, raw);
         if self.problems.len() > before {
             return None;
         }
@@ -118,6 +119,7 @@ impl Cx<'_> {
             extra_params: params.extra_params,
             ca_file,
             egress: egress.clone(),
+            dpop,
         };
         let origin = TokenOrigin::OAuth(Arc::new(client));
         Some(ProviderConfig {

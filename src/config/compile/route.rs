@@ -1,10 +1,12 @@
 //! Validation of one `routes[i]` entry.
 
 use super::{
-    parse_host_pattern, parse_size, Cx, Duration, HeaderName, HostPattern, Method, OnTokenError,
-    RawRoute, RouteConfig, StatusCode, Text, Upstream, YamlPath,
+    parse_host_pattern, parse_size, Arc, Cx, Duration, HeaderName, HostPattern, Method,
+    OnTokenError, RawRoute, RouteConfig, StatusCode, Text, Upstream, YamlPath,
 };
+use crate::config::RouteDpop;
 use crate::outbound::Egress;
+use crate::sender::DpopKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Headers a route may not inject: they frame or address the request itself.
@@ -21,6 +23,9 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// The `Authorization` scheme of DPoP-bound tokens (RFC 9449 §7.1).
+const DPOP_PREFIX: &str = "DPoP ";
+
 /// The names a route may refer to: providers, and top-level `clients` (`None` when the
 /// file has no `clients`).
 pub(super) struct Names<'a> {
@@ -30,6 +35,8 @@ pub(super) struct Names<'a> {
     pub egress: &'a BTreeMap<&'a str, &'a Egress>,
     /// The top level's, for a route whose provider did not compile.
     pub top_egress: &'a Egress,
+    /// The DPoP keys of the providers that have `dpop`.
+    pub dpop: &'a BTreeMap<&'a str, Arc<DpopKey>>,
 }
 
 impl Cx<'_> {
@@ -49,7 +56,17 @@ impl Cx<'_> {
         let (clients, allowed_origins) = self.route_audience(path, raw, names.clients);
         let upstream = self.route_upstream(path, raw);
         let (strip_prefix, preserve_host) = self.route_rewrite(path, raw, path_prefix.is_some());
-        let (header, value_prefix) = self.route_header(path, raw);
+        let dpop = provider
+            .as_deref()
+            .and_then(|p| names.dpop.get(p))
+            .map(|key| {
+                Arc::new(RouteDpop {
+                    key: key.clone(),
+                    nonces: Default::default(),
+                })
+            });
+        let (header, value_prefix) = self.route_header(path, raw, dpop.is_some());
+        let sign = self.sign(path, raw);
         let retry_on = self.retry_on(&path.key("retry_on"), &raw.retry_on);
         let max_replay_body = self.max_replay_body(&path.key("max_replay_body"), raw);
         let on_token_error = self.choice(
@@ -108,6 +125,8 @@ impl Cx<'_> {
             allowed_origins,
             allow_http: raw.allow_http.unwrap_or(false),
             egress,
+            dpop,
+            sign,
         };
         (Some(name), Some(route))
     }
@@ -209,8 +228,30 @@ impl Cx<'_> {
         upstream
     }
 
-    /// `header` and `value_prefix`: where the token goes.
-    fn route_header(&mut self, path: &YamlPath, raw: &RawRoute) -> (HeaderName, String) {
+    /// `header` and `value_prefix`: where the token goes. A DPoP-bound token goes only as
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1), so with `dpop` that is the default
+    /// and nothing else is accepted.
+    fn route_header(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawRoute,
+        dpop: bool,
+    ) -> (HeaderName, String) {
+        if dpop {
+            if self
+                .text(&path.key("header"), &raw.header)
+                .is_some_and(|h| !h.eq_ignore_ascii_case("authorization"))
+            {
+                self.problem(&path.key("header"), "the provider has dpop: its tokens go in Authorization (RFC 9449 §7.1); remove header");
+            }
+            if self
+                .text(&path.key("value_prefix"), &raw.value_prefix)
+                .is_some_and(|p| p != DPOP_PREFIX)
+            {
+                self.problem(&path.key("value_prefix"), "the provider has dpop: the value is \"DPoP <token>\" (RFC 9449 §7.1); remove value_prefix");
+            }
+            return (http::header::AUTHORIZATION, DPOP_PREFIX.to_string());
+        }
         let header = match self.text(&path.key("header"), &raw.header) {
             None => http::header::AUTHORIZATION,
             Some(h) => match HeaderName::from_bytes(h.as_bytes()) {

@@ -71,6 +71,7 @@ impl Cx<'_> {
             ("refresh_token", raw.refresh_token.is_some()),
             ("subject_token_from", raw.subject_token_from.is_some()),
             ("tenant_id", raw.tenant_id.is_some()),
+            ("dpop", raw.dpop.is_some()),
         ] {
             if present {
                 self.problem(&path.key(key), "not used with kind: static_file");

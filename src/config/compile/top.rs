@@ -250,12 +250,14 @@ impl Cx<'_> {
                 .map(String::as_str)
                 .collect()
         });
+        let dpop = dpop_keys(providers);
         let provider_egress = egress_by_provider(providers);
         let names = route::Names {
             providers: &provider_names,
             clients: client_names.as_ref(),
             egress: &provider_egress,
             top_egress: egress,
+            dpop: &dpop,
         };
         // Each name with the route that has it, and whether it was written.
         let mut route_names: BTreeMap<String, (usize, bool)> = BTreeMap::new();
@@ -315,5 +317,16 @@ fn egress_by_provider(providers: &[Arc<ProviderConfig>]) -> BTreeMap<&str, &Egre
     providers
         .iter()
         .map(|p| (p.name.as_str(), &p.egress))
+        .collect()
+}
+
+/// The DPoP key of each provider that has `dpop`, by provider name.
+fn dpop_keys(providers: &[Arc<ProviderConfig>]) -> BTreeMap<&str, Arc<crate::sender::DpopKey>> {
+    providers
+        .iter()
+        .filter_map(|p| {
+            let d = p.origin.oauth()?.dpop.as_ref()?;
+            Some((p.name.as_str(), d.key.clone()))
+        })
         .collect()
 }

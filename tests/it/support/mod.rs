@@ -1,8 +1,12 @@
 //! In-process fakes and harnesses, all on loopback port 0.
 
 pub mod corp_proxy;
+pub mod dpop;
 pub mod fake_idp;
 pub mod fake_upstream;
+pub mod httpsig;
+pub mod jose;
+pub mod keys;
 pub mod redis;
 pub mod sidecar;
 pub mod tls;

@@ -1,5 +1,7 @@
-//! Key material read from PEM files: the private key that signs `private_key_jwt` client
-//! assertions and the certificate and key of a `tls_client_auth` identity.
+//! Key material read from files: the private keys that sign `private_key_jwt` client
+//! assertions, DPoP proofs and HTTP message signatures ([`SigningKey`]: RSA, P-256 and
+//! Ed25519 PEM), the shared secrets of HMAC signatures ([`HmacKey`]), and the
+//! certificate and key of a `tls_client_auth` identity.
 //!
 //! Keys are loaded once, when the config is compiled, and carried in the compiled config;
 //! the token client uses what was loaded and never reads a key file itself. Each loaded
@@ -9,23 +11,39 @@
 //!
 //! This module sits below `config` and `token` and imports neither.
 
+mod der;
+mod jwk;
+
+pub use jwk::thumbprint;
+
 use crate::secret::{fingerprint, Fingerprint};
 use base64::Engine;
+use der::{p256_sec1_to_pkcs8, rsa_pss_pkcs8_inner};
 use ring::rand::SystemRandom;
 use ring::signature::{
-    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    RSA_PSS_SHA256, RSA_PSS_SHA512,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::path::Path;
 
-/// JWS algorithms for client assertions.
+/// Signature algorithms, by their JWS names (RFC 7518 §3.1, RFC 8037 §3.1). HTTP message
+/// signatures use three of them under other names: `ecdsa-p256-sha256` is ES256,
+/// `rsa-pss-sha512` is PS512 and `ed25519` is EdDSA (RFC 9421 §3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// ECDSA P-256 with SHA-256, signatures in the fixed `r || s` form.
     Es256,
+    /// RSASSA-PSS with SHA-256 (MGF1 SHA-256, 32-byte salt).
     Ps256,
+    /// RSASSA-PSS with SHA-512 (MGF1 SHA-512, 64-byte salt).
+    Ps512,
+    /// Ed25519 (RFC 8032), no pre-hash.
+    EdDsa,
 }
 
 impl SigningAlg {
@@ -34,12 +52,22 @@ impl SigningAlg {
             SigningAlg::Rs256 => "RS256",
             SigningAlg::Es256 => "ES256",
             SigningAlg::Ps256 => "PS256",
+            SigningAlg::Ps512 => "PS512",
+            SigningAlg::EdDsa => "EdDSA",
         }
+    }
+
+    fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            SigningAlg::Rs256 | SigningAlg::Ps256 | SigningAlg::Ps512
+        )
     }
 }
 
-/// A private key for signing client assertions (`private_key_jwt`), with the thumbprints
-/// of the certificate that may follow it in the same file.
+/// A private key that signs with one algorithm (client assertions, DPoP proofs, HTTP
+/// message signatures), with the thumbprints of a certificate that may follow it in the
+/// same file.
 pub struct SigningKey {
     key: KeyPair,
     alg: SigningAlg,
@@ -53,12 +81,13 @@ pub struct SigningKey {
 enum KeyPair {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
 }
 
 impl SigningKey {
-    /// Loads a PEM private key (PKCS#8, or PKCS#1 for RSA) for `alg`, and the first
-    /// certificate in the same file if there is one. Errors name the file, never its
-    /// content.
+    /// Loads a PEM private key for `alg` (PKCS#8; PKCS#1 for RSA; SEC1 for P-256), and
+    /// the first certificate in the same file if there is one. Errors name the file,
+    /// never its content.
     pub fn load(path: &Path, alg: SigningAlg) -> Result<Self, String> {
         let pem = std::fs::read(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -118,19 +147,18 @@ impl SigningKey {
         self.fingerprint
     }
 
-    /// The JWS signature of `message` with this key and its algorithm (for ES256, JOSE's
-    /// fixed-size `r || s` form).
+    /// The signature of `message` with this key and its algorithm (for ES256, JOSE's and
+    /// RFC 9421's fixed-size `r || s` form). Fails only when the system has no randomness.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let failed = |_| "signing the assertion failed".to_string();
+        let failed = |_| "signing failed: no randomness".to_string();
         match &self.key {
             KeyPair::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
-                let padding: &'static dyn ring::signature::RsaEncoding =
-                    if self.alg == SigningAlg::Ps256 {
-                        &RSA_PSS_SHA256
-                    } else {
-                        &RSA_PKCS1_SHA256
-                    };
+                let padding: &'static dyn ring::signature::RsaEncoding = match self.alg {
+                    SigningAlg::Ps256 => &RSA_PSS_SHA256,
+                    SigningAlg::Ps512 => &RSA_PSS_SHA512,
+                    _ => &RSA_PKCS1_SHA256,
+                };
                 k.sign(padding, &self.rng, message, &mut sig)
                     .map_err(failed)?;
                 Ok(sig)
@@ -140,6 +168,7 @@ impl SigningKey {
                 .map_err(failed)?
                 .as_ref()
                 .to_vec()),
+            KeyPair::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
         }
     }
 }
@@ -173,10 +202,16 @@ fn key_pair(
     rng: &SystemRandom,
 ) -> Result<KeyPair, String> {
     let key = match (alg, der) {
-        (SigningAlg::Rs256 | SigningAlg::Ps256, PrivateKeyDer::Pkcs8(k)) => {
-            RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).map(KeyPair::Rsa)
+        // `openssl genpkey -algorithm RSA-PSS` marks the key for PSS only (OID
+        // id-RSASSA-PSS): its inner PKCS#1 key is what ring reads.
+        (a, PrivateKeyDer::Pkcs8(k)) if a.is_rsa() => {
+            match rsa_pss_pkcs8_inner(k.secret_pkcs8_der()) {
+                Some(pkcs1) => RsaKeyPair::from_der(pkcs1),
+                None => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            }
+            .map(KeyPair::Rsa)
         }
-        (SigningAlg::Rs256 | SigningAlg::Ps256, PrivateKeyDer::Pkcs1(k)) => {
+        (a, PrivateKeyDer::Pkcs1(k)) if a.is_rsa() => {
             RsaKeyPair::from_der(k.secret_pkcs1_der()).map(KeyPair::Rsa)
         }
         (SigningAlg::Es256, PrivateKeyDer::Pkcs8(k)) => {
@@ -191,15 +226,83 @@ fn key_pair(
             rng,
         )
         .map(KeyPair::Ec),
-        _ => {
-            return Err(format!(
-                "{}: the key does not fit signing_alg {}",
-                path.display(),
-                alg.name()
-            ))
+        // OpenSSL writes PKCS#8 v1 (no public key inside): ring derives the public key.
+        (SigningAlg::EdDsa, PrivateKeyDer::Pkcs8(k)) => {
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(k.secret_pkcs8_der()).map(KeyPair::Ed)
         }
+        _ => return Err(does_not_fit(path, alg)),
     };
-    key.map_err(|_| format!("{}: the key does not fit signing_alg {} (RSA needs 2048 bits or more; ES256 a P-256 key)", path.display(), alg.name()))
+    key.map_err(|_| does_not_fit(path, alg))
+}
+
+fn does_not_fit(path: &Path, alg: SigningAlg) -> String {
+    let needs = match alg {
+        SigningAlg::Es256 => "a P-256 EC key",
+        SigningAlg::EdDsa => "an Ed25519 key",
+        _ => "an RSA key of 2048 bits or more",
+    };
+    format!(
+        "{}: the key does not fit {} (it needs {needs})",
+        path.display(),
+        alg.name()
+    )
+}
+
+/// A shared secret for HMAC-SHA256 signatures: the raw bytes of a file, nothing decoded.
+pub struct HmacKey {
+    key: ring::hmac::Key,
+    len: usize,
+    fingerprint: Fingerprint,
+}
+
+impl HmacKey {
+    /// Reads `path`; its bytes, exactly as they are, are the key. Errors name the file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read the key {}: {}",
+                path.display(),
+                crate::file::io_reason(&e)
+            )
+        })?;
+        if bytes.is_empty() {
+            return Err(format!(
+                "{} is empty: an HMAC key needs bytes",
+                path.display()
+            ));
+        }
+        Ok(Self::new(&bytes))
+    }
+
+    /// The key of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        Self {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            len: bytes.len(),
+            fingerprint: fingerprint(bytes),
+        }
+    }
+
+    /// The key's length in bytes (RFC 2104 advises at least the hash's 32).
+    pub fn byte_len(&self) -> usize {
+        self.len
+    }
+
+    /// The HMAC-SHA256 of `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        ring::hmac::sign(&self.key, message).as_ref().to_vec()
+    }
+
+    /// The SHA-256 of the key.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+}
+
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HmacKey([redacted])")
+    }
 }
 
 /// A TLS client certificate chain and its private key (RFC 8705 `tls_client_auth`).
@@ -262,132 +365,5 @@ fn material_fingerprint(parts: &[&[u8]]) -> Fingerprint {
     fingerprint(&all)
 }
 
-/// A P-256 SEC1 `ECPrivateKey` (RFC 5915) inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):
-/// `SEQUENCE { INTEGER 0, SEQUENCE { id-ecPublicKey, prime256v1 }, OCTET STRING sec1 }`.
-fn p256_sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
-    const ALGORITHM: &[u8] = &[
-        0x30, 0x13, // SEQUENCE
-        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, // 1.2.840.10045.2.1
-        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, // 1.2.840.10045.3.1.7
-    ];
-    let mut body = vec![0x02, 0x01, 0x00]; // INTEGER 0
-    body.extend_from_slice(ALGORITHM);
-    body.push(0x04); // OCTET STRING
-    der_length(&mut body, sec1.len());
-    body.extend_from_slice(sec1);
-    let mut out = vec![0x30]; // SEQUENCE
-    der_length(&mut out, body.len());
-    out.extend_from_slice(&body);
-    out
-}
-
-fn der_length(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=0x7f => out.push(len as u8),
-        0x80..=0xff => out.extend_from_slice(&[0x81, len as u8]),
-        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ec_pem() -> String {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
-        )
-    }
-
-    #[test]
-    fn keys_that_do_not_fit_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing =
-            SigningKey::load(&dir.path().join("nope.pem"), SigningAlg::Rs256).unwrap_err();
-        assert_eq!(
-            missing,
-            format!(
-                "cannot read the private key {}: no such file",
-                dir.path().join("nope.pem").display()
-            )
-        );
-        std::fs::write(dir.path().join("ec.pem"), ec_pem()).unwrap();
-        let err = SigningKey::load(&dir.path().join("ec.pem"), SigningAlg::Rs256).unwrap_err();
-        assert!(err.contains("does not fit signing_alg RS256"), "{err}");
-        assert!(!err.contains("PRIVATE KEY-----"));
-        std::fs::write(dir.path().join("junk.pem"), "not pem").unwrap();
-        let err = SigningKey::load(&dir.path().join("junk.pem"), SigningAlg::Es256).unwrap_err();
-        assert!(err.ends_with("holds no PEM private key"), "{err}");
-    }
-
-    #[test]
-    fn fingerprints_follow_the_material_and_debug_hides_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
-        let pem = ec_pem();
-        std::fs::write(&a, &pem).unwrap();
-        std::fs::write(&b, format!("# the same key\n{pem}")).unwrap();
-        let ka = SigningKey::load(&a, SigningAlg::Es256).unwrap();
-        let kb = SigningKey::load(&b, SigningAlg::Es256).unwrap();
-        assert_eq!(
-            ka.fingerprint(),
-            kb.fingerprint(),
-            "same key, same material"
-        );
-        assert_eq!(ka, kb);
-        std::fs::write(&b, ec_pem()).unwrap();
-        let kc = SigningKey::load(&b, SigningAlg::Es256).unwrap();
-        assert_ne!(ka.fingerprint(), kc.fingerprint(), "a rotated key");
-        assert!(!ka.has_certificate());
-        let shown = format!("{ka:?}");
-        assert!(
-            shown.contains("[redacted]") && !shown.contains("BEGIN"),
-            "{shown}"
-        );
-    }
-
-    /// `openssl ecparam -genkey` writes SEC1 (`BEGIN EC PRIVATE KEY`): it loads and signs.
-    #[test]
-    fn sec1_ec_keys_load_and_sign() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ec.pem");
-        let ok = std::process::Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&path)
-            .status()
-            .expect("openssl is needed for this test (./test.sh installs it)")
-            .success();
-        assert!(ok);
-        let pem = std::fs::read_to_string(&path).unwrap();
-        assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
-        let key = SigningKey::load(&path, SigningAlg::Es256).unwrap();
-        let signature = key.sign(b"message").unwrap();
-        let der = rustls::pki_types::PrivateKeyDer::from_pem_file(&path).unwrap();
-        let rustls::pki_types::PrivateKeyDer::Sec1(sec1) = der else {
-            panic!("not SEC1")
-        };
-        let pair = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &p256_sec1_to_pkcs8(sec1.secret_sec1_der()),
-            &SystemRandom::new(),
-        )
-        .unwrap();
-        use ring::signature::KeyPair as _;
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            pair.public_key().as_ref(),
-        )
-        .verify(b"message", &signature)
-        .expect("the signature verifies with the key's public half");
-    }
-}
+pub(crate) mod tests;
