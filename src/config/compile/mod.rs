@@ -14,6 +14,7 @@ mod method;
 mod provider;
 mod route;
 mod static_file;
+mod store;
 mod top;
 
 use super::locate::{Locations, YamlPath};

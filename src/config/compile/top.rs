@@ -56,6 +56,10 @@ impl Cx<'_> {
         let providers = self.providers(&root.key("providers"), &parsed);
         let routes = self.routes(&root.key("routes"), &parsed);
         let egress = self.egress(&parsed, shared);
+        let token_store = raw
+            .token_store
+            .as_ref()
+            .and_then(|t| self.token_store(&root.key("token_store"), t, &providers));
         let config = Config {
             source: source.to_path_buf(),
             listen,
@@ -74,6 +78,7 @@ impl Cx<'_> {
             server_names: egress.server_names,
             admin_token_file: egress.admin_token_file,
             admin_token: egress.admin_token,
+            token_store,
             warnings: Vec::new(),
         };
         self.advise(&config);
