@@ -10,8 +10,9 @@
 use super::grant::Fetcher;
 use super::idp::{failure, Failure, FailureKind, TokenResponse};
 use super::lifetime::{self, backoff, refresh_margin};
-use super::{jwt, schedule, sensitive_value, Token};
+use super::{jwt, schedule, sensitive_value, Provenance, Token};
 use crate::config::{format_duration, ProviderConfig};
+use crate::store::{unix_ms, StoredToken};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -122,7 +123,74 @@ fn build_token(
         expires_at_wall: sent_wall + lifetime,
         refresh_at_wall: sent_wall + (lifetime - margin),
         access_token: resp.access_token,
+        provenance: Provenance::Idp,
     })
+}
+
+/// `token` as the shared store keeps it: its wall-clock expiry and refresh point, so
+/// every replica agrees on when it stops being fresh.
+pub(super) fn to_stored(token: &Token) -> StoredToken {
+    StoredToken {
+        access_token: token.access_token.clone(),
+        token_type: token.token_type.clone(),
+        scope: token.scope.clone(),
+        expires_at_ms: unix_ms(token.expires_at_wall),
+        refresh_at_ms: unix_ms(token.refresh_at_wall),
+    }
+}
+
+/// A token another replica stored, as this process's own: its expiry and refresh point
+/// carried over from the wall clock to the monotonic one, its header values built once.
+/// `None` once it has expired by this machine's clock.
+pub(super) fn adopted(stored: StoredToken, prefixes: &[Box<str>]) -> Option<Arc<Token>> {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let left = stored.remaining();
+    if left.is_zero() {
+        return None;
+    }
+    let fresh_for = stored.fresh_for().min(left);
+    let (expires_at, refresh_at) = (now + left, now + fresh_for);
+    let header_values = prefixes
+        .iter()
+        .map(|p| (p.clone(), sensitive_value(p, &stored.access_token)))
+        .collect();
+    Some(Arc::new(Token {
+        header_values,
+        token_type: stored.token_type,
+        scope: stored.scope,
+        lifetime: left,
+        expires_at,
+        refresh_at,
+        scheduled_at: schedule::scheduled_at(now, now, refresh_at, expires_at, left - fresh_for),
+        expires_at_wall: wall + left,
+        refresh_at_wall: wall + fresh_for,
+        access_token: stored.access_token,
+        provenance: Provenance::Store,
+    }))
+}
+
+/// The audit event of a token taken from the store instead of the IdP.
+pub(super) fn log_adopted(cfg: &ProviderConfig, token: &Token) {
+    tracing::debug!(provider = %cfg.name, expires_in = token.lifetime.as_secs(), "token adopted from the store");
+    tracing::info!(
+        target: "audit",
+        event = "token_adopted",
+        provider = %cfg.name,
+        grant = cfg.origin.grant_name(),
+        scope = token.scope.as_deref().unwrap_or(""),
+        expires_in = token.lifetime.as_secs(),
+    );
+}
+
+/// The audit event of a fetch made without the store, and why.
+pub(super) fn log_bypassed(cfg: &ProviderConfig, reason: &str) {
+    tracing::debug!(provider = %cfg.name, reason, "fetching without the token store");
+    tracing::info!(
+        target: "audit",
+        event = "token_store_bypassed",
+        provider = %cfg.name,
+        reason,
+    );
 }
 
 /// One line per attempt: the audit event (kept at info whatever the log level); the

@@ -194,7 +194,7 @@ async fn a_fetchers_longer_hold_outlasts_the_pause() {
         }
         .boxed()
     });
-    let source = TokenSource::with_fetcher(config, Fetcher::Scripted(fetch), Arc::default());
+    let source = TokenSource::with_fetcher(config, Fetcher::Scripted(fetch), Arc::default(), None);
     source.start_scheduler();
     requests_for(&source, 300).await;
     assert_eq!(n.load(Ordering::SeqCst), 1, "five minutes, one IdP call");
