@@ -7,6 +7,7 @@ mod admin;
 mod binary;
 mod client_auth;
 mod demo;
+mod fleet;
 mod forward;
 mod grants;
 mod hardening;
