@@ -19,13 +19,26 @@ async fn a_cold_herd_of_twelve_sidecars_makes_one_idp_request() {
     let mut adoptions = 0.0;
     for sc in &fleet {
         let status = sc.admin_json("/status").await;
-        sources.push(status["providers"]["crm"]["source"].as_str().unwrap().to_string());
+        sources.push(
+            status["providers"]["crm"]["source"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
         assert_eq!(status["store"]["kind"], "redis");
         adoptions += metric(sc, "token_sidecar_token_adoptions_total{provider=\"crm\"}").await;
         assert_eq!(metric(sc, "token_sidecar_store_up").await, 1.0);
     }
-    assert_eq!(sources.iter().filter(|s| *s == "idp").count(), 1, "{sources:?}");
-    assert_eq!(sources.iter().filter(|s| *s == "store").count(), 11, "{sources:?}");
+    assert_eq!(
+        sources.iter().filter(|s| *s == "idp").count(),
+        1,
+        "{sources:?}"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| *s == "store").count(),
+        11,
+        "{sources:?}"
+    );
     assert_eq!(adoptions, 11.0);
     for sc in fleet {
         sc.stop().await;
@@ -52,14 +65,23 @@ async fn three_second_tokens_for_fifteen_seconds_cost_one_replicas_idp_requests(
     // One process alone refreshes every 1.35–1.5 s: 10–12 IdP requests in 15 s. Five
     // processes without the store would make about 55.
     let fetches = idp.requests();
-    assert!((9..=16).contains(&fetches), "IdP requests in 15 s: {fetches}");
+    assert!(
+        (9..=16).contains(&fetches),
+        "IdP requests in 15 s: {fetches}"
+    );
     // No token reached the upstream after it expired (3 s after the IdP issued it).
     let (issued, issued_at) = (idp.issued(), idp.issued_at());
     for s in api.seen() {
         let token = s.bearer().expect("every request carried a token");
-        let i = issued.iter().position(|t| t == token).expect("an issued token");
+        let i = issued
+            .iter()
+            .position(|t| t == token)
+            .expect("an issued token");
         let age = s.at.duration_since(issued_at[i]);
-        assert!(age < Duration::from_secs(3), "a token {age:?} old reached the upstream");
+        assert!(
+            age < Duration::from_secs(3),
+            "a token {age:?} old reached the upstream"
+        );
     }
     for sc in fleet {
         sc.stop().await;
@@ -80,8 +102,15 @@ async fn a_herd_of_401s_across_the_fleet_costs_one_idp_request() {
     // The API revokes the fleet's token: every sidecar gets 401s at once.
     rejected.lock().unwrap().push(first.clone());
     let statuses = burst(&fleet, 3).await;
-    assert!(statuses.iter().all(|s| *s == 200), "every request replayed: {statuses:?}");
-    assert_eq!(idp.requests(), 2, "one extra IdP request for the whole fleet");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request replayed: {statuses:?}"
+    );
+    assert_eq!(
+        idp.requests(),
+        2,
+        "one extra IdP request for the whole fleet"
+    );
     let accepted: std::collections::BTreeSet<String> = api
         .seen()
         .iter()
