@@ -222,3 +222,60 @@ fn log_failed(cfg: &ProviderConfig, failure: &Failure, attempt: u32, retry_in: O
         retry_in_ms = retry_in.map_or(0, |w| w.as_millis() as u64),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn stored(expires_in: Duration, fresh_for: Duration) -> StoredToken {
+        let now = unix_ms(SystemTime::now());
+        StoredToken {
+            access_token: Secret::new("at-shared"),
+            token_type: "Bearer".into(),
+            scope: Some("read".into()),
+            expires_at_ms: now + expires_in.as_millis() as u64,
+            refresh_at_ms: now + fresh_for.as_millis() as u64,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_token_keeps_the_fleets_refresh_point_on_the_monotonic_clock() {
+        let prefixes: Vec<Box<str>> = vec!["Bearer ".into(), "".into()];
+        let s = Duration::from_secs;
+        let t = adopted(stored(s(60), s(30)), &prefixes).unwrap();
+        let now = Instant::now();
+        assert_eq!(t.provenance, Provenance::Store);
+        // Wall-clock milliseconds carried over: within the few ms this test takes.
+        let near = |a: Instant, want: Duration| {
+            let d = a.duration_since(now);
+            d <= want && want - d < Duration::from_millis(50)
+        };
+        assert!(near(t.expires_at, s(60)) && near(t.refresh_at, s(30)));
+        // The scheduler refreshes within the jitter window before the refresh point.
+        assert!(t.scheduled_at <= t.refresh_at);
+        assert!(t.scheduled_at >= t.refresh_at - refresh_jitter_of(&t));
+        assert_eq!(t.header_value("Bearer ").to_str().unwrap(), "Bearer at-shared");
+        assert!(t.header_value("").is_sensitive());
+        // Round trip: what this process would store again is what it adopted.
+        let back = to_stored(&t);
+        assert_eq!(back.access_token.expose(), "at-shared");
+        assert_eq!(back.scope.as_deref(), Some("read"));
+        tokio::time::advance(s(61)).await;
+        assert!(!t.is_valid(Instant::now()));
+    }
+
+    fn refresh_jitter_of(t: &Token) -> Duration {
+        schedule::refresh_jitter(t.expires_at - t.refresh_at)
+    }
+
+    #[test]
+    fn an_expired_stored_token_is_never_adopted() {
+        let t = stored(Duration::ZERO, Duration::ZERO);
+        assert!(adopted(t, &["Bearer ".into()]).is_none());
+        // Past its refresh point but valid: adopted as stale (refresh at once).
+        let stale = stored(Duration::from_secs(10), Duration::ZERO);
+        let t = adopted(stale, &[]).unwrap();
+        assert!(t.refresh_at <= Instant::now() + Duration::from_millis(5));
+    }
+}
