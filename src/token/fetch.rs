@@ -255,7 +255,10 @@ mod tests {
         // The scheduler refreshes within the jitter window before the refresh point.
         assert!(t.scheduled_at <= t.refresh_at);
         assert!(t.scheduled_at >= t.refresh_at - refresh_jitter_of(&t));
-        assert_eq!(t.header_value("Bearer ").to_str().unwrap(), "Bearer at-shared");
+        assert_eq!(
+            t.header_value("Bearer ").to_str().unwrap(),
+            "Bearer at-shared"
+        );
         assert!(t.header_value("").is_sensitive());
         // Round trip: what this process would store again is what it adopted.
         let back = to_stored(&t);
