@@ -5,14 +5,19 @@ Usage: fake_idp.py PORT
 
 POST /token answers
   {"access_token": "bench-token-<random hex>", "token_type": "Bearer", "expires_in": 3600}
+(or FAKE_IDP_TTL seconds, for bench/fleet.sh's short-lived tokens)
 whatever the credentials. Every token issued is logged as one line on stderr
 ("issued bench-token-..."), so the benchmark can count how often the proxy asked.
 """
 
 import json
+import os
 import secrets
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+TTL = int(os.environ.get("FAKE_IDP_TTL", "3600"))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.flush()
         self._send(
             200,
-            json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 3600}),
+            json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": TTL}),
         )
 
     def do_GET(self):

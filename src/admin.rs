@@ -189,7 +189,8 @@ impl Admin {
             .providers
             .iter()
             .map(|(name, p)| (name.as_str(), p.tokens.metrics()));
-        let body = crate::metrics::render(routes, providers, &self.runtime.metrics);
+        let store = snap.store.as_deref();
+        let body = crate::metrics::render(routes, providers, &self.runtime.metrics, store);
         let mut resp = Response::new(crate::error::full(body));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -258,9 +259,14 @@ fn status(snap: &Snapshot) -> Response<Body> {
             })
         })
         .collect();
+    // Without `token_store`, `kind` says so; `up` and `last_error` are then null.
+    let store = match &snap.store {
+        Some(s) => json!({"kind": "redis", "up": s.up(), "last_error": s.last_error()}),
+        None => json!({"kind": "none", "up": null, "last_error": null}),
+    };
     json_response(
         StatusCode::OK,
-        &json!({"providers": providers, "routes": routes}),
+        &json!({"providers": providers, "routes": routes, "store": store}),
     )
 }
 

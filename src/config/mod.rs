@@ -87,6 +87,8 @@ pub struct Config {
     /// How traffic that matched no route goes out: the top-level `egress_proxy` and
     /// `no_proxy` (SPEC §11).
     pub egress: Egress,
+    /// `token_store`: the Redis replicas share tokens through (SPEC §9).
+    pub token_store: Option<TokenStoreConfig>,
     /// Things that are valid but probably not what the operator meant, each as
     /// `FILE:LINE:COLUMN: yaml.path: message` where it has a place in the file.
     pub warnings: Vec<String>,
@@ -116,8 +118,28 @@ impl fmt::Debug for Config {
             .field("admin_token_file", &self.admin_token_file)
             .field("admin_token", &self.admin_token)
             .field("egress", &self.egress)
+            .field("token_store", &self.token_store)
             .field("warnings", &self.warnings)
             .finish()
+    }
+}
+
+/// `token_store`, checked: the store's settings and the fetch lease.
+#[derive(Clone, Debug)]
+pub struct TokenStoreConfig {
+    pub store: crate::store::StoreConfig,
+    /// How long a replica holds the fetch lease (`SET NX PX`); longer than every
+    /// provider's `timeout`.
+    pub lease: Duration,
+    /// A digest of all of the above: equal ids, the same store. A reload keeps the store
+    /// (and the token sources that use it) while the id stays the same.
+    pub id: crate::secret::Fingerprint,
+}
+
+impl TokenStoreConfig {
+    pub fn new(store: crate::store::StoreConfig, lease: Duration) -> TokenStoreConfig {
+        let id = store.fingerprint(lease);
+        TokenStoreConfig { store, lease, id }
     }
 }
 

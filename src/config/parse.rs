@@ -92,9 +92,15 @@ pub fn split(mut value: Value, locations: &Locations) -> (Parsed, Vec<Problem>) 
         return (Parsed::default(), ck.problems);
     };
     ck.unknown_keys(top, &root, TOP);
-    for key in ["tls_intercept", "log", "limits"] {
+    for key in ["tls_intercept", "log", "limits", "token_store"] {
         if let Some(Value::Object(block)) = top.get_mut(key) {
             ck.unknown_keys(block, &root.key(key), key);
+        }
+    }
+    if let Some(Value::Object(store)) = top.get_mut("token_store") {
+        if let Some(Value::Object(redis)) = store.get_mut("redis") {
+            let path = root.key("token_store").key("redis");
+            ck.unknown_keys(redis, &path, "token_store.redis");
         }
     }
     let providers = top.remove("providers").unwrap_or(Value::Null);

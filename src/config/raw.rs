@@ -61,6 +61,7 @@ pub struct RawConfig {
     pub admin_token_file: Option<Text>,
     pub egress_proxy: Option<Text>,
     pub no_proxy: Option<Vec<Text>>,
+    pub token_store: Option<RawTokenStore>,
     /// Parsed entry by entry by `parse` (so each entry reports its own problems); here
     /// only so that serde's field list knows the keys.
     #[allow(dead_code, reason = "read by parse, entry by entry")]
@@ -98,6 +99,29 @@ pub struct RawTlsIntercept {
     pub ca_key_file: Option<Text>,
     pub leaf_validity: Option<Text>,
     pub cache_size: Option<Text>,
+}
+
+/// `token_store` (SPEC §9).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenStore {
+    pub redis: Option<RawRedis>,
+    pub encryption_key: Option<Text>,
+    pub lease: Option<Text>,
+}
+
+/// `token_store.redis`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<Text>,
+    pub urls: Option<Vec<Text>>,
+    pub cluster: Option<bool>,
+    pub username: Option<Text>,
+    pub password: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub key_prefix: Option<Text>,
+    pub timeout: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

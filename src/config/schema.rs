@@ -5,8 +5,8 @@
 //! them, so neither the messages nor the reference can drift from the parser.
 
 use super::raw::{
-    RawClient, RawConfig, RawDpop, RawLimits, RawLog, RawMatch, RawProvider, RawRetries, RawRoute,
-    RawSign, RawSubjectFrom, RawTlsIntercept,
+    RawClient, RawConfig, RawDpop, RawLimits, RawLog, RawMatch, RawProvider, RawRedis, RawRetries,
+    RawRoute, RawSign, RawSubjectFrom, RawTlsIntercept, RawTokenStore,
 };
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
@@ -21,12 +21,14 @@ pub struct Block {
 pub const TOP: &str = "top level";
 
 /// Every block, in the order of `docs/config.md`.
-pub fn blocks() -> [Block; 12] {
+pub fn blocks() -> [Block; 14] {
     [
         block::<RawConfig>(TOP),
         block::<RawLog>("log"),
         block::<RawLimits>("limits"),
         block::<RawTlsIntercept>("tls_intercept"),
+        block::<RawTokenStore>("token_store"),
+        block::<RawRedis>("token_store.redis"),
         block::<RawClient>("clients.<name>"),
         block::<RawProvider>("providers.<name>"),
         block::<RawRetries>("providers.<name>.retries"),
@@ -65,11 +67,9 @@ pub const RESTART_ONLY: &[&str] = &[
 ];
 
 /// Keys SPEC.md specifies that are not built yet, by block, with where they are planned.
-pub(super) const NOT_BUILT: &[(&str, &str, &str)] = &[(
-    "top level",
-    "token_store",
-    "the shared token store (SPEC §9) is not built yet",
-)];
+/// Empty since issues 11 and 14: every key SPEC.md specifies is built. The mechanism
+/// stays for the next key the contract names before it is built.
+pub(super) const NOT_BUILT: &[(&str, &str, &str)] = &[];
 
 fn block<T: for<'de> Deserialize<'de>>(name: &'static str) -> Block {
     Block {

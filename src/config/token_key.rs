@@ -36,6 +36,89 @@ impl TokenKey {
             TokenOrigin::StaticFile { token_file } => OriginKey::StaticFile(token_file.clone()),
         }))
     }
+
+    /// The identity as bytes, for the shared token store's key names: a fixed layout
+    /// (a version, then every field tagged and length-prefixed, in declaration order), so
+    /// every process with the same provider settings computes the same bytes — unlike
+    /// `Debug` output or Rust's `Hash`, which may change between builds. Secrets appear
+    /// only as their fingerprints; the store hashes these bytes again (HMAC) before they
+    /// reach Redis.
+    pub fn identity_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder(b"token-sidecar token identity v1".to_vec());
+        match &*self.0 {
+            OriginKey::StaticFile(path) => {
+                e.tag(b'F');
+                e.path(path);
+            }
+            OriginKey::OAuth(c) => {
+                e.tag(b'O');
+                c.grant.encode(&mut e);
+                e.str(c.token_url.as_str());
+                e.str(&c.client_id);
+                e.opt(c.client_secret.as_ref().map(|d| &d.0[..]));
+                c.client_auth.encode(&mut e);
+                e.list(c.scopes.iter().map(String::as_bytes));
+                e.opt(c.audience.as_deref().map(str::as_bytes));
+                e.opt(c.resource.as_deref().map(str::as_bytes));
+                e.u64(c.extra_params.len() as u64);
+                for (k, v) in &c.extra_params {
+                    e.str(k);
+                    e.bytes(&v.0);
+                }
+                e.opt_path(c.ca_file.as_deref());
+            }
+        }
+        e.0
+    }
+}
+
+/// The fixed byte layout of [`TokenKey::identity_bytes`]: a one-byte tag before each
+/// variant, lengths as 8-byte big-endian integers before each variable-length value, so
+/// no two different identities encode to the same bytes.
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn tag(&mut self, t: u8) {
+        self.0.push(t);
+    }
+
+    fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_be_bytes());
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn path(&mut self, p: &std::path::Path) {
+        self.bytes(p.as_os_str().as_encoded_bytes());
+    }
+
+    fn opt(&mut self, b: Option<&[u8]>) {
+        match b {
+            None => self.tag(0),
+            Some(b) => {
+                self.tag(1);
+                self.bytes(b);
+            }
+        }
+    }
+
+    fn opt_path(&mut self, p: Option<&std::path::Path>) {
+        self.opt(p.map(|p| p.as_os_str().as_encoded_bytes()));
+    }
+
+    fn list<'a>(&mut self, items: impl ExactSizeIterator<Item = &'a [u8]>) {
+        self.u64(items.len() as u64);
+        for i in items {
+            self.bytes(i);
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -104,6 +187,28 @@ enum GrantKey {
 }
 
 impl GrantKey {
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            GrantKey::ClientCredentials => e.tag(b'C'),
+            GrantKey::RefreshToken { configured, store } => {
+                e.tag(b'R');
+                e.opt(configured.as_ref().map(|d| &d.0[..]));
+                e.opt_path(store.as_deref());
+            }
+            GrantKey::TokenExchange(x) => {
+                e.tag(b'X');
+                e.str(x.header.as_str());
+                e.str(&x.prefix);
+                e.str(&x.subject_token_type);
+                e.opt_path(x.actor_token_file.as_deref());
+                e.opt(x.actor_token_type.as_deref().map(str::as_bytes));
+                e.opt(x.requested_token_type.as_deref().map(str::as_bytes));
+                e.u64(x.max_subjects as u64);
+                e.tag(u8::from(x.forward_subject_header));
+            }
+        }
+    }
+
     fn of(grant: &Grant) -> GrantKey {
         match grant {
             Grant::ClientCredentials => GrantKey::ClientCredentials,
@@ -138,6 +243,41 @@ enum AuthKey {
 }
 
 impl AuthKey {
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            AuthKey::Basic => e.tag(b'B'),
+            AuthKey::Post => e.tag(b'P'),
+            AuthKey::PrivateKeyJwt {
+                key_file,
+                alg,
+                key_id,
+                audience,
+                key,
+            } => {
+                e.tag(b'J');
+                e.path(key_file);
+                e.str(alg.name());
+                e.opt(key_id.as_deref().map(str::as_bytes));
+                e.str(audience);
+                e.bytes(&key.0);
+            }
+            AuthKey::AssertionFile(f) => {
+                e.tag(b'A');
+                e.path(f);
+            }
+            AuthKey::TlsClientAuth {
+                cert_file,
+                key_file,
+                identity,
+            } => {
+                e.tag(b'T');
+                e.path(cert_file);
+                e.path(key_file);
+                e.bytes(&identity.0);
+            }
+        }
+    }
+
     fn of(auth: &ClientAuth) -> AuthKey {
         match auth {
             ClientAuth::Basic => AuthKey::Basic,
@@ -177,5 +317,60 @@ impl Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn identity(provider: &str) -> Vec<u8> {
+        let yaml = format!("providers:\n  p:\n{provider}");
+        let c = Config::from_text(Path::new("t.yaml"), &yaml, &|_| None).unwrap();
+        c.providers[0].key.identity_bytes()
+    }
+
+    const BASE: &str = "    token_url: https://idp.example.com/t\n    client_id: app-client\n    client_secret: s3cret-value\n    scopes: [read, write]\n    extra_params: { tenant: t-1 }\n";
+
+    #[test]
+    fn identity_bytes_are_stable_and_tell_providers_apart() {
+        let base = identity(BASE);
+        assert_eq!(base, identity(BASE), "the same settings, the same bytes");
+        // Settings that do not change the token do not change the identity.
+        assert_eq!(
+            base,
+            identity(&format!("{BASE}    timeout: 3s\n    prefetch: true\n"))
+        );
+        let others = [
+            BASE.replace("read, write", "read"),
+            BASE.replace("read, write", "write, read"),
+            BASE.replace("app-client", "app-client2"),
+            BASE.replace("s3cret-value", "s3cret-value2"),
+            BASE.replace("t-1", "t-2"),
+            BASE.replace("/t\n", "/u\n"),
+            format!("{BASE}    audience: a\n"),
+            format!("{BASE}    client_auth: post\n"),
+        ];
+        for other in &others {
+            assert_ne!(base, identity(other), "{other}");
+        }
+        // The layout is fixed: replicas built from other builds must agree. A change here
+        // moves every fleet to new keys (one fetch per token); make it on purpose only.
+        let digest = crate::secret::fingerprint(&base);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "8e19824f27d27a63d5ced346d6ad7ea82aaa485c95189041377989f669b743d8"
+        );
+    }
+
+    #[test]
+    fn identity_bytes_hold_no_secret() {
+        let bytes = identity(BASE);
+        for secret in ["s3cret-value", "t-1"] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! `fetch_add` and never takes a lock; `/metrics` reads them all and renders text format
 //! 0.0.4. Labels are route and provider names, never anything from a request.
 
+use crate::store::Store;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -112,6 +113,8 @@ pub struct ProviderMetrics {
     expiry: AtomicU64,
     /// Tokens handed out by `GET /providers/{name}/token`.
     exposed: AtomicU64,
+    /// Tokens taken from the shared store instead of the IdP.
+    adoptions: AtomicU64,
 }
 
 impl ProviderMetrics {
@@ -127,6 +130,10 @@ impl ProviderMetrics {
 
     pub fn exposed(&self) {
         self.exposed.fetch_add(1, Relaxed);
+    }
+
+    pub fn adopted(&self) {
+        self.adoptions.fetch_add(1, Relaxed);
     }
 
     pub fn set_expiry(&self, unix_secs: u64) {
@@ -219,14 +226,19 @@ impl Drop for ActiveTunnel<'_> {
 }
 
 /// Renders every series. `routes` and `providers` are (name, series) in display order.
+/// `store`: the shared token store, when configured (its series are left out otherwise).
 pub fn render<'a>(
     routes: impl Iterator<Item = (&'a str, &'a RouteMetrics)> + Clone,
     providers: impl Iterator<Item = (&'a str, &'a ProviderMetrics)> + Clone,
     global: &GlobalMetrics,
+    store: Option<&Store>,
 ) -> String {
     let mut out = String::with_capacity(8192);
     render_requests(&mut out, routes.clone());
     render_tokens(&mut out, providers);
+    if let Some(store) = store {
+        render_store(&mut out, store);
+    }
     render_replays(&mut out, routes.clone());
     render_reloads_and_tunnels(&mut out, global);
     render_upstream_errors(&mut out, routes);
@@ -297,9 +309,36 @@ fn render_tokens<'a>(
     let name = "token_sidecar_token_exposed_total";
     let help = "Tokens served by GET /providers/{name}/token (expose_token).";
     header(out, name, "counter", help);
-    for (p, m) in providers {
+    for (p, m) in providers.clone() {
         let (p, n) = (escape(p), m.exposed.load(Relaxed));
         let _ = writeln!(out, "{name}{{provider=\"{p}\"}} {n}");
+    }
+    let name = "token_sidecar_token_adoptions_total";
+    let help = "Tokens taken from the shared token store instead of the IdP.";
+    header(out, name, "counter", help);
+    for (p, m) in providers {
+        let (p, n) = (escape(p), m.adoptions.load(Relaxed));
+        let _ = writeln!(out, "{name}{{provider=\"{p}\"}} {n}");
+    }
+}
+
+/// The shared token store: whether it answers, and its operations by outcome (every
+/// combination, zeros included, so rates work from the first scrape).
+fn render_store(out: &mut String, store: &Store) {
+    let name = "token_sidecar_store_up";
+    header(
+        out,
+        name,
+        "gauge",
+        "1 while the shared token store answers, else 0.",
+    );
+    let _ = writeln!(out, "{name} {}", u8::from(store.up()));
+    let name = "token_sidecar_store_operations_total";
+    let help = "Shared token store operations, by operation and outcome.";
+    header(out, name, "counter", help);
+    for (op, outcome, n) in store.operations() {
+        let (op, outcome) = (op.as_str(), outcome.as_str());
+        let _ = writeln!(out, "{name}{{op=\"{op}\",outcome=\"{outcome}\"}} {n}");
     }
 }
 

@@ -15,7 +15,12 @@ fn renders_counters_and_cumulative_histograms() {
     p.set_expiry(1_900_000_000);
     let g = GlobalMetrics::default();
     g.reload(false);
-    let text = render([("a\"b", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+    let text = render(
+        [("a\"b", &r)].into_iter(),
+        [("crm", &p)].into_iter(),
+        &g,
+        None,
+    );
     for line in [
         "token_sidecar_requests_total{route=\"a\\\"b\",status=\"200\"} 2",
         "token_sidecar_requests_total{route=\"a\\\"b\",status=\"503\"} 1",
@@ -48,6 +53,7 @@ fn renders_each_family_once_in_order() {
         [("a", &r), ("b", &r)].into_iter(),
         [("crm", &p)].into_iter(),
         &g,
+        None,
     );
     let types: Vec<_> = text
         .lines()
@@ -62,6 +68,7 @@ fn renders_each_family_once_in_order() {
             "token_sidecar_token_fetch_duration_seconds histogram",
             "token_sidecar_token_expiry_timestamp_seconds gauge",
             "token_sidecar_token_exposed_total counter",
+            "token_sidecar_token_adoptions_total counter",
             "token_sidecar_token_replays_total counter",
             "token_sidecar_config_reloads_total counter",
             "token_sidecar_tunnels_total counter",
@@ -78,11 +85,11 @@ fn renders_each_family_once_in_order() {
     );
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
     // requests 2, durations 2×19, fetches 2, fetch duration 19, expiry 1, exposed 1,
-    // replays 2×3, reloads 2, tunnels 4, active 1, refused 3, upstream errors 2×3,
-    // build 1, in flight 1, process 4.
+    // adoptions 1, replays 2×3, reloads 2, tunnels 4, active 1, refused 3, upstream
+    // errors 2×3, build 1, in flight 1, process 4.
     assert_eq!(
         series,
-        2 + 38 + 2 + 19 + 1 + 1 + 6 + 2 + 4 + 1 + 3 + 6 + 1 + 1 + 4,
+        2 + 38 + 2 + 19 + 1 + 1 + 1 + 6 + 2 + 4 + 1 + 3 + 6 + 1 + 1 + 4,
         "{text}"
     );
     assert_eq!(text.lines().count(), series + 2 * types.len());
@@ -115,6 +122,7 @@ fn traffic_without_a_route_has_no_replay_series() {
         [("a", &r), ("-", &r)].into_iter(),
         [("crm", &p)].into_iter(),
         &g,
+        None,
     );
     assert!(text.contains("token_sidecar_token_replays_total{route=\"a\",outcome=\"2xx\"} 0"));
     assert!(
@@ -126,15 +134,60 @@ fn traffic_without_a_route_has_no_replay_series() {
         "{text}"
     );
     let guard = g.request_started();
-    let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+    let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g, None);
     assert!(
         text.contains("token_sidecar_requests_in_flight 1\n"),
         "{text}"
     );
     drop(guard);
-    let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g);
+    let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g, None);
     assert!(
         text.contains("token_sidecar_requests_in_flight 0\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn store_series_appear_with_a_store_only() {
+    use crate::secret::Secret;
+    use crate::store::{Endpoint, Store, StoreConfig};
+    let (r, p, g) = (
+        RouteMetrics::default(),
+        ProviderMetrics::default(),
+        GlobalMetrics::default(),
+    );
+    p.adopted();
+    p.adopted();
+    let text = render([("a", &r)].into_iter(), [("crm", &p)].into_iter(), &g, None);
+    assert!(text.contains("token_sidecar_token_adoptions_total{provider=\"crm\"} 2\n"));
+    assert!(!text.contains("token_sidecar_store"), "{text}");
+    // Nothing listens on port 1: the store is not up.
+    let store = Store::new(&StoreConfig {
+        endpoint: Endpoint::Standalone("redis://127.0.0.1:1".into()),
+        username: None,
+        password: None,
+        ca_file: None,
+        key_prefix: "p:".into(),
+        timeout: Duration::from_millis(50),
+        encryption_key: Secret::new("k".repeat(32)),
+    })
+    .unwrap();
+    let text = render(
+        [("a", &r)].into_iter(),
+        [("crm", &p)].into_iter(),
+        &g,
+        Some(&store),
+    );
+    assert!(
+        text.contains("# TYPE token_sidecar_store_up gauge\ntoken_sidecar_store_up 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("token_sidecar_store_operations_total{op=\"get\",outcome=\"ok\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("token_sidecar_store_operations_total{op=\"lease\",outcome=\"lost\"} 0\n"),
         "{text}"
     );
 }

@@ -1,10 +1,17 @@
 //! [`Runtime`]: the current snapshot, and building the next one from a config. Token
 //! sources, pools and route metrics are kept across snapshots when they still apply, so
 //! an unchanged provider keeps its token and scheduler through a reload.
+//!
+//! The shared token store (`token_store`) is built once and kept while its settings stay
+//! the same; a reload that changes them builds a new store, and new token sources for it
+//! (sources are kept by provider name, token identity and store).
 
 use super::{BodyBudget, ProviderRuntime, RouteRuntime, Snapshot, Tokens};
 use crate::config::{Config, Grant, ProviderConfig, TokenKey};
 use crate::metrics::{GlobalMetrics, RouteMetrics};
+use crate::secret::Fingerprint;
+use crate::store::Store;
+use crate::token::StoreLink;
 use crate::upstream::{Client, Pools, Protocol};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +32,14 @@ pub struct Runtime {
     pub own: Vec<SocketAddr>,
     /// Shutdown has begun: the proxy drains, `/readyz` answers 503 `draining`.
     draining: AtomicBool,
+    /// The shared token store of the current config, by its settings' digest.
+    store: Mutex<Option<CurrentStore>>,
+    /// Where a store's background task runs (a reload may run on a blocking thread).
+    handle: tokio::runtime::Handle,
 }
+
+/// A built store and the digest of the settings it was built from.
+type CurrentStore = (Fingerprint, StoreLink);
 
 /// A runtime object could not be built from a config that compiled.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +57,18 @@ struct Registry {
 
 impl Runtime {
     /// The runtime for `config`, serving on the sockets `own` (which it never forwards to).
+    /// Must be called within a tokio runtime.
     pub fn new(config: Config, own: Vec<SocketAddr>) -> Result<Arc<Self>, SetupError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| SetupError("the runtime must be built within tokio".into()))?;
         let pools = Pools::default();
         let registry = Mutex::new(Registry::default());
-        let first = build(Arc::new(config), &registry, &pools)?;
+        let store = store_for(&config, None, &handle)?;
+        let first = build(Arc::new(config), &registry, &pools, store.as_ref())?;
         let body_budget = BodyBudget::new(first.config.limits.max_buffered_bodies);
         Ok(Arc::new(Runtime {
+            store: Mutex::new(store),
+            handle,
             snapshot: ArcSwap::from_pointee(first),
             registry,
             pools,
@@ -66,7 +86,16 @@ impl Runtime {
     /// Replaces the snapshot with one built from `config`. Token sources and pools that
     /// still apply are kept; sources no provider uses any more are stopped.
     pub fn replace(&self, config: Config) -> Result<(), SetupError> {
-        let snap = build(Arc::new(config), &self.registry, &self.pools)?;
+        let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let store = store_for(&config, current.as_ref(), &self.handle)?;
+        let snap = build(
+            Arc::new(config),
+            &self.registry,
+            &self.pools,
+            store.as_ref(),
+        )?;
+        *current = store;
+        drop(current);
         let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         registry.sources.retain(|_, s| {
             let keep = snap.providers.values().any(|p| p.tokens.same(s));
@@ -117,9 +146,10 @@ fn build(
     config: Arc<Config>,
     registry: &Mutex<Registry>,
     pools: &Pools,
+    store: Option<&CurrentStore>,
 ) -> Result<Snapshot, SetupError> {
     let mut registry = registry.lock().unwrap_or_else(|p| p.into_inner());
-    let (providers, new_sources) = providers(&config, &registry)?;
+    let (providers, new_sources) = providers(&config, &registry, store)?;
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
         let tokens = providers
@@ -180,11 +210,34 @@ fn build(
         default_client,
         unmatched_metrics: registry.unmatched_metrics.clone(),
         interceptor,
+        store: store.map(|(_, link)| link.store.clone()),
     })
 }
 
-/// Token sources are kept by provider name and token identity.
-type SourceKey = (String, TokenKey);
+/// The store `config` asks for: the `current` one while its settings are unchanged, a
+/// new one (connecting in the background) when they changed, none without `token_store`.
+fn store_for(
+    config: &Config,
+    current: Option<&CurrentStore>,
+    handle: &tokio::runtime::Handle,
+) -> Result<Option<CurrentStore>, SetupError> {
+    let Some(cfg) = &config.token_store else {
+        return Ok(None);
+    };
+    if let Some((id, link)) = current.filter(|(id, _)| *id == cfg.id) {
+        return Ok(Some((*id, link.clone())));
+    }
+    let _in_runtime = handle.enter();
+    let store: Arc<Store> = Store::new(&cfg.store).map_err(|e| SetupError(e.to_string()))?;
+    let link = StoreLink {
+        store,
+        lease: cfg.lease,
+    };
+    Ok(Some((cfg.id, link)))
+}
+
+/// Token sources are kept by provider name, token identity and store (its digest).
+type SourceKey = (String, TokenKey, Option<Fingerprint>);
 type NewSources = Vec<(SourceKey, Tokens)>;
 
 /// The provider runtimes of `config`: sources are kept per provider (name and token
@@ -193,15 +246,17 @@ type NewSources = Vec<(SourceKey, Tokens)>;
 fn providers(
     config: &Config,
     registry: &Registry,
+    store: Option<&CurrentStore>,
 ) -> Result<(BTreeMap<String, ProviderRuntime>, NewSources), SetupError> {
     let mut providers = BTreeMap::new();
     let mut new_sources = Vec::new();
     for p in &config.providers {
-        let key = source_key(p);
+        let key = (p.name.clone(), p.key.clone(), store.map(|(id, _)| *id));
         let tokens = match registry.sources.get(&key) {
             Some(s) => s.clone(),
             None => {
-                let s = Tokens::new(p.clone()).map_err(SetupError)?;
+                let link = store.map(|(_, link)| link);
+                let s = Tokens::new(p.clone(), link).map_err(SetupError)?;
                 carry_refresh_token(&registry.sources, p, &s);
                 new_sources.push((key, s.clone()));
                 s
@@ -247,15 +302,10 @@ fn carry_refresh_token(sources: &HashMap<SourceKey, Tokens>, p: &ProviderConfig,
     else {
         return;
     };
-    let previous = sources.iter().filter(|((name, _), _)| *name == p.name).find_map(|(_, t)| t.single()).filter(|old| {
+    let previous = sources.iter().filter(|((name, _, _), _)| *name == p.name).find_map(|(_, t)| t.single()).filter(|old| {
         matches!(old.config().origin.grant(), Some(Grant::RefreshToken { configured: c, .. }) if c == configured)
     });
     if let Some(token) = previous.and_then(|old| old.refresh_token()) {
         new.adopt_refresh_token(token);
     }
-}
-
-/// What a token source is kept by across reloads.
-fn source_key(p: &ProviderConfig) -> SourceKey {
-    (p.name.clone(), p.key.clone())
 }

@@ -12,7 +12,8 @@ mod build;
 
 use crate::config::{Config, Grant, ProviderConfig, RouteConfig, TokenOrigin};
 use crate::metrics::{ProviderMetrics, RouteMetrics};
-use crate::token::{ExchangeSource, ProviderStatus, TokenSource};
+use crate::store::Store;
+use crate::token::{ExchangeSource, ProviderStatus, StoreLink, TokenSource};
 use crate::upstream::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Snapshot {
     pub unmatched_metrics: Arc<RouteMetrics>,
     /// Mints certificates for intercepted CONNECTs (`tls_intercept`).
     pub interceptor: Option<Arc<crate::intercept::Interceptor>>,
+    /// The shared token store (`token_store`), for `/status` and `/metrics`.
+    pub store: Option<Arc<Store>>,
 }
 
 /// A route as configured, with the token source and clients it sends with.
@@ -67,14 +70,16 @@ pub enum Tokens {
 }
 
 impl Tokens {
-    fn new(config: Arc<ProviderConfig>) -> Result<Tokens, String> {
+    fn new(config: Arc<ProviderConfig>, link: Option<&StoreLink>) -> Result<Tokens, String> {
         if let TokenOrigin::OAuth(client) = &config.origin {
             if let Grant::TokenExchange(x) = &client.grant {
-                let (client, x) = (client.clone(), x.clone());
-                return Ok(Tokens::Exchange(ExchangeSource::new(config, client, x)?));
+                let (client, x, link) = (client.clone(), x.clone(), link.cloned());
+                return Ok(Tokens::Exchange(ExchangeSource::new(
+                    config, client, x, link,
+                )?));
             }
         }
-        Ok(Tokens::Single(TokenSource::new(config)?))
+        Ok(Tokens::Single(TokenSource::with_store(config, link)?))
     }
 
     /// The single token source (not for token exchange).

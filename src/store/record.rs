@@ -19,12 +19,30 @@ pub struct StoredToken {
     pub scope: Option<String>,
     /// Expiry as unix time in milliseconds (wall clock: replicas share no monotonic one).
     pub expires_at_ms: u64,
+    /// The end of its freshness as the fetching replica computed it (unix ms): past it,
+    /// a replica that needs a token refreshes rather than adopts this one.
+    pub refresh_at_ms: u64,
 }
 
 impl StoredToken {
     /// The expiry as a wall-clock time.
     pub fn expires_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.expires_at_ms)
+    }
+
+    /// True while the token is before its refresh point by this machine's clock.
+    pub fn is_fresh(&self) -> bool {
+        unix_ms(SystemTime::now()) < self.refresh_at_ms.min(self.expires_at_ms)
+    }
+
+    /// How long the token is still fresh by this machine's clock (zero once past).
+    pub fn fresh_for(&self) -> Duration {
+        let now = unix_ms(SystemTime::now());
+        Duration::from_millis(
+            self.refresh_at_ms
+                .min(self.expires_at_ms)
+                .saturating_sub(now),
+        )
     }
 
     /// How long the token is still valid by this machine's clock (zero once expired).
@@ -47,6 +65,7 @@ pub(super) fn encode_access(t: &StoredToken) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + token.len() + t.token_type.len());
     out.push(KIND_ACCESS);
     out.extend_from_slice(&t.expires_at_ms.to_be_bytes());
+    out.extend_from_slice(&t.refresh_at_ms.to_be_bytes());
     put_bytes(&mut out, t.token_type.as_bytes());
     match &t.scope {
         None => out.push(0),
@@ -65,6 +84,7 @@ pub(super) fn decode_access(bytes: &[u8]) -> Option<StoredToken> {
         return None;
     }
     let expires_at_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+    let refresh_at_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
     let token_type = r.string()?;
     let scope = match r.byte()? {
         0 => None,
@@ -78,6 +98,7 @@ pub(super) fn decode_access(bytes: &[u8]) -> Option<StoredToken> {
         token_type,
         scope,
         expires_at_ms,
+        refresh_at_ms,
     })
 }
 
@@ -142,6 +163,7 @@ mod tests {
             token_type: "Bearer".into(),
             scope: scope.map(str::to_string),
             expires_at_ms: 1_700_000_000_123,
+            refresh_at_ms: 1_700_000_000_100,
         }
     }
 
@@ -174,8 +196,9 @@ mod tests {
         longer.push(0);
         assert!(decode_access(&longer).is_none());
         let mut bad_flag = enc;
-        // kind (1) + expiry (8) + type length (4) + "Bearer" (6): the scope flag.
-        bad_flag[19] = 2;
+        // kind (1) + expiry (8) + refresh (8) + type length (4) + "Bearer" (6): the scope
+        // flag.
+        bad_flag[27] = 2;
         assert!(decode_access(&bad_flag).is_none());
     }
 
@@ -203,6 +226,7 @@ mod tests {
             token_type: "Bearer".into(),
             scope: Some("read:orders".into()),
             expires_at_ms: 1,
+            refresh_at_ms: 1,
         };
         let sealed = sealer.seal("p:{x}:token", b"", &encode_access(&t)).unwrap();
         for plain in ["secret-at", "eyJ0eXAiOiJKV1QifQ", "read:orders", "Bearer"] {
@@ -218,6 +242,18 @@ mod tests {
         let t = token(None);
         assert_eq!(unix_ms(t.expires_at()), t.expires_at_ms);
         assert_eq!(t.remaining(), Duration::ZERO, "2023 is past");
+        assert!(!t.is_fresh());
+        assert_eq!(t.fresh_for(), Duration::ZERO);
+        let later = StoredToken {
+            expires_at_ms: unix_ms(SystemTime::now()) + 60_000,
+            refresh_at_ms: unix_ms(SystemTime::now()) + 30_000,
+            ..t
+        };
+        assert!(later.is_fresh());
+        assert!(
+            later.fresh_for() > Duration::from_secs(29)
+                && later.fresh_for() <= Duration::from_secs(30)
+        );
         assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 }

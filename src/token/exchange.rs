@@ -8,7 +8,7 @@
 
 use super::grant::{ExchangeFetcher, Fetcher};
 use super::idp::IdpClient;
-use super::source::TokenSource;
+use super::source::{StoreLink, TokenSource};
 use super::status::{self, ProviderStatus};
 use crate::config::{Exchange, OAuthClient, ProviderConfig};
 use crate::lru::Lru;
@@ -28,6 +28,8 @@ pub struct ExchangeSource {
     /// The IdP client's exchange in production, a script in tests.
     fetcher_for: FetcherFor,
     subjects: Mutex<Lru<Fingerprint, Arc<TokenSource>>>,
+    /// The shared store: one stored token per subject (its fingerprint in the key).
+    link: Option<StoreLink>,
     prefixes: ArcSwap<Vec<Box<str>>>,
     pub metrics: Arc<ProviderMetrics>,
 }
@@ -39,6 +41,7 @@ impl ExchangeSource {
         config: Arc<ProviderConfig>,
         client: Arc<OAuthClient>,
         settings: Exchange,
+        link: Option<StoreLink>,
     ) -> Result<Arc<Self>, String> {
         let idp = Arc::new(IdpClient::new(&config.name, client)?);
         let settings = Arc::new(settings);
@@ -50,6 +53,7 @@ impl ExchangeSource {
                 let fetcher = ExchangeFetcher::new(idp.clone(), shared.clone(), Some(subject));
                 Fetcher::Exchange(fetcher)
             }),
+            link,
         ))
     }
 
@@ -57,6 +61,7 @@ impl ExchangeSource {
         config: Arc<ProviderConfig>,
         settings: Arc<Exchange>,
         fetcher_for: FetcherFor,
+        link: Option<StoreLink>,
     ) -> Arc<Self> {
         let max_subjects = settings.max_subjects;
         Arc::new(Self {
@@ -64,6 +69,7 @@ impl ExchangeSource {
             settings,
             fetcher_for,
             subjects: Mutex::new(Lru::new(max_subjects)),
+            link,
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             metrics: Arc::new(ProviderMetrics::default()),
         })
@@ -95,10 +101,16 @@ impl ExchangeSource {
         if let Some(source) = subjects.get(&key) {
             return source.clone();
         }
+        let config = self.config.load_full();
+        let fleet = self
+            .link
+            .as_ref()
+            .and_then(|l| l.fleet(&config, Some(subject)));
         let source = TokenSource::with_fetcher(
-            self.config.load_full(),
+            config,
             (self.fetcher_for)(subject.clone()),
             self.metrics.clone(),
+            fleet,
         );
         source.set_prefixes(self.prefixes.load().to_vec());
         subjects.insert(key, source.clone());
@@ -126,12 +138,7 @@ impl ExchangeSource {
     /// `/status` for an exchange provider: counts over its subjects, never a token.
     pub fn status(&self) -> ProviderStatus {
         let subjects = self.subject_map();
-        status::per_subject(
-            subjects
-                .values()
-                .map(|s| (s.stats(), s.peek().is_some()))
-                .collect(),
-        )
+        status::per_subject(subjects.values().map(|s| (s.stats(), s.peek())).collect())
     }
 
     fn subject_map(&self) -> MutexGuard<'_, Lru<Fingerprint, Arc<TokenSource>>> {
@@ -187,6 +194,7 @@ mod tests {
                     .boxed()
                 }))
             }),
+            None,
         )
     }
 

@@ -10,8 +10,9 @@
 use super::grant::Fetcher;
 use super::idp::{failure, Failure, FailureKind, TokenResponse};
 use super::lifetime::{self, backoff, refresh_margin};
-use super::{jwt, schedule, sensitive_value, Token};
+use super::{jwt, schedule, sensitive_value, Provenance, Token};
 use crate::config::{format_duration, ProviderConfig};
+use crate::store::{unix_ms, StoredToken};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -122,7 +123,74 @@ fn build_token(
         expires_at_wall: sent_wall + lifetime,
         refresh_at_wall: sent_wall + (lifetime - margin),
         access_token: resp.access_token,
+        provenance: Provenance::Idp,
     })
+}
+
+/// `token` as the shared store keeps it: its wall-clock expiry and refresh point, so
+/// every replica agrees on when it stops being fresh.
+pub(super) fn to_stored(token: &Token) -> StoredToken {
+    StoredToken {
+        access_token: token.access_token.clone(),
+        token_type: token.token_type.clone(),
+        scope: token.scope.clone(),
+        expires_at_ms: unix_ms(token.expires_at_wall),
+        refresh_at_ms: unix_ms(token.refresh_at_wall),
+    }
+}
+
+/// A token another replica stored, as this process's own: its expiry and refresh point
+/// carried over from the wall clock to the monotonic one, its header values built once.
+/// `None` once it has expired by this machine's clock.
+pub(super) fn adopted(stored: StoredToken, prefixes: &[Box<str>]) -> Option<Arc<Token>> {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let left = stored.remaining();
+    if left.is_zero() {
+        return None;
+    }
+    let fresh_for = stored.fresh_for().min(left);
+    let (expires_at, refresh_at) = (now + left, now + fresh_for);
+    let header_values = prefixes
+        .iter()
+        .map(|p| (p.clone(), sensitive_value(p, &stored.access_token)))
+        .collect();
+    Some(Arc::new(Token {
+        header_values,
+        token_type: stored.token_type,
+        scope: stored.scope,
+        lifetime: left,
+        expires_at,
+        refresh_at,
+        scheduled_at: schedule::scheduled_at(now, now, refresh_at, expires_at, left - fresh_for),
+        expires_at_wall: wall + left,
+        refresh_at_wall: wall + fresh_for,
+        access_token: stored.access_token,
+        provenance: Provenance::Store,
+    }))
+}
+
+/// The audit event of a token taken from the store instead of the IdP.
+pub(super) fn log_adopted(cfg: &ProviderConfig, token: &Token) {
+    tracing::debug!(provider = %cfg.name, expires_in = token.lifetime.as_secs(), "token adopted from the store");
+    tracing::info!(
+        target: "audit",
+        event = "token_adopted",
+        provider = %cfg.name,
+        grant = cfg.origin.grant_name(),
+        scope = token.scope.as_deref().unwrap_or(""),
+        expires_in = token.lifetime.as_secs(),
+    );
+}
+
+/// The audit event of a fetch made without the store, and why.
+pub(super) fn log_bypassed(cfg: &ProviderConfig, reason: &str) {
+    tracing::debug!(provider = %cfg.name, reason, "fetching without the token store");
+    tracing::info!(
+        target: "audit",
+        event = "token_store_bypassed",
+        provider = %cfg.name,
+        reason,
+    );
 }
 
 /// One line per attempt: the audit event (kept at info whatever the log level); the
@@ -153,4 +221,64 @@ fn log_failed(cfg: &ProviderConfig, failure: &Failure, attempt: u32, retry_in: O
         attempt,
         retry_in_ms = retry_in.map_or(0, |w| w.as_millis() as u64),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn stored(expires_in: Duration, fresh_for: Duration) -> StoredToken {
+        let now = unix_ms(SystemTime::now());
+        StoredToken {
+            access_token: Secret::new("at-shared"),
+            token_type: "Bearer".into(),
+            scope: Some("read".into()),
+            expires_at_ms: now + expires_in.as_millis() as u64,
+            refresh_at_ms: now + fresh_for.as_millis() as u64,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_token_keeps_the_fleets_refresh_point_on_the_monotonic_clock() {
+        let prefixes: Vec<Box<str>> = vec!["Bearer ".into(), "".into()];
+        let s = Duration::from_secs;
+        let t = adopted(stored(s(60), s(30)), &prefixes).unwrap();
+        let now = Instant::now();
+        assert_eq!(t.provenance, Provenance::Store);
+        // Wall-clock milliseconds carried over: within the few ms this test takes.
+        let near = |a: Instant, want: Duration| {
+            let d = a.duration_since(now);
+            d <= want && want - d < Duration::from_millis(50)
+        };
+        assert!(near(t.expires_at, s(60)) && near(t.refresh_at, s(30)));
+        // The scheduler refreshes within the jitter window before the refresh point.
+        assert!(t.scheduled_at <= t.refresh_at);
+        assert!(t.scheduled_at >= t.refresh_at - refresh_jitter_of(&t));
+        assert_eq!(
+            t.header_value("Bearer ").to_str().unwrap(),
+            "Bearer at-shared"
+        );
+        assert!(t.header_value("").is_sensitive());
+        // Round trip: what this process would store again is what it adopted.
+        let back = to_stored(&t);
+        assert_eq!(back.access_token.expose(), "at-shared");
+        assert_eq!(back.scope.as_deref(), Some("read"));
+        tokio::time::advance(s(61)).await;
+        assert!(!t.is_valid(Instant::now()));
+    }
+
+    fn refresh_jitter_of(t: &Token) -> Duration {
+        schedule::refresh_jitter(t.expires_at - t.refresh_at)
+    }
+
+    #[test]
+    fn an_expired_stored_token_is_never_adopted() {
+        let t = stored(Duration::ZERO, Duration::ZERO);
+        assert!(adopted(t, &["Bearer ".into()]).is_none());
+        // Past its refresh point but valid: adopted as stale (refresh at once).
+        let stale = stored(Duration::from_secs(10), Duration::ZERO);
+        let t = adopted(stale, &[]).unwrap();
+        assert!(t.refresh_at <= Instant::now() + Duration::from_millis(5));
+    }
 }

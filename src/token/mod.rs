@@ -40,7 +40,7 @@ pub use exchange::ExchangeSource;
 pub use idp::{Failure, FailureKind, IdpClient, TokenResponse};
 pub use lifetime::{backoff, refresh_margin};
 pub use schedule::refresh_jitter;
-pub use source::TokenSource;
+pub use source::{StoreLink, TokenSource};
 pub use status::{rfc3339, ProviderStatus, Stats};
 
 /// An access token with everything derived from it at fetch time.
@@ -59,6 +59,26 @@ pub struct Token {
     pub scheduled_at: Instant,
     pub expires_at_wall: SystemTime,
     pub refresh_at_wall: SystemTime,
+    /// Where it came from: this process's own IdP request, or the shared store.
+    pub provenance: Provenance,
+}
+
+/// Where a token came from (`/status` `source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// This process asked the IdP (or read the token file).
+    Idp,
+    /// Another replica fetched it; this one adopted it from the shared store.
+    Store,
+}
+
+impl Provenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Idp => "idp",
+            Provenance::Store => "store",
+        }
+    }
 }
 
 impl Token {

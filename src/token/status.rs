@@ -23,6 +23,9 @@ pub struct ProviderStatus {
     pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_fetch_at: Option<String>,
+    /// Where the current token came from: `idp` (this process asked) or `store` (another
+    /// replica did, SPEC §9); `null` without a token.
+    pub source: Option<&'static str>,
     /// Token exchange providers: how many subjects have a cached token source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subjects: Option<usize>,
@@ -103,14 +106,15 @@ pub(super) fn of_source(v: SourceView) -> ProviderStatus {
         failures_total: v.stats.failures_total,
         last_error: v.stats.last_error,
         last_fetch_at: v.stats.last_fetch_at.map(rfc3339),
+        source: token.map(|t| t.provenance.as_str()),
         subjects: None,
     }
 }
 
-/// The `/status` of a token-exchange provider from its subjects' (stats, has a valid
-/// token): counts summed; the time of the most recent fetch over all subjects, and that
-/// fetch's error (none if it succeeded).
-pub(super) fn per_subject(subjects: Vec<(Stats, bool)>) -> ProviderStatus {
+/// The `/status` of a token-exchange provider from its subjects' (stats, valid token):
+/// counts summed; the time of the most recent fetch over all subjects, and that fetch's
+/// error (none if it succeeded); `source` of the token that lasts longest.
+pub(super) fn per_subject(subjects: Vec<(Stats, Option<Arc<Token>>)>) -> ProviderStatus {
     let mut status = ProviderStatus {
         state: "per_subject",
         has_token: false,
@@ -124,11 +128,19 @@ pub(super) fn per_subject(subjects: Vec<(Stats, bool)>) -> ProviderStatus {
         failures_total: 0,
         last_error: None,
         last_fetch_at: None,
+        source: None,
         subjects: Some(subjects.len()),
     };
     let mut latest: Option<SystemTime> = None;
-    for (stats, has_token) in subjects {
-        status.has_token |= has_token;
+    let mut newest: Option<SystemTime> = None;
+    for (stats, token) in subjects {
+        if let Some(t) = token {
+            status.has_token = true;
+            if Some(t.expires_at_wall) > newest {
+                newest = Some(t.expires_at_wall);
+                status.source = Some(t.provenance.as_str());
+            }
+        }
         status.fetches_total += stats.fetches_total;
         status.failures_total += stats.failures_total;
         if stats.last_fetch_at > latest {

@@ -60,7 +60,7 @@ pub(super) fn harness(provider_yaml: &str, latency: Duration) -> Harness {
         .boxed()
     });
     Harness {
-        source: TokenSource::with_fetcher(config, Fetcher::Scripted(fetch), Arc::default()),
+        source: TokenSource::with_fetcher(config, Fetcher::Scripted(fetch), Arc::default(), None),
         calls,
         script,
     }

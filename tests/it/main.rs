@@ -10,6 +10,7 @@ mod connect_plain;
 mod demo;
 mod dpop;
 mod egress_proxy;
+mod fleet;
 mod forward;
 mod grants;
 mod grpc;

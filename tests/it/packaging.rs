@@ -11,6 +11,7 @@ mod image;
 mod ports;
 mod render;
 mod schema;
+mod store;
 
 use std::path::Path;
 use std::process::Command;

@@ -169,10 +169,50 @@ Sidecar mode keeps `listen` on loopback (the chart refuses anything else). */}}
 {{- end -}}
 {{- $_ := set $cfg "clients" $clients -}}
 {{- end -}}
+{{- with (include "token-sidecar.tokenStore" . | fromYaml) -}}
+{{- if hasKey $cfg "token_store" -}}
+{{- fail "config.token_store and tokenStore.enabled: set the store in tokenStore only (the chart mounts its Secrets and renders token_store from it)" -}}
+{{- end -}}
+{{- $_ := set $cfg "token_store" . -}}
+{{- end -}}
 {{- if and $v.tlsIntercept.enabled (not (hasKey $cfg "tls_intercept")) -}}
 {{- $_ := set $cfg "tls_intercept" (dict "ca_cert_file" (printf "%s/ca.crt" $v.tlsIntercept.mountPath) "ca_key_file" (printf "%s/ca.key" $v.tlsIntercept.mountPath)) -}}
 {{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* token_store as rendered from tokenStore (empty when disabled): the Redis settings,
+and the Secrets' files (password, encryption key, CA) as ${file:...}. */}}
+{{- define "token-sidecar.tokenStore" -}}
+{{- $t := .values.tokenStore -}}
+{{- if $t.enabled -}}
+{{- if not $t.encryptionKey.secretName -}}
+{{- fail "tokenStore.enabled needs tokenStore.encryptionKey.secretName (an existing Secret holding at least 32 bytes of random key)" -}}
+{{- end -}}
+{{- $redis := dict "key_prefix" $t.redis.keyPrefix "timeout" $t.redis.timeout -}}
+{{- if $t.redis.cluster -}}
+{{- if not $t.redis.urls -}}
+{{- fail "tokenStore.redis.cluster needs tokenStore.redis.urls (seed nodes of the Redis Cluster)" -}}
+{{- end -}}
+{{- $_ := set $redis "cluster" true -}}
+{{- $_ := set $redis "urls" $t.redis.urls -}}
+{{- else -}}
+{{- if not $t.redis.url -}}
+{{- fail "tokenStore.enabled needs tokenStore.redis.url (redis:// or rediss://), or cluster: true with urls" -}}
+{{- end -}}
+{{- $_ := set $redis "url" $t.redis.url -}}
+{{- end -}}
+{{- if $t.redis.username -}}
+{{- $_ := set $redis "username" $t.redis.username -}}
+{{- end -}}
+{{- if $t.password.secretName -}}
+{{- $_ := set $redis "password" (printf "${file:%s/%s}" $t.mountPath $t.password.key) -}}
+{{- end -}}
+{{- if $t.caCert.secretName -}}
+{{- $_ := set $redis "ca_file" (printf "%s/%s" $t.mountPath $t.caCert.key) -}}
+{{- end -}}
+{{- toYaml (dict "redis" $redis "encryption_key" (printf "${file:%s/%s}" $t.mountPath $t.encryptionKey.key) "lease" $t.lease) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Pod annotations: Prometheus scraping, and a config checksum when reload is off. */}}
@@ -254,6 +294,9 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
     {{- if include "token-sidecar.refreshTokenStoreDir" . }}
     - { name: token-sidecar-refresh-tokens, mountPath: {{ .values.refreshTokenStore.mountPath }} }
     {{- end }}
+    {{- if .values.tokenStore.enabled }}
+    - { name: token-sidecar-store, mountPath: {{ .values.tokenStore.mountPath }}, readOnly: true }
+    {{- end }}
     {{- with .values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -303,6 +346,26 @@ makes it a native sidecar that starts (and is ready) before the app and stops af
 - name: token-sidecar-refresh-tokens
   emptyDir:
     sizeLimit: {{ .values.refreshTokenStore.sizeLimit }}
+{{- end }}
+{{- with .values.tokenStore }}
+{{- if .enabled }}
+- name: token-sidecar-store
+  projected:
+    sources:
+      - secret:
+          name: {{ .encryptionKey.secretName }}
+          items: [{ key: {{ .encryptionKey.key }}, path: {{ .encryptionKey.key }} }]
+      {{- if .password.secretName }}
+      - secret:
+          name: {{ .password.secretName }}
+          items: [{ key: {{ .password.key }}, path: {{ .password.key }} }]
+      {{- end }}
+      {{- if .caCert.secretName }}
+      - secret:
+          name: {{ .caCert.secretName }}
+          items: [{ key: {{ .caCert.key }}, path: {{ .caCert.key }} }]
+      {{- end }}
+{{- end }}
 {{- end }}
 {{- with .values.extraVolumes }}
 {{ toYaml . }}

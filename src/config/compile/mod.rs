@@ -18,6 +18,7 @@ mod provider;
 mod route;
 mod sign;
 mod static_file;
+mod store;
 mod top;
 
 use super::locate::{Locations, YamlPath};

@@ -61,6 +61,10 @@ impl Cx<'_> {
         let providers = self.providers(&root.key("providers"), &parsed, &top_egress);
         let routes = self.routes(&root.key("routes"), &parsed, &top_egress, &providers);
         let egress = self.egress(&parsed, shared);
+        let token_store = raw
+            .token_store
+            .as_ref()
+            .and_then(|t| self.token_store(&root.key("token_store"), t, &providers));
         let config = Config {
             source: source.to_path_buf(),
             listen,
@@ -80,6 +84,7 @@ impl Cx<'_> {
             admin_token_file: egress.admin_token_file,
             admin_token: egress.admin_token,
             egress: top_egress,
+            token_store,
             warnings: Vec::new(),
         };
         self.advise(&config);

@@ -49,7 +49,12 @@ pub(super) type Script = Arc<
 impl Fetcher {
     /// The fetcher `cfg` asks for. A token-exchange provider gets one without a subject,
     /// which fails every fetch: its tokens come from [`ExchangeFetcher`]s per subject.
-    pub(super) fn for_provider(cfg: &ProviderConfig) -> Result<Self, String> {
+    /// With a shared store (`fleet`), a `refresh_token` grant keeps its refresh token
+    /// there.
+    pub(super) fn for_provider(
+        cfg: &ProviderConfig,
+        fleet: Option<&super::source::Fleet>,
+    ) -> Result<Self, String> {
         let client = match &cfg.origin {
             TokenOrigin::OAuth(client) => client,
             TokenOrigin::StaticFile { token_file } => {
@@ -63,12 +68,14 @@ impl Fetcher {
                 initial,
                 configured,
                 store,
-            } => Self::RefreshToken(RefreshToken::new(
-                idp,
-                initial.clone(),
-                configured.clone(),
-                store.clone(),
-            )),
+            } => {
+                let mut r =
+                    RefreshToken::new(idp, initial.clone(), configured.clone(), store.clone());
+                if let Some(f) = fleet {
+                    r.share(f.store.clone(), f.keys.clone());
+                }
+                Self::RefreshToken(r)
+            }
             Grant::TokenExchange(x) => {
                 Self::Exchange(ExchangeFetcher::new(idp, Arc::new(x.clone()), None))
             }

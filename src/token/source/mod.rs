@@ -11,7 +11,10 @@
 //! reload that changes the provider builds a new source.
 //!
 //! A source knows nothing about grants: it asks its [`Fetcher`] for token responses and
-//! honours the minimum backoff a fetcher reports. It does no IO of its own.
+//! honours the minimum backoff a fetcher reports. With a shared store (`shared`), a fetch
+//! goes through the fleet rules first: adopt a stored token, or fetch under the lease.
+//! Either way it happens in the fetch task, so `get` on a fresh token never waits on
+//! the store.
 
 use super::grant::Fetcher;
 use super::schedule::{self, Usage};
@@ -22,6 +25,8 @@ use crate::metrics::ProviderMetrics;
 use crate::secret::Secret;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use futures_util::future::{BoxFuture, Shared};
+pub(super) use shared::Fleet;
+pub use shared::StoreLink;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,6 +45,8 @@ pub struct TokenSource {
     /// The header prefixes of the provider's routes, prebuilt into every token.
     prefixes: ArcSwap<Vec<Box<str>>>,
     fetcher: Fetcher,
+    /// The shared store (SPEC §9) and this source's keys in it, if configured.
+    fleet: Option<Fleet>,
     /// The token the request path reads: one lock-free load.
     current: ArcSwapOption<Token>,
     /// Everything else that changes. Taken to start, join or settle a fetch, after a
@@ -74,6 +81,9 @@ struct State {
     rejected: bool,
     /// When a rejected token last caused a re-fetch.
     last_reject_refetch: Option<Instant>,
+    /// The token an upstream rejected, for the next fetch: it is deleted from the shared
+    /// store (if still there) and never adopted.
+    upstream_rejected: Option<Secret>,
     stats: Stats,
     scheduler_started: bool,
     stopped: bool,
@@ -91,20 +101,33 @@ enum Renewal {
 }
 
 impl TokenSource {
+    /// A source of its own, without a shared store.
     pub fn new(config: Arc<ProviderConfig>) -> Result<Arc<Self>, String> {
-        let fetcher = Fetcher::for_provider(&config)?;
-        Ok(Self::with_fetcher(config, fetcher, Arc::default()))
+        Self::with_store(config, None)
+    }
+
+    /// A source that shares its token through `link` (SPEC §9) when given and when the
+    /// provider can (a token file is never shared).
+    pub fn with_store(
+        config: Arc<ProviderConfig>,
+        link: Option<&StoreLink>,
+    ) -> Result<Arc<Self>, String> {
+        let fleet = link.and_then(|l| l.fleet(&config, None));
+        let fetcher = Fetcher::for_provider(&config, fleet.as_ref())?;
+        Ok(Self::with_fetcher(config, fetcher, Arc::default(), fleet))
     }
 
     pub(super) fn with_fetcher(
         config: Arc<ProviderConfig>,
         fetcher: Fetcher,
         metrics: Arc<ProviderMetrics>,
+        fleet: Option<Fleet>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config: ArcSwap::new(config),
             prefixes: ArcSwap::from_pointee(vec!["Bearer ".into()]),
             fetcher,
+            fleet,
             current: ArcSwapOption::empty(),
             state: Mutex::default(),
             refreshing: AtomicBool::new(false),
@@ -254,6 +277,7 @@ impl TokenSource {
                     return Renewal::Guarded;
                 }
                 state.last_reject_refetch = Some(now);
+                state.upstream_rejected = Some(used.secret().clone());
                 self.current.store(None);
                 self.metrics.set_expiry(0);
                 let provider = &self.config.load().name;
@@ -309,4 +333,5 @@ impl TokenSource {
     }
 }
 
+mod shared;
 mod task;

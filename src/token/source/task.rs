@@ -2,6 +2,7 @@
 
 use super::{SharedFetch, State, TokenSource};
 
+use crate::secret::Secret;
 use crate::token::fetch::fetch_with_retries;
 use crate::token::idp::{failure, Failure, FailureKind};
 use crate::token::lifetime::backoff_after_failure;
@@ -28,11 +29,15 @@ impl TokenSource {
         }
         let me = Arc::clone(self);
         self.refreshing.store(true, Ordering::Release);
+        // What this fetch must improve on: the token held now, and one an upstream
+        // rejected (the shared store must not hand either back).
+        let held = self.current.load_full();
+        let rejected = state.upstream_rejected.take();
         let task = tokio::spawn(async move {
             // Cleared however the task ends, a panic included, so that a failed fetch
             // never leaves the provider stuck behind a finished future.
             let _done = FetchDone(&me);
-            let result = me.fetch().await;
+            let result = me.fetch(held, rejected).await;
             me.settle(result)
         });
         let fut = async move {
@@ -49,12 +54,21 @@ impl TokenSource {
         fut
     }
 
-    /// One fetch with retries. A panic inside it becomes a transient failure, so that it
-    /// backs off like any other.
-    async fn fetch(&self) -> Result<Arc<Token>, Failure> {
-        let (cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
-        let record = |outcome: Result<(), &str>, at, took| self.record(outcome, at, took);
-        let fetch = fetch_with_retries(&self.fetcher, &cfg, &prefixes, record);
+    /// One fetch: through the shared store when there is one, else one IdP fetch with
+    /// retries. A panic inside it becomes a transient failure, so that it backs off like
+    /// any other.
+    async fn fetch(
+        &self,
+        held: Option<Arc<Token>>,
+        rejected: Option<Secret>,
+    ) -> Result<Arc<Token>, Failure> {
+        let cfg = self.config.load_full();
+        let fetch = async {
+            match &self.fleet {
+                Some(fleet) => self.fetch_shared(fleet, held, rejected).await,
+                None => self.fetch_from_idp().await,
+            }
+        };
         let caught = std::panic::AssertUnwindSafe(fetch).catch_unwind().await;
         caught.unwrap_or_else(|_| {
             tracing::error!(provider = %cfg.name, "token fetch failed unexpectedly; backing off");
@@ -66,6 +80,13 @@ impl TokenSource {
                 )
             })
         })
+    }
+
+    /// One fetch from the IdP (or the token file), with retries, every attempt recorded.
+    pub(super) async fn fetch_from_idp(&self) -> Result<Arc<Token>, Failure> {
+        let (cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
+        let record = |outcome: Result<(), &str>, at, took| self.record(outcome, at, took);
+        fetch_with_retries(&self.fetcher, &cfg, &prefixes, record).await
     }
 
     /// Publishes the result of a fetch: the new token, or the failure and its backoff

@@ -121,6 +121,13 @@ fn variants(dir: &Path) -> Vec<(&'static str, Value)> {
         "serviceAccountToken": { "enabled": true },
         "tlsIntercept": { "enabled": true },
         "reload": { "enabled": false },
+        "tokenStore": {
+            "enabled": true,
+            "redis": { "url": "rediss://redis.infra:6380/0", "username": "token-sidecar" },
+            "encryptionKey": { "secretName": "token-store" },
+            "password": { "secretName": "token-store" },
+            "caCert": { "secretName": "redis-ca" }
+        },
         "config": { "providers": {
             "user": {
                 "grant_type": "refresh_token",

@@ -37,6 +37,7 @@ pub fn token(value: &str, secs: u64) -> StoredToken {
         token_type: "Bearer".into(),
         scope: Some("read:orders write:orders".into()),
         expires_at_ms: unix_ms(std::time::SystemTime::now()) + secs * 1000,
+        refresh_at_ms: unix_ms(std::time::SystemTime::now()) + secs * 500,
     }
 }
 

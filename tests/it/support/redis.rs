@@ -31,7 +31,15 @@ impl RedisServer {
     /// A TLS-only server (`--port 0`) with a certificate for 127.0.0.1 from `ca`, and
     /// the ACL user [`ACL_USER`] / [`PASSWORD`]; the `default` user is off.
     pub async fn with_tls_and_acl(ca: &TestCa) -> RedisServer {
+        Self::with_tls_and_acl_rule(ca, "~* &* +@all").await
+    }
+
+    /// Like [`with_tls_and_acl`](Self::with_tls_and_acl), with the ACL user's rules
+    /// (key patterns, channels, commands) as given, e.g. the README's least-privilege
+    /// rule.
+    pub async fn with_tls_and_acl_rule(ca: &TestCa, rule: &str) -> RedisServer {
         let (cert, key) = leaf_for_localhost(ca);
+        let rule = rule.to_string();
         Self::start(
             move |dir| {
                 std::fs::write(dir.join("redis.crt"), &cert).unwrap();
@@ -41,7 +49,7 @@ impl RedisServer {
                     .chain(["--tls-key-file", "redis.key", "--tls-auth-clients", "no"])
                     .map(String::from)
                     .collect();
-                args.extend(acl_args());
+                args.extend(acl_args(&rule));
                 args
             },
             true,
@@ -250,10 +258,10 @@ pub async fn redis_cli(args: impl IntoIterator<Item = String>) -> std::process::
     .unwrap()
 }
 
-/// The ACL: user `sidecar` with [`PASSWORD`], all keys, all channels, all commands;
+/// The ACL: user `sidecar` with [`PASSWORD`] and `rule` (keys, channels, commands);
 /// `default` off, so only the ACL user gets in.
-fn acl_args() -> Vec<String> {
-    let user = format!("{ACL_USER} on >{PASSWORD} ~* &* +@all");
+fn acl_args(rule: &str) -> Vec<String> {
+    let user = format!("{ACL_USER} on >{PASSWORD} {rule}");
     let mut args = vec!["--user".to_string()];
     args.extend(user.split(' ').map(String::from));
     args.extend(["--user", "default", "off"].map(String::from));

@@ -1,0 +1,124 @@
+//! What a fleet asks of the IdP: a cold herd, steady state with short tokens, a herd of
+//! 401s.
+
+use super::*;
+use std::sync::{Arc, Mutex};
+
+#[tokio::test]
+async fn a_cold_herd_of_twelve_sidecars_makes_one_idp_request() {
+    let redis = redis().await;
+    let idp = FakeIdp::builder().ttl(3600).run().await;
+    let api = FakeUpstream::ok().await;
+    let fleet = start_fleet(12, &fleet_yaml(&idp, &api, &store_yaml(&redis.url(), KEY))).await;
+    wait_store_up(&fleet).await;
+    let statuses = burst(&fleet, 4).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(idp.requests(), 1, "one IdP request for the whole fleet");
+    assert_eq!(distinct_tokens(&api).len(), 1, "the upstream saw one token");
+    let mut sources = Vec::new();
+    let mut adoptions = 0.0;
+    for sc in &fleet {
+        let status = sc.admin_json("/status").await;
+        sources.push(
+            status["providers"]["crm"]["source"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        assert_eq!(status["store"]["kind"], "redis");
+        adoptions += metric(sc, "token_sidecar_token_adoptions_total{provider=\"crm\"}").await;
+        assert_eq!(metric(sc, "token_sidecar_store_up").await, 1.0);
+    }
+    assert_eq!(
+        sources.iter().filter(|s| *s == "idp").count(),
+        1,
+        "{sources:?}"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| *s == "store").count(),
+        11,
+        "{sources:?}"
+    );
+    assert_eq!(adoptions, 11.0);
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn three_second_tokens_for_fifteen_seconds_cost_one_replicas_idp_requests() {
+    let redis = redis().await;
+    let idp = FakeIdp::builder().ttl(3).run().await;
+    let api = FakeUpstream::ok().await;
+    let fleet = start_fleet(5, &fleet_yaml(&idp, &api, &store_yaml(&redis.url(), KEY))).await;
+    wait_store_up(&fleet).await;
+    let start = tokio::time::Instant::now();
+    let (mut failures, mut requests) = (0, 0);
+    while start.elapsed() < Duration::from_secs(15) {
+        for s in burst(&fleet, 1).await {
+            requests += 1;
+            failures += usize::from(s != 200);
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(failures, 0, "no failed request in {requests}");
+    // One process alone refreshes every 1.35–1.5 s: 10–12 IdP requests in 15 s. Five
+    // processes without the store would make about 55.
+    let fetches = idp.requests();
+    assert!(
+        (9..=16).contains(&fetches),
+        "IdP requests in 15 s: {fetches}"
+    );
+    // No token reached the upstream after it expired (3 s after the IdP issued it).
+    let (issued, issued_at) = (idp.issued(), idp.issued_at());
+    for s in api.seen() {
+        let token = s.bearer().expect("every request carried a token");
+        let i = issued
+            .iter()
+            .position(|t| t == token)
+            .expect("an issued token");
+        let age = s.at.duration_since(issued_at[i]);
+        assert!(
+            age < Duration::from_secs(3),
+            "a token {age:?} old reached the upstream"
+        );
+    }
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_herd_of_401s_across_the_fleet_costs_one_idp_request() {
+    let redis = redis().await;
+    let idp = FakeIdp::builder().ttl(3600).run().await;
+    let rejected = Arc::new(Mutex::new(Vec::new()));
+    let api = FakeUpstream::rejecting(rejected.clone()).await;
+    let fleet = start_fleet(10, &fleet_yaml(&idp, &api, &store_yaml(&redis.url(), KEY))).await;
+    wait_store_up(&fleet).await;
+    assert!(burst(&fleet, 1).await.iter().all(|s| *s == 200));
+    assert_eq!(idp.requests(), 1);
+    let first = idp.issued()[0].clone();
+    // The API revokes the fleet's token: every sidecar gets 401s at once.
+    rejected.lock().unwrap().push(first.clone());
+    let statuses = burst(&fleet, 3).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request replayed: {statuses:?}"
+    );
+    assert_eq!(
+        idp.requests(),
+        2,
+        "one extra IdP request for the whole fleet"
+    );
+    let accepted: std::collections::BTreeSet<String> = api
+        .seen()
+        .iter()
+        .filter_map(|s| s.bearer().map(str::to_string))
+        .filter(|t| *t != first)
+        .collect();
+    assert_eq!(accepted.len(), 1, "one replacement token fleet-wide");
+    for sc in fleet {
+        sc.stop().await;
+    }
+}

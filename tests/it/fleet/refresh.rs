@@ -1,0 +1,144 @@
+//! A `refresh_token` grant shared by a fleet, against an IdP that rotates the refresh
+//! token on every use and revokes the whole grant when a used one comes back (as
+//! oidc-provider's reuse detection does).
+
+use super::*;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Grant {
+    current: String,
+    used: HashSet<String>,
+    revoked: bool,
+    requests: usize,
+    rotations: usize,
+    /// Every access and refresh token handed out.
+    issued: Vec<String>,
+}
+
+/// The rotating, reuse-detecting IdP.
+pub(super) struct RotatingIdp {
+    pub addr: SocketAddr,
+    grant: Arc<Mutex<Grant>>,
+}
+
+impl RotatingIdp {
+    pub async fn start(ttl: u64) -> RotatingIdp {
+        let grant = Arc::new(Mutex::new(Grant {
+            current: "rt-0".into(),
+            ..Grant::default()
+        }));
+        let g = grant.clone();
+        let addr = serve(move |req: Request<Incoming>| {
+            let g = g.clone();
+            async move { answer(&g, req, ttl).await }
+        })
+        .await;
+        RotatingIdp { addr, grant }
+    }
+}
+
+async fn answer(grant: &Mutex<Grant>, req: Request<Incoming>, ttl: u64) -> Response<TestBody> {
+    let form = req.into_body().collect().await.unwrap().to_bytes();
+    let form = String::from_utf8_lossy(&form).to_string();
+    let presented = form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("refresh_token="))
+        .unwrap_or("")
+        .to_string();
+    let mut g = grant.lock().unwrap();
+    g.requests += 1;
+    let refuse = |why: &str| {
+        let mut resp = Response::new(body(format!(
+            "{{\"error\":\"invalid_grant\",\"error_description\":\"{why}\"}}"
+        )));
+        *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+        resp
+    };
+    if g.revoked {
+        return refuse("grant revoked");
+    }
+    if presented != g.current {
+        if g.used.contains(&presented) {
+            g.revoked = true;
+            return refuse("refresh token reuse detected: grant revoked");
+        }
+        return refuse("unknown refresh token");
+    }
+    g.rotations += 1;
+    let next = format!("rt-{}", g.rotations);
+    let used = std::mem::replace(&mut g.current, next.clone());
+    g.used.insert(used);
+    let access = format!("at-{}-{:08x}", g.rotations, fastrand::u32(..));
+    g.issued.extend([access.clone(), next.clone()]);
+    let json = serde_json::json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "refresh_token": next,
+    });
+    Response::new(body(json.to_string()))
+}
+
+impl RotatingIdp {
+    /// Every access and refresh token handed out so far.
+    pub fn issued(&self) -> Vec<String> {
+        self.grant.lock().unwrap().issued.clone()
+    }
+}
+
+#[tokio::test]
+async fn four_sidecars_rotate_one_refresh_token_and_the_grant_is_never_revoked() {
+    let redis = redis().await;
+    let idp = RotatingIdp::start(2).await;
+    let api = FakeUpstream::ok().await;
+    let yaml = format!(
+        "providers:\n  user:\n    token_url: http://{}/token\n    client_id: app\n    client_secret: s\n    grant_type: refresh_token\n    refresh_token: rt-0\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: user\n    upstream: {}\n{}",
+        idp.addr,
+        api.url(),
+        store_yaml(&redis.url(), KEY)
+    );
+    let mut fleet = start_fleet(4, &yaml).await;
+    wait_store_up(&fleet).await;
+    let start = tokio::time::Instant::now();
+    let (mut failures, mut requests) = (0, 0);
+    // About four token lifetimes, each sidecar busy. Halfway, a fifth replica starts
+    // with the configured (long used) refresh token: it must take the fleet's current
+    // one from the store.
+    while start.elapsed() < Duration::from_secs(8) {
+        if fleet.len() == 4 && start.elapsed() > Duration::from_secs(4) {
+            fleet.push(TestSidecar::start(&yaml).await);
+        }
+        for s in burst(&fleet, 2).await {
+            requests += 1;
+            failures += usize::from(s != 200);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (revoked, requests_seen, rotations) = {
+        let g = idp.grant.lock().unwrap();
+        (g.revoked, g.requests, g.rotations)
+    };
+    assert!(
+        !revoked,
+        "the IdP revoked the grant after {requests_seen} requests"
+    );
+    assert_eq!(failures, 0, "every one of {requests} requests succeeded");
+    assert_eq!(
+        requests_seen, rotations,
+        "every refresh presented the current token"
+    );
+    // One replica's refreshes (every ~1 s), not four replicas'.
+    assert!(
+        (4..=12).contains(&rotations),
+        "rotations in 8 s: {rotations}"
+    );
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
