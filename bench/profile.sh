@@ -9,6 +9,8 @@
 #      TOP (30, symbols listed) FREQ (999, samples per second) SKIP_BUILD (0)
 #      SIDECAR_BIN (target/profiling/token-sidecar: the release build with line tables)
 #      PERF (perf on PATH, else /usr/bin/perf)
+#      CALLGRAPH (fp): perf's --call-graph; "dwarf" finds the callers of leaf functions
+#      (memmove, malloc) in code built without frame pointers, at a higher recording cost
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -19,6 +21,7 @@ WORKERS=${WORKERS:-1}
 TOP=${TOP:-30}
 FREQ=${FREQ:-999}
 SKIP_BUILD=${SKIP_BUILD:-0}
+CALLGRAPH=${CALLGRAPH:-fp}
 
 for v in DURATION WARMUP CONNECTIONS THREADS WORKERS TOP FREQ; do
     if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
@@ -62,9 +65,9 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP"s "$URL" >"$RESULTS/warmup.txt" 2>&
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "recording ${DURATION}s of token-sidecar (pid $SC_PID) under wrk -t$THREADS -c$CONNECTIONS"
-# cpu-clock works in VMs without hardware counters; -g: frame-pointer call chains (the
-# self time per symbol, which the summary uses, does not depend on them).
-"$PERF" record -e cpu-clock -F "$FREQ" -g -p "$SC_PID" -o "$RESULTS/perf.data" \
+# cpu-clock works in VMs without hardware counters; call chains (frame pointers unless
+# CALLGRAPH says otherwise) do not change the self time per symbol the summary uses.
+"$PERF" record -e cpu-clock -F "$FREQ" --call-graph "$CALLGRAPH" -p "$SC_PID" -o "$RESULTS/perf.data" \
     -- sleep "$((DURATION + 1))" >"$RESULTS/perf-record.txt" 2>&1 &
 PERF_PID=$!
 PIDS+=("$PERF_PID")
