@@ -148,17 +148,18 @@ start_upstream() {
     wait_200 "http://127.0.0.1:$1/" "$UP_MASTER" upstream
 }
 
-# start_idp PORT: the fake IdP (bench/fake_idp.py), logging to $RESULTS/idp.log; sets IDP_PID
+# start_idp PORT [DELAY_MS]: the fake IdP (bench/fake_idp.py), answering after DELAY_MS,
+# logging to $RESULTS/idp.log; sets IDP_PID
 start_idp() {
     log "starting fake IdP on 127.0.0.1:$1"
-    python3 "$BENCH_DIR/fake_idp.py" "$1" 2>"$RESULTS/idp.log" &
+    python3 "$BENCH_DIR/fake_idp.py" "$1" "${2:-0}" 2>"$RESULTS/idp.log" &
     IDP_PID=$!
     PIDS+=("$IDP_PID")
     wait_200 "http://127.0.0.1:$1/" "$IDP_PID" fake-idp
 }
 
-# sidecar_config FILE PORT IDP_PORT UP_PORT [WORKERS]: one route to the upstream, a
-# provider on the fake IdP (prefetch), logs at warn
+# sidecar_config FILE PORT IDP_PORT UP_PORT [WORKERS] [PREFETCH]: one route to the
+# upstream, a provider on the fake IdP (prefetch unless PREFETCH is false), logs at warn
 sidecar_config() {
     cat >"$1" <<YAML
 listen: 127.0.0.1:$2
@@ -169,7 +170,7 @@ providers:
     token_url: http://127.0.0.1:$3/token
     client_id: bench
     client_secret: bench-secret
-    prefetch: true
+    prefetch: ${6:-true}
 routes:
   - name: bench
     provider: bench
@@ -177,8 +178,21 @@ routes:
 YAML
 }
 
-# start_sidecar NAME BIN CONFIG: copies BIN into $TMP (so a concurrent `cargo build` can
-# replace target/ freely), validates CONFIG, runs it until it answers 200; sets LAST_PID
+# wait_port PORT PID NAME: poll until 127.0.0.1:PORT accepts a connection (max 30 s)
+wait_port() {
+    local i
+    for i in $(seq 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited during startup (see $RESULTS)"
+        sleep 0.1
+    done
+    die "$3 did not listen on 127.0.0.1:$1 within 30 s"
+}
+
+# start_sidecar NAME BIN CONFIG [cold]: copies BIN into $TMP (so a concurrent `cargo build`
+# can replace target/ freely), validates CONFIG, runs it until it answers 200 (with
+# "cold": until it listens, sending no request, so that no token is fetched yet); sets
+# LAST_PID
 start_sidecar() {
     local name=$1 bin=$2 cfg=$3 port
     [[ -x $bin ]] || die "no $name binary at $bin"
@@ -190,5 +204,9 @@ start_sidecar() {
     "$TMP/token-sidecar-$name" run -c "$cfg" >"$RESULTS/$name.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
-    wait_200 "http://127.0.0.1:$port/" "$LAST_PID" "$name"
+    if [[ ${4:-} == cold ]]; then
+        wait_port "$port" "$LAST_PID" "$name"
+    else
+        wait_200 "http://127.0.0.1:$port/" "$LAST_PID" "$name"
+    fi
 }
