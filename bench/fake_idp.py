@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Fake OAuth2 token endpoint for bench/run.sh (stdlib only, loopback only).
 
-Usage: fake_idp.py PORT
+Usage: fake_idp.py PORT [DELAY_MS]
 
 POST /token answers
   {"access_token": "bench-token-<random hex>", "token_type": "Bearer", "expires_in": 3600}
 (or FAKE_IDP_TTL seconds, for bench/fleet.sh's short-lived tokens)
-whatever the credentials. Every token issued is logged as one line on stderr
+whatever the credentials, after DELAY_MS (default 0) milliseconds. Every token issued is logged as one line on stderr
 ("issued bench-token-..."), so the benchmark can count how often the proxy asked.
 """
 
@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -39,6 +40,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/token":
             self._send(404, '{"error":"not_found"}')
             return
+        time.sleep(DELAY_S)
         token = "bench-token-" + secrets.token_hex(16)
         sys.stderr.write(f"issued {token}\n")
         sys.stderr.flush()
@@ -55,9 +57,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+DELAY_S = 0.0
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: fake_idp.py PORT")
+    global DELAY_S
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: fake_idp.py PORT [DELAY_MS]")
+    if len(sys.argv) == 3:
+        DELAY_S = int(sys.argv[2]) / 1000
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     server.daemon_threads = True
     try:

@@ -6,6 +6,9 @@
 #      WARMUP (2, seconds per target) SKIP_BUILD (0) SIDECAR_BIN (target/release/token-sidecar)
 #      BASELINE_BIN (unset): a second token-sidecar binary (say, built from an older commit),
 #      measured as target "baseline" in the same interleaved rounds, for before/after numbers
+#      COMPARE (unset): "NAME=PATH ...", more token-sidecar binaries, measured as targets NAME
+#      HAPROXY (1): also measure haproxy (static header, 1 thread) when it is installed
+#      WORKERS (1): token-sidecar's `workers:` (every token-sidecar target)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -13,9 +16,10 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2}
+WORKERS=${WORKERS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 
-for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP; do
+for v in ROUNDS DURATION CONNECTIONS THREADS WARMUP WORKERS; do
     if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
         echo "bench: $v must be a positive integer (got '${!v}')" >&2
         exit 2
@@ -28,27 +32,14 @@ fi
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() { printf '[bench %s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- dependencies
-NGINX=$(command -v nginx || true)
-[[ -z $NGINX && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
-missing=()
-[[ -n $NGINX ]] || missing+=(nginx)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v curl >/dev/null || missing+=(curl)
-command -v python3 >/dev/null || missing+=(python3)
-if ((${#missing[@]})); then
-    ((EUID == 0)) || die "missing ${missing[*]} and not root: install them first"
-    log "installing ${missing[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-fi
-[[ -x $NGINX ]] || die "nginx not found after install"
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$BENCH_DIR/results/$STAMP
+mkdir -p "$RESULTS"
+TMP=$(mktemp -d /tmp/token-sidecar-bench.XXXXXX)
+bench_init
 
 # ---------------------------------------------------------------- build
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -58,130 +49,14 @@ fi
 SIDECAR_BIN=${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/token-sidecar}
 [[ -x $SIDECAR_BIN ]] || die "no sidecar binary at $SIDECAR_BIN"
 
-# ---------------------------------------------------------------- workspace
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$BENCH_DIR/results/$STAMP
-mkdir -p "$RESULTS"
-TMP=$(mktemp -d /tmp/token-sidecar-bench.XXXXXX)
-
-PIDS=()
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    # keep the generated configs and logs next to the results
-    for d in "$TMP"/nginx-*; do
-        if [[ -f $d/error.log ]]; then
-            cp -f "$d/error.log" "$RESULTS/$(basename "$d").error.log" || true
-        fi
-    done
-    rm -rf "$TMP"
-    if ((rc != 0)); then
-        log "failed (exit $rc); raw outputs and logs are in $RESULTS"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || true
-
 # Free loopback ports: bind to port 0, note the port, close.
-read -r UP_PORT NGX_PORT SC_PORT IDP_PORT BASE_PORT < <(python3 "$BENCH_DIR/free_ports.py" 5)
+read -r UP_PORT NGX_PORT SC_PORT IDP_PORT < <(python3 "$BENCH_DIR/free_ports.py" 4)
 log "ports: upstream=$UP_PORT nginx=$NGX_PORT sidecar=$SC_PORT idp=$IDP_PORT"
-
-CURL=(curl -s --noproxy '*' --max-time 5)
-http_code() { "${CURL[@]}" -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true; }
-
-# wait_200 URL PID NAME: poll until URL answers 200 (max 30 s) while PID lives
-wait_200() {
-    local url=$1 pid=$2 name=$3 i
-    for i in $(seq 300); do
-        [[ $(http_code "$url") == 200 ]] && return 0
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see $RESULTS)"
-        sleep 0.1
-    done
-    die "$name did not answer 200 on $url within 30 s"
-}
-
-# cpu_ticks PID...: utime+stime (all threads) summed over the processes, in clock ticks
-cpu_ticks() {
-    local total=0 p t
-    for p in "$@"; do
-        t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")
-        total=$((total + t))
-    done
-    echo "$total"
-}
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-# start_nginx NAME CONF_BODY: runs its own nginx master (daemon off) in $TMP/nginx-NAME
-start_nginx() {
-    local name=$1 body=$2 dir=$TMP/nginx-$1
-    mkdir -p "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 65s;
-$body
-}
-EOF
-    cp "$dir/nginx.conf" "$RESULTS/nginx-$name.conf"
-    "$NGINX" -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        || die "nginx-$name: config test failed"
-    "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        >"$RESULTS/nginx-$name.out" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-# nginx_worker MASTER_PID: the single worker's pid
-nginx_worker() {
-    local w i
-    for i in $(seq 50); do
-        w=$(pgrep -P "$1" | head -n1 || true)
-        [[ -n $w ]] && { echo "$w"; return 0; }
-        sleep 0.1
-    done
-    die "no nginx worker under master $1"
-}
 
 # ---------------------------------------------------------------- processes
 STATIC_TOKEN=static-bench-token
 
-log "starting upstream nginx on 127.0.0.1:$UP_PORT (1 worker)"
-start_nginx upstream "    server {
-        listen 127.0.0.1:$UP_PORT;
-        default_type text/plain;
-        location / { return 200 \"ok\\n\"; }
-        # for the injection check only: echoes the Authorization header it got
-        location = /echo-auth { return 200 \"\$http_authorization\\n\"; }
-    }"
-UP_MASTER=$LAST_PID
-wait_200 "http://127.0.0.1:$UP_PORT/" "$UP_MASTER" upstream
+start_upstream "$UP_PORT"
 
 log "starting nginx reverse proxy on 127.0.0.1:$NGX_PORT (1 worker, upstream keepalive)"
 start_nginx proxy "    upstream backend {
@@ -202,39 +77,47 @@ NGX_MASTER=$LAST_PID
 wait_200 "http://127.0.0.1:$NGX_PORT/" "$NGX_MASTER" nginx-proxy
 NGX_WORKER=$(nginx_worker "$NGX_MASTER")
 
-log "starting fake IdP on 127.0.0.1:$IDP_PORT"
-python3 "$BENCH_DIR/fake_idp.py" "$IDP_PORT" 2>"$RESULTS/idp.log" &
-IDP_PID=$!
-PIDS+=("$IDP_PID")
-wait_200 "http://127.0.0.1:$IDP_PORT/" "$IDP_PID" fake-idp
+# haproxy, when installed (HAPROXY=0 leaves it out): the same static header, one thread.
+HAPROXY_BIN=
+if [[ ${HAPROXY:-1} == 1 ]]; then
+    HAPROXY_BIN=$(command -v haproxy || true)
+    [[ -z $HAPROXY_BIN && -x /usr/sbin/haproxy ]] && HAPROXY_BIN=/usr/sbin/haproxy
+fi
+if [[ -n $HAPROXY_BIN ]]; then
+    HAP_PORT=$(python3 "$BENCH_DIR/free_ports.py" 1)
+    cat >"$TMP/haproxy.cfg" <<HAP
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 65s
+    timeout server 65s
+    option http-keep-alive
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:$HAP_PORT
+    default_backend upstream
+backend upstream
+    http-request set-header Authorization "Bearer $STATIC_TOKEN"
+    server up 127.0.0.1:$UP_PORT
+HAP
+    cp "$TMP/haproxy.cfg" "$RESULTS/haproxy.cfg"
+    log "starting haproxy on 127.0.0.1:$HAP_PORT (1 thread, upstream keepalive)"
+    "$HAPROXY_BIN" -db -f "$TMP/haproxy.cfg" >"$RESULTS/haproxy.log" 2>&1 &
+    HAP_PID=$!
+    PIDS+=("$HAP_PID")
+    wait_200 "http://127.0.0.1:$HAP_PORT/" "$HAP_PID" haproxy
+fi
+
+start_idp "$IDP_PORT"
 
 SC_CFG=$TMP/sidecar.yaml
-cat >"$SC_CFG" <<EOF
-listen: 127.0.0.1:$SC_PORT
-workers: 1
-log: { level: warn }
-providers:
-  bench:
-    token_url: http://127.0.0.1:$IDP_PORT/token
-    client_id: bench
-    client_secret: bench-secret
-    prefetch: true
-routes:
-  - name: bench
-    provider: bench
-    upstream: http://127.0.0.1:$UP_PORT
-EOF
+sidecar_config "$SC_CFG" "$SC_PORT" "$IDP_PORT" "$UP_PORT" "$WORKERS"
 cp "$SC_CFG" "$RESULTS/sidecar.yaml"
-# A private copy, so a concurrent `cargo build` can replace target/release freely.
-cp "$SIDECAR_BIN" "$TMP/token-sidecar"
-"$TMP/token-sidecar" validate -c "$SC_CFG" >"$RESULTS/sidecar-validate.txt" 2>&1 \
-    || { cat "$RESULTS/sidecar-validate.txt" >&2; die "sidecar config invalid"; }
-
-log "starting token-sidecar on 127.0.0.1:$SC_PORT (workers: 1)"
-"$TMP/token-sidecar" run -c "$SC_CFG" >"$RESULTS/sidecar.log" 2>&1 &
-SC_PID=$!
-PIDS+=("$SC_PID")
-wait_200 "http://127.0.0.1:$SC_PORT/" "$SC_PID" token-sidecar
+start_sidecar sidecar "$SIDECAR_BIN" "$SC_CFG"
+SC_PID=$LAST_PID
 
 # ---------------------------------------------------------------- checks
 TARGETS=(direct nginx sidecar)
@@ -245,21 +128,32 @@ declare -A URL=(
 )
 declare -A CPU_PIDS=([direct]="" [nginx]="$NGX_MASTER $NGX_WORKER" [sidecar]="$SC_PID")
 declare -A RSS_PID=([direct]="" [nginx]="$NGX_WORKER" [sidecar]="$SC_PID")
-
-if [[ -n ${BASELINE_BIN:-} ]]; then
-    [[ -x $BASELINE_BIN ]] || die "no baseline binary at $BASELINE_BIN"
-    cp "$BASELINE_BIN" "$TMP/token-sidecar-baseline"
-    sed "s/^listen: .*/listen: 127.0.0.1:$BASE_PORT/" "$SC_CFG" >"$TMP/baseline.yaml"
-    log "starting the baseline token-sidecar on 127.0.0.1:$BASE_PORT (workers: 1)"
-    "$TMP/token-sidecar-baseline" run -c "$TMP/baseline.yaml" >"$RESULTS/baseline.log" 2>&1 &
-    BASE_PID=$!
-    PIDS+=("$BASE_PID")
-    wait_200 "http://127.0.0.1:$BASE_PORT/" "$BASE_PID" baseline
-    TARGETS+=(baseline)
-    URL[baseline]="http://127.0.0.1:$BASE_PORT"
-    CPU_PIDS[baseline]=$BASE_PID
-    RSS_PID[baseline]=$BASE_PID
+if [[ -n $HAPROXY_BIN ]]; then
+    TARGETS=(direct nginx haproxy sidecar)
+    URL[haproxy]="http://127.0.0.1:$HAP_PORT"
+    CPU_PIDS[haproxy]=$HAP_PID
+    RSS_PID[haproxy]=$HAP_PID
 fi
+
+# More token-sidecar binaries, measured in the same interleaved rounds: BASELINE_BIN as
+# target "baseline", and COMPARE="NAME=PATH ..." as targets NAME.
+EXTRA=()
+[[ -n ${BASELINE_BIN:-} ]] && EXTRA+=("baseline=$BASELINE_BIN")
+for spec in ${COMPARE:-}; do
+    [[ $spec =~ ^[a-z][a-z0-9_-]{0,15}=.+$ ]] || die "COMPARE: '$spec' is not NAME=PATH (NAME: a-z0-9_-)"
+    EXTRA+=("$spec")
+done
+for spec in "${EXTRA[@]}"; do
+    name=${spec%%=*}
+    [[ -z ${URL[$name]:-} ]] || die "COMPARE: target name '$name' is taken"
+    port=$(python3 "$BENCH_DIR/free_ports.py" 1)
+    sidecar_config "$TMP/$name.yaml" "$port" "$IDP_PORT" "$UP_PORT" "$WORKERS"
+    start_sidecar "$name" "${spec#*=}" "$TMP/$name.yaml"
+    TARGETS+=("$name")
+    URL[$name]="http://127.0.0.1:$port"
+    CPU_PIDS[$name]=$LAST_PID
+    RSS_PID[$name]=$LAST_PID
+done
 
 log "checking each target answers 200 and what Authorization the upstream receives"
 for t in "${TARGETS[@]}"; do
@@ -269,6 +163,10 @@ done
 auth_direct=$("${CURL[@]}" "${URL[direct]}/echo-auth")
 auth_nginx=$("${CURL[@]}" "${URL[nginx]}/echo-auth")
 auth_sidecar=$("${CURL[@]}" "${URL[sidecar]}/echo-auth")
+if [[ -n $HAPROXY_BIN ]]; then
+    auth_haproxy=$("${CURL[@]}" "${URL[haproxy]}/echo-auth")
+    [[ $auth_haproxy == "Bearer $STATIC_TOKEN" ]] || die "haproxy did not inject its header (got '$auth_haproxy')"
+fi
 issued=$(awk '/^issued / { print $2 }' "$RESULTS/idp.log")
 [[ -z $auth_direct ]] || die "direct request unexpectedly carried Authorization: $auth_direct"
 [[ $auth_nginx == "Bearer $STATIC_TOKEN" ]] || die "nginx did not inject its header (got '$auth_nginx')"
@@ -283,8 +181,9 @@ log "  ok: direct=none, nginx='Bearer $STATIC_TOKEN', sidecar='Bearer bench-toke
     echo "git: $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo '?') ($(git -C "$REPO" status --porcelain 2>/dev/null | wc -l) changed paths)"
     echo "kernel: $(uname -r)   cpus: $(nproc)"
     echo "nginx: $("$NGINX" -v 2>&1)"
+    [[ -z $HAPROXY_BIN ]] || echo "haproxy: $("$HAPROXY_BIN" -v 2>&1 | head -n1)"
     echo "wrk: $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
-    echo "rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS threads=$THREADS warmup=${WARMUP}s"
+    echo "rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS threads=$THREADS warmup=${WARMUP}s workers=$WORKERS"
     for t in "${TARGETS[@]}"; do echo "url[$t]=${URL[$t]}/"; done
 } >"$RESULTS/meta.txt"
 

@@ -63,7 +63,7 @@ def table(rounds_path, rss_path, clk_tck):
     for line in open(rounds_path, encoding="utf-8"):
         if not line.strip() or line.startswith("#"):
             continue
-        target, _rnd, rps, requests, p50, p99, non2xx, sockerr, ticks = line.split("\t")
+        target, rnd, rps, requests, p50, p99, non2xx, sockerr, ticks = line.split("\t")
         if target not in rows:
             rows[target] = []
             order.append(target)
@@ -77,6 +77,7 @@ def table(rounds_path, rss_path, clk_tck):
                 p99=float(p99),
                 errors=int(non2xx) + int(sockerr),
                 cpu=cpu_us_per_req,
+                round=rnd,
             )
         )
     rss = {}
@@ -85,7 +86,21 @@ def table(rounds_path, rss_path, clk_tck):
             target, kib = line.split("\t")
             rss[target] = kib.strip()
 
-    header = ["target", "req/s", "req/s min..max", "p50", "p99", "CPU us/req", "RSS MiB", "errors"]
+    # Ratios to nginx of the same round (the machine's drift hits both), median over rounds.
+    ref = {r["round"]: r for r in rows.get("nginx", [])}
+
+    def vs_nginx(rs, key):
+        ratios = [
+            r[key] / ref[r["round"]][key]
+            for r in rs
+            if r["round"] in ref and r[key] and ref[r["round"]][key]
+        ]
+        return f"{statistics.median(ratios):.2f}" if ratios else "-"
+
+    header = [
+        "target", "req/s", "req/s min..max", "x nginx", "p50", "p99",
+        "CPU us/req", "x nginx", "RSS MiB", "errors",
+    ]
     out = [header]
     for target in order:
         rs = rows[target]
@@ -97,9 +112,11 @@ def table(rounds_path, rss_path, clk_tck):
                 target,
                 f"{med_rps:,.0f}",
                 f"{min(r['rps'] for r in rs):,.0f}..{max(r['rps'] for r in rs):,.0f}",
+                vs_nginx(rs, "rps"),
                 fmt_us(statistics.median(r["p50"] for r in rs)),
                 fmt_us(statistics.median(r["p99"] for r in rs)),
                 f"{statistics.median(cpus):.1f}" if cpus else "-",
+                vs_nginx(rs, "cpu"),
                 f"{int(kib) / 1024:.1f}" if kib not in ("-", "") else "-",
                 str(sum(r["errors"] for r in rs)),
             ]

@@ -10,7 +10,6 @@
 use crate::config::Limits;
 use crate::error::Body;
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -82,12 +81,9 @@ pub async fn serve<F, Fut>(
                 async move {
                     // The request counts as in flight until its response body has been
                     // sent (or dropped), so a long download is not an idle connection.
-                    let resp = fut.await.map(|body| {
-                        InFlightBody {
-                            body,
-                            _guard: guard,
-                        }
-                        .boxed()
+                    let resp = fut.await.map(|body| InFlightBody {
+                        body,
+                        _guard: guard,
                     });
                     Ok::<_, Infallible>(resp)
                 }
@@ -238,12 +234,9 @@ where
             let fut = handler(req);
             let guard = state.request_started();
             async move {
-                let resp = fut.await.map(|body| {
-                    InFlightBody {
-                        body,
-                        _guard: guard,
-                    }
-                    .boxed()
+                let resp = fut.await.map(|body| InFlightBody {
+                    body,
+                    _guard: guard,
                 });
                 Ok::<_, Infallible>(resp)
             }

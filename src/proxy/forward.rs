@@ -307,6 +307,13 @@ pub(super) fn request(
     req
 }
 
+/// The app's body as the upstream client takes it. A body that is already complete (a
+/// GET's) is sent as an empty body, whose box allocates nothing.
 pub(super) fn boxed(body: AppBody) -> Body {
-    body.boxed()
+    match body.is_end_stream() {
+        true => http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+        false => body.boxed(),
+    }
 }

@@ -16,12 +16,16 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID: usize = 128;
 
 /// What the log line needs of the request, kept as cheap handles before the request is
-/// consumed.
+/// consumed; nothing but the id when the line is not written (level above `info`).
 pub(super) struct RequestLog {
+    id: HeaderValue,
+    seen: Option<Seen>,
+}
+
+struct Seen {
     method: Method,
     uri: Uri,
     host: Option<HeaderValue>,
-    id: HeaderValue,
     bytes_in: Option<u64>,
 }
 
@@ -37,13 +41,13 @@ impl RequestLog {
                 id
             }
         };
-        RequestLog {
+        let seen = tracing::enabled!(tracing::Level::INFO).then(|| Seen {
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: req.headers().get(http::header::HOST).cloned(),
-            id,
             bytes_in: req.body().size_hint().exact(),
-        }
+        });
+        RequestLog { id, seen }
     }
 
     pub fn emit<B: hyper::body::Body>(
@@ -53,23 +57,26 @@ impl RequestLog {
         resp: &Response<B>,
         took: Duration,
     ) {
+        let Some(seen) = &self.seen else {
+            return;
+        };
         if !tracing::enabled!(tracing::Level::INFO) {
             return;
         }
-        let host = target::request_host(&self.uri, self.host.as_ref()).unwrap_or("-");
+        let host = target::request_host(&seen.uri, seen.host.as_ref()).unwrap_or("-");
         tracing::info!(
             request_id = self.id.to_str().unwrap_or("-"),
             route = out.route.map_or("-", |r| r.config.name.as_str()),
             provider = out.route.map_or("-", |r| r.config.provider.as_str()),
             client = out.client.unwrap_or("-"),
             peer = %peer.addr,
-            method = self.method.as_str(),
+            method = seen.method.as_str(),
             host,
-            path = self.uri.path(),
+            path = seen.uri.path(),
             upstream = out.upstream.as_ref().map_or("-", |a| a.as_str()),
             status = resp.status().as_u16(),
             error = out.error.unwrap_or("-"),
-            bytes_in = %Size(self.bytes_in),
+            bytes_in = %Size(seen.bytes_in),
             bytes_out = %Size(resp.body().size_hint().exact()),
             latency_ms = millis(took),
             token = out.token,
@@ -133,7 +140,27 @@ mod tests {
         req.headers_mut()
             .insert("x-request-id", HeaderValue::from_static("has space"));
         assert_ne!(RequestLog::start(&mut req).id, "has space");
-        assert_eq!(log.bytes_in, Some(0));
+    }
+
+    #[test]
+    fn the_request_is_read_only_when_the_line_is_written() {
+        let at = |level| {
+            tracing_subscriber::fmt()
+                .with_max_level(level)
+                .with_writer(std::io::sink)
+                .finish()
+        };
+        let start = || {
+            let mut req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+            *req.uri_mut() = Uri::from_static("/a?b");
+            RequestLog::start(&mut req)
+        };
+        let log = tracing::subscriber::with_default(at(tracing::Level::INFO), start);
+        let seen = log.seen.expect("read at info");
+        assert_eq!((seen.uri.path(), seen.bytes_in), ("/a", Some(0)));
+        let log = tracing::subscriber::with_default(at(tracing::Level::WARN), start);
+        assert!(log.seen.is_none(), "not read at warn");
+        assert_eq!(log.id.len(), 16, "the request id is made at every level");
     }
 
     #[test]
