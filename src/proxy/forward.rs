@@ -67,7 +67,7 @@ impl Outgoing<'_> {
         if let Some(t) = token {
             headers.insert(&route.header, t.header_value(&route.value_prefix));
             if let Some(dpop) = &route.dpop {
-                let proof = sender::proof(dpop, &self.method, &self.uri, t)?;
+                let proof = sender::proof(dpop, &self.method, &self.uri, &headers, t)?;
                 headers.insert(crate::sender::dpop::DPOP, proof);
             }
         }

@@ -13,21 +13,33 @@ use crate::runtime::BodyBudget;
 use crate::sender::{dpop, Message, ProofClaims, Signer};
 use crate::token::Token;
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use std::sync::Arc;
 
-/// A fresh proof for this attempt: `htm`, `htu` (the final upstream URI without query
-/// and fragment), `ath` of `token`, and the upstream's latest nonce.
+/// A fresh proof for this attempt: `htm`, `htu` (the URI the upstream receives, without
+/// query and fragment), `ath` of `token`, and the upstream's latest nonce. `headers`
+/// already hold the `Host` that is sent: with `preserve_host` it is the app's, not the
+/// upstream URL's authority, and the server rebuilds `htu` from it (RFC 9449 §4.3).
 pub(super) fn proof(
     dpop: &RouteDpop,
     method: &Method,
     uri: &Uri,
+    headers: &HeaderMap,
     token: &Token,
 ) -> Result<HeaderValue, ProxyError> {
-    let htu = dpop::htu(uri).ok_or_else(|| cannot("make the DPoP proof", "no absolute URI"))?;
-    let nonce = uri.authority().and_then(|a| dpop.nonces.get(a.as_str()));
+    let no_uri = || cannot("make the DPoP proof", "no absolute URI");
+    let (scheme, authority) = (
+        uri.scheme_str().ok_or_else(no_uri)?,
+        uri.authority().ok_or_else(no_uri)?,
+    );
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+    let htu = dpop::htu_of(scheme, host.as_ref().unwrap_or(authority), uri.path());
+    let nonce = dpop.nonces.get(authority.as_str());
     let claims = ProofClaims {
         htm: method.as_str(),
         htu: &htu,

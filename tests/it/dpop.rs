@@ -93,6 +93,35 @@ async fn the_nonce_dances_with_idp_and_api_end_in_one_token() {
     sc.stop().await;
 }
 
+/// With `preserve_host` the upstream receives the app's Host, and rebuilds `htu` from it
+/// (RFC 9449 §4.3 check 9): the proof names that Host, not the upstream URL's authority.
+#[tokio::test]
+async fn with_preserve_host_the_proof_names_the_host_the_upstream_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::p256(dir.path());
+    let idp = DpopIdp::start(IdpOptions::default()).await;
+    let api = DpopApi::start(Some("api-n1")).await;
+    let yaml = format!(
+        "server_names: [app.internal]\n{}    preserve_host: true\n",
+        config(&idp, &api, &key.path, "ES256")
+    );
+    let sc = TestSidecar::start(&yaml).await;
+    let resp = direct_client()
+        .get(sc.url("/api/items?q=1"))
+        .header("host", "app.internal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(api.problems(), Vec::<String>::new());
+    let proofs = api.proofs();
+    assert_eq!(proofs.len(), 2, "the nonce challenge, then the replay");
+    for p in &proofs {
+        assert_eq!(p.claims["htu"], "http://app.internal/api/items");
+    }
+    sc.stop().await;
+}
+
 /// Every DPoP algorithm: the proofs verify with the key in their header.
 #[tokio::test]
 async fn every_dpop_algorithm_makes_valid_proofs() {

@@ -119,6 +119,9 @@ fn htu_drops_query_fragment_and_default_ports() {
         let uri: http::Uri = uri.parse().unwrap();
         assert_eq!(htu(&uri).as_deref(), want, "{uri}");
     }
+    // With another Host than the URI's authority (preserve_host): the Host counts.
+    let host: http::uri::Authority = "App.Internal:80".parse().unwrap();
+    assert_eq!(htu_of("http", &host, "/a"), "http://app.internal/a");
 }
 
 #[test]

@@ -254,7 +254,12 @@ impl DpopApi {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                let htu = format!("http://127.0.0.1:{}{}", *port.lock().unwrap(), req.uri().path());
+                // As a resource server does (RFC 9449 §4.3 check 9): the URI it received,
+                // with the Host it received.
+                let port = *port.lock().unwrap();
+                let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+                let host = host.map_or(format!("127.0.0.1:{port}"), str::to_string);
+                let htu = format!("http://{host}{}", req.uri().path());
                 let (status, headers, text) = match check(&checks, &req, &auth, &htu) {
                     Ok(()) => (200, vec![], "dpop ok".to_string()),
                     Err(Refusal::Nonce(n)) => (
