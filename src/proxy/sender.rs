@@ -23,13 +23,14 @@ use std::sync::Arc;
 /// query and fragment), `ath` of `token`, and the upstream's latest nonce. `headers`
 /// already hold the `Host` that is sent: with `preserve_host` it is the app's, not the
 /// upstream URL's authority, and the server rebuilds `htu` from it (RFC 9449 §4.3).
+/// Also the nonce the proof carries.
 pub(super) fn proof(
     dpop: &RouteDpop,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     token: &Token,
-) -> Result<HeaderValue, ProxyError> {
+) -> Result<(HeaderValue, Option<Arc<str>>), ProxyError> {
     let no_uri = || cannot("make the DPoP proof", "no absolute URI");
     let (scheme, authority) = (
         uri.scheme_str().ok_or_else(no_uri)?,
@@ -46,9 +47,11 @@ pub(super) fn proof(
         access_token: Some(token.secret().expose()),
         nonce: nonce.as_deref(),
     };
-    dpop.key
+    let proof = dpop
+        .key
         .proof(&claims)
-        .map_err(|e| cannot("make the DPoP proof", &e))
+        .map_err(|e| cannot("make the DPoP proof", &e))?;
+    Ok((proof, nonce))
 }
 
 /// Keeps the nonce an upstream sent (RFC 9449 §9: in a challenge, or with any answer).
