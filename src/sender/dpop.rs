@@ -159,19 +159,19 @@ pub fn htu_of(scheme: &str, authority: &http::uri::Authority, path: &str) -> Str
     format!("{scheme}://{host}{port}{path}")
 }
 
-/// True when `headers` (a 401's) challenge for a nonce: a `WWW-Authenticate` with the
-/// `DPoP` scheme and `error="use_dpop_nonce"` (RFC 9449 §9).
+/// True when `headers` (a 401's) challenge for a nonce: a `WWW-Authenticate` with a
+/// `DPoP` challenge whose `error` parameter is `use_dpop_nonce` (RFC 9449 §9), read as
+/// auth-params (RFC 9110 §11.2: whitespace around `=`, quoted or not; text inside a
+/// quoted string is never a challenge).
 pub fn is_nonce_challenge(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            let dpop_scheme = v.starts_with("dpop") || v.contains(", dpop") || v.contains(",dpop");
-            let nonce_error =
-                v.contains("error=\"use_dpop_nonce\"") || v.contains("error=use_dpop_nonce");
-            dpop_scheme && nonce_error
+        .filter_map(super::challenge::parse)
+        .flatten()
+        .any(|c| {
+            c.scheme.eq_ignore_ascii_case("DPoP") && c.param("error") == Some("use_dpop_nonce")
         })
 }
 
