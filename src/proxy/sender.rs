@@ -91,8 +91,8 @@ pub(super) fn sign(
     let signed = signer.sign(&msg).map_err(|e| ProxyError::BadRequest {
         detail: format!("this route signs requests (sign), and the request cannot be signed: {e}"),
     })?;
-    headers.insert("signature-input", signed.input);
-    headers.insert("signature", signed.signature);
+    // Beside the app's own signatures, if it made any (RFC 9421 §4.3).
+    signer.attach(signed, headers);
     Ok(())
 }
 
