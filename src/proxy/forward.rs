@@ -77,7 +77,14 @@ impl Outgoing<'_> {
         }
         if let Some(signer) = &route.sign {
             let digest = self.digest.as_ref();
-            sender::sign(signer, &self.method, &self.uri, &mut headers, digest)?;
+            sender::sign(
+                signer,
+                &self.method,
+                &self.uri,
+                &mut headers,
+                &self.body,
+                digest,
+            )?;
         }
         let body = match &mut self.body {
             OutgoingBody::Buffered(b, _) => crate::error::full(b.clone()),

@@ -63,16 +63,25 @@ pub(super) fn remember_nonce(route: &RouteConfig, uri: &Uri, headers: &HeaderMap
 
 /// Adds `Content-Digest` (when `digest` is given) and then `Signature-Input` and
 /// `Signature` over the request as it will be sent: `headers` already hold the token,
-/// the proof and `Host`.
+/// the proof and `Host`. A buffered body's `Content-Length` is set first: the client
+/// would add it after signing (the app may have sent the body chunked), and then a
+/// covered `content-length` would be left out of the signature.
 pub(super) fn sign(
     signer: &Signer,
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
+    body: &OutgoingBody,
     digest: Option<&HeaderValue>,
 ) -> Result<(), ProxyError> {
     if let Some(d) = digest {
         headers.insert("content-digest", d.clone());
+    }
+    // An empty body goes without one (hyper adds none either); the app's own stays.
+    if let OutgoingBody::Buffered(bytes, _) = body {
+        if !bytes.is_empty() {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
     }
     let authority = headers
         .get(http::header::HOST)
