@@ -66,6 +66,14 @@ impl TokenKey {
                     e.bytes(&v.0);
                 }
                 e.opt_path(c.ca_file.as_deref());
+                // Only with dpop, so the bytes of every other provider stay as they were:
+                // a token is bound to the key, so the key's public thumbprint (RFC 7638)
+                // tells tokens apart, and a fleet sharing one key still shares tokens.
+                if let Some(d) = &c.dpop {
+                    e.tag(b'D');
+                    e.str(d.alg.name());
+                    e.str(&d.jkt);
+                }
             }
         }
         e.0
@@ -140,8 +148,18 @@ struct ClientKey {
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
     egress: crate::outbound::Egress,
-    /// The DPoP key file, algorithm and material.
-    dpop: Option<(PathBuf, SigningAlg, Digest)>,
+    dpop: Option<DpopKeyId>,
+}
+
+/// What identifies a DPoP key: the file, algorithm and material (for a reload), and the
+/// public key's RFC 7638 thumbprint (for the store: the same in every replica holding the
+/// same key, and nothing secret).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DpopKeyId {
+    key_file: PathBuf,
+    alg: SigningAlg,
+    material: Digest,
+    jkt: String,
 }
 
 impl ClientKey {
@@ -166,10 +184,12 @@ impl ClientKey {
             // So is the way out: a changed `egress_proxy` (or its credentials, kept only
             // as a fingerprint) or `no_proxy` builds a new client, and so a new source.
             egress: c.egress.clone(),
-            dpop: c
-                .dpop
-                .as_ref()
-                .map(|d| (d.key_file.clone(), d.key.alg(), Digest(d.key.fingerprint()))),
+            dpop: c.dpop.as_ref().map(|d| DpopKeyId {
+                key_file: d.key_file.clone(),
+                alg: d.key.alg(),
+                material: Digest(d.key.fingerprint()),
+                jkt: d.key.thumbprint().to_string(),
+            }),
         }
     }
 }
@@ -363,6 +383,51 @@ mod tests {
             hex,
             "8e19824f27d27a63d5ced346d6ad7ea82aaa485c95189041377989f669b743d8"
         );
+    }
+
+    fn write_p256(file: &Path) {
+        use base64::Engine;
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+        std::fs::write(file, pem).unwrap();
+    }
+
+    /// The shared store's key tells a DPoP provider from a Bearer one and one DPoP key
+    /// from another (a token is bound to its key), but replicas holding the same key, even
+    /// in another file, share tokens. No key material goes in: only the public thumbprint.
+    #[test]
+    fn identity_bytes_tell_dpop_keys_apart_by_their_public_thumbprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, a_copy) = (
+            dir.path().join("a.pem"),
+            dir.path().join("b.pem"),
+            dir.path().join("copy-of-a.pem"),
+        );
+        write_p256(&a);
+        write_p256(&b);
+        std::fs::copy(&a, &a_copy).unwrap();
+        let dpop = |file: &Path| format!("{BASE}    dpop: {{ key_file: {} }}\n", file.display());
+        let bearer = identity(BASE);
+        let with_a = identity(&dpop(&a));
+        assert_ne!(with_a, bearer, "a DPoP token is not a Bearer token");
+        assert_ne!(with_a, identity(&dpop(&b)), "another key, another token");
+        assert_eq!(with_a, identity(&dpop(&a)));
+        assert_eq!(
+            with_a,
+            identity(&dpop(&a_copy)),
+            "the same key in another pod's file"
+        );
+        // Only the public half: the private key's bytes are not in the identity.
+        let der = std::fs::read_to_string(&a).unwrap();
+        let b64: String = der.lines().filter(|l| !l.starts_with("-----")).collect();
+        let private =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+        // ring's PKCS#8 for P-256: a 36-byte prefix, then the 32-byte private scalar.
+        let scalar = &private[36..68];
+        assert!(!with_a.windows(scalar.len()).any(|w| w == scalar));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(super) struct Outgoing<'s> {
     /// `Content-Digest` of the body, for a `sign` route (computed once, sent with every
     /// attempt).
     pub digest: Option<HeaderValue>,
+    /// The upstream nonce the latest attempt's DPoP proof carried: a nonce challenge is
+    /// worth a replay only with another one.
+    pub dpop_nonce: Option<Arc<str>>,
 }
 
 /// The request body: in memory (and so replayable, holding its share of the replay
@@ -67,13 +70,21 @@ impl Outgoing<'_> {
         if let Some(t) = token {
             headers.insert(&route.header, t.header_value(&route.value_prefix));
             if let Some(dpop) = &route.dpop {
-                let proof = sender::proof(dpop, &self.method, &self.uri, t)?;
+                let (proof, nonce) = sender::proof(dpop, &self.method, &self.uri, &headers, t)?;
                 headers.insert(crate::sender::dpop::DPOP, proof);
+                self.dpop_nonce = nonce;
             }
         }
         if let Some(signer) = &route.sign {
             let digest = self.digest.as_ref();
-            sender::sign(signer, &self.method, &self.uri, &mut headers, digest)?;
+            sender::sign(
+                signer,
+                &self.method,
+                &self.uri,
+                &mut headers,
+                &self.body,
+                digest,
+            )?;
         }
         let body = match &mut self.body {
             OutgoingBody::Buffered(b, _) => crate::error::full(b.clone()),
@@ -143,11 +154,14 @@ pub(super) async fn attempt(
 }
 
 /// Phase 8: the upstream answered `first` to a request carrying `token`. A DPoP route's
-/// 401 that asks for a nonce (`WWW-Authenticate: DPoP error="use_dpop_nonce"`) is
-/// replayed once with the same token and a new proof carrying the nonce the upstream
-/// sent (RFC 9449 §9): the token is fine, only the proof lacked the nonce. Otherwise, if
-/// the status is in `retry_on`, the token is invalidated (compare-and-invalidate: only
-/// if it is still the cached one) and the request replayed once with a renewed token.
+/// 401 that asks for a nonce (`WWW-Authenticate: DPoP error="use_dpop_nonce"`) says the
+/// token is fine, only the proof lacked the nonce: it is replayed once with the same
+/// token and a new proof carrying the nonce the upstream sent (RFC 9449 §9), if it sent
+/// a valid one other than the one the proof carried (asking again with the same proof
+/// would only get the same answer); the token is never invalidated for it. Otherwise,
+/// if the status is in `retry_on`, the token is invalidated (compare-and-invalidate:
+/// only if it is still the cached one) and the request replayed once with a renewed
+/// token.
 ///
 /// Replay safety rule: a request is replayed only if its whole body is already in memory
 /// (known length, at most `max_replay_body`) and only once, whichever the reason. A
@@ -163,10 +177,14 @@ pub(super) async fn replay_once<'s>(
     outcome: &mut Outcome<'s>,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &route.config;
-    let nonce_challenge = config.dpop.is_some()
-        && first.status() == http::StatusCode::UNAUTHORIZED
-        && crate::sender::dpop::is_nonce_challenge(first.headers());
-    if nonce_challenge {
+    if config.dpop.is_some() && is_nonce_challenge(&first) {
+        let sent = out.dpop_nonce.as_deref();
+        let new_nonce =
+            crate::sender::dpop::nonce_of(first.headers()).is_some_and(|n| Some(n) != sent);
+        if !new_nonce {
+            tracing::debug!(route = %config.name, "the upstream asked for a DPoP nonce without a new one; not replaying");
+            return Ok(first);
+        }
         return replay_with_nonce(route, source, out, token, first, outcome).await;
     }
     if !config.retry_on.contains(&first.status()) {
@@ -189,9 +207,16 @@ pub(super) async fn replay_once<'s>(
     replay(route, out, &fresh).await
 }
 
+/// A 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` (RFC 9449 §9).
+fn is_nonce_challenge(resp: &Response<Body>) -> bool {
+    resp.status() == http::StatusCode::UNAUTHORIZED
+        && crate::sender::dpop::is_nonce_challenge(resp.headers())
+}
+
 /// The DPoP nonce replay of [`replay_once`]: the same token, a proof with the new nonce
 /// (kept by the first attempt). A second 401 in `retry_on` drops the token, so the next
-/// request renews it; it is not replayed again.
+/// request renews it, unless it is a nonce challenge again (the token was not refused;
+/// the next request carries the newest nonce); it is not replayed again.
 async fn replay_with_nonce<'s>(
     route: &'s RouteRuntime,
     source: &Arc<TokenSource>,
@@ -207,7 +232,7 @@ async fn replay_with_nonce<'s>(
     outcome.replayed = true;
     tracing::debug!(route = %route.config.name, "replaying once with the upstream's DPoP nonce");
     let second = replay(route, out, token).await?;
-    if route.config.retry_on.contains(&second.status()) {
+    if route.config.retry_on.contains(&second.status()) && !is_nonce_challenge(&second) {
         let cause = Rejection {
             route: &route.config.name,
             status: second.status().as_u16(),

@@ -367,6 +367,7 @@ async fn prepare<'s>(
         inject,
         upgrade: upgrade.map(|(_, on)| on),
         digest,
+        dpop_nonce: None,
     })
 }
 

@@ -13,30 +13,45 @@ use crate::runtime::BodyBudget;
 use crate::sender::{dpop, Message, ProofClaims, Signer};
 use crate::token::Token;
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use std::sync::Arc;
 
-/// A fresh proof for this attempt: `htm`, `htu` (the final upstream URI without query
-/// and fragment), `ath` of `token`, and the upstream's latest nonce.
+/// A fresh proof for this attempt: `htm`, `htu` (the URI the upstream receives, without
+/// query and fragment), `ath` of `token`, and the upstream's latest nonce. `headers`
+/// already hold the `Host` that is sent: with `preserve_host` it is the app's, not the
+/// upstream URL's authority, and the server rebuilds `htu` from it (RFC 9449 §4.3).
+/// Also the nonce the proof carries.
 pub(super) fn proof(
     dpop: &RouteDpop,
     method: &Method,
     uri: &Uri,
+    headers: &HeaderMap,
     token: &Token,
-) -> Result<HeaderValue, ProxyError> {
-    let htu = dpop::htu(uri).ok_or_else(|| cannot("make the DPoP proof", "no absolute URI"))?;
-    let nonce = uri.authority().and_then(|a| dpop.nonces.get(a.as_str()));
+) -> Result<(HeaderValue, Option<Arc<str>>), ProxyError> {
+    let no_uri = || cannot("make the DPoP proof", "no absolute URI");
+    let (scheme, authority) = (
+        uri.scheme_str().ok_or_else(no_uri)?,
+        uri.authority().ok_or_else(no_uri)?,
+    );
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+    let htu = dpop::htu_of(scheme, host.as_ref().unwrap_or(authority), uri.path());
+    let nonce = dpop.nonces.get(authority.as_str());
     let claims = ProofClaims {
         htm: method.as_str(),
         htu: &htu,
         access_token: Some(token.secret().expose()),
         nonce: nonce.as_deref(),
     };
-    dpop.key
+    let proof = dpop
+        .key
         .proof(&claims)
-        .map_err(|e| cannot("make the DPoP proof", &e))
+        .map_err(|e| cannot("make the DPoP proof", &e))?;
+    Ok((proof, nonce))
 }
 
 /// Keeps the nonce an upstream sent (RFC 9449 §9: in a challenge, or with any answer).
@@ -48,16 +63,25 @@ pub(super) fn remember_nonce(route: &RouteConfig, uri: &Uri, headers: &HeaderMap
 
 /// Adds `Content-Digest` (when `digest` is given) and then `Signature-Input` and
 /// `Signature` over the request as it will be sent: `headers` already hold the token,
-/// the proof and `Host`.
+/// the proof and `Host`. A buffered body's `Content-Length` is set first: the client
+/// would add it after signing (the app may have sent the body chunked), and then a
+/// covered `content-length` would be left out of the signature.
 pub(super) fn sign(
     signer: &Signer,
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
+    body: &OutgoingBody,
     digest: Option<&HeaderValue>,
 ) -> Result<(), ProxyError> {
     if let Some(d) = digest {
         headers.insert("content-digest", d.clone());
+    }
+    // An empty body goes without one (hyper adds none either); the app's own stays.
+    if let OutgoingBody::Buffered(bytes, _) = body {
+        if !bytes.is_empty() {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
     }
     let authority = headers
         .get(http::header::HOST)
@@ -76,8 +100,8 @@ pub(super) fn sign(
     let signed = signer.sign(&msg).map_err(|e| ProxyError::BadRequest {
         detail: format!("this route signs requests (sign), and the request cannot be signed: {e}"),
     })?;
-    headers.insert("signature-input", signed.input);
-    headers.insert("signature", signed.signature);
+    // Beside the app's own signatures, if it made any (RFC 9421 §4.3).
+    signer.attach(signed, headers);
     Ok(())
 }
 

@@ -133,8 +133,14 @@ pub fn ath(access_token: &str) -> String {
 /// scheme and host, no default port, an empty path is `/`). `None` without a scheme or
 /// authority.
 pub fn htu(uri: &http::Uri) -> Option<String> {
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let authority = uri.authority()?;
+    Some(htu_of(uri.scheme_str()?, uri.authority()?, uri.path()))
+}
+
+/// [`htu`] of a request whose authority is not its URI's: the scheme it goes out with,
+/// the `Host` it carries (what the server rebuilds the URI from, RFC 9449 §4.3 check 9,
+/// RFC 9110 §7.1) and its path.
+pub fn htu_of(scheme: &str, authority: &http::uri::Authority, path: &str) -> String {
+    let scheme = scheme.to_ascii_lowercase();
     let host = authority.host().to_ascii_lowercase();
     let default = match scheme.as_str() {
         "https" => Some(443),
@@ -146,26 +152,26 @@ pub fn htu(uri: &http::Uri) -> Option<String> {
         .filter(|p| Some(*p) != default)
         .map(|p| format!(":{p}"))
         .unwrap_or_default();
-    let path = match uri.path() {
+    let path = match path {
         "" => "/",
         p => p,
     };
-    Some(format!("{scheme}://{host}{port}{path}"))
+    format!("{scheme}://{host}{port}{path}")
 }
 
-/// True when `headers` (a 401's) challenge for a nonce: a `WWW-Authenticate` with the
-/// `DPoP` scheme and `error="use_dpop_nonce"` (RFC 9449 §9).
+/// True when `headers` (a 401's) challenge for a nonce: a `WWW-Authenticate` with a
+/// `DPoP` challenge whose `error` parameter is `use_dpop_nonce` (RFC 9449 §9), read as
+/// auth-params (RFC 9110 §11.2: whitespace around `=`, quoted or not; text inside a
+/// quoted string is never a challenge).
 pub fn is_nonce_challenge(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            let dpop_scheme = v.starts_with("dpop") || v.contains(", dpop") || v.contains(",dpop");
-            let nonce_error =
-                v.contains("error=\"use_dpop_nonce\"") || v.contains("error=use_dpop_nonce");
-            dpop_scheme && nonce_error
+        .filter_map(super::challenge::parse)
+        .flatten()
+        .any(|c| {
+            c.scheme.eq_ignore_ascii_case("DPoP") && c.param("error") == Some("use_dpop_nonce")
         })
 }
 

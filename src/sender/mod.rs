@@ -8,6 +8,7 @@
 //! material, a token or a header value. It sits below `config` (which loads the keys into
 //! these types) and above `keys`.
 
+mod challenge;
 pub mod dpop;
 mod sfv;
 pub mod sign;

@@ -383,5 +383,6 @@ pub fn content_digest(body: &[u8]) -> HeaderValue {
     HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+mod attach;
 #[cfg(test)]
 mod tests;

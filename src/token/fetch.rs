@@ -141,8 +141,19 @@ pub(super) fn to_stored(token: &Token) -> StoredToken {
 
 /// A token another replica stored, as this process's own: its expiry and refresh point
 /// carried over from the wall clock to the monotonic one, its header values built once.
-/// `None` once it has expired by this machine's clock.
-pub(super) fn adopted(stored: StoredToken, prefixes: &[Box<str>]) -> Option<Arc<Token>> {
+/// `None` once it has expired by this machine's clock, and `None` when it is not of the
+/// type `cfg` needs (`DPoP` with `dpop`, `Bearer` otherwise): a Bearer token sent with a
+/// proof, or a DPoP token sent as Bearer, would only be refused upstream.
+pub(super) fn adopted(
+    stored: StoredToken,
+    cfg: &ProviderConfig,
+    prefixes: &[Box<str>],
+) -> Option<Arc<Token>> {
+    let dpop = cfg.origin.oauth().is_some_and(|c| c.dpop.is_some());
+    let want = if dpop { "DPoP" } else { "Bearer" };
+    if !stored.token_type.eq_ignore_ascii_case(want) {
+        return None;
+    }
     let (now, wall) = (Instant::now(), SystemTime::now());
     let left = stored.remaining();
     if left.is_zero() {
@@ -228,6 +239,26 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
+    /// A client-credentials provider, with `dpop` (a fresh P-256 key) when asked.
+    fn provider(dpop: bool) -> Arc<ProviderConfig> {
+        use base64::Engine;
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let dir = tempfile::tempdir().unwrap();
+        let mut yaml = "providers:\n  p:\n    token_url: https://idp.example.com/t\n    client_id: c\n    client_secret: s\n".to_string();
+        if dpop {
+            let rng = ring::rand::SystemRandom::new();
+            let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+            let file = dir.path().join("dpop.pem");
+            let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+            std::fs::write(&file, pem).unwrap();
+            yaml.push_str(&format!("    dpop: {{ key_file: {} }}\n", file.display()));
+        }
+        let path = std::path::Path::new("t.yaml");
+        let c = crate::config::Config::from_text(path, &yaml, &|_| None).unwrap();
+        c.providers[0].clone()
+    }
+
     fn stored(expires_in: Duration, fresh_for: Duration) -> StoredToken {
         let now = unix_ms(SystemTime::now());
         StoredToken {
@@ -243,7 +274,7 @@ mod tests {
     async fn an_adopted_token_keeps_the_fleets_refresh_point_on_the_monotonic_clock() {
         let prefixes: Vec<Box<str>> = vec!["Bearer ".into(), "".into()];
         let s = Duration::from_secs;
-        let t = adopted(stored(s(60), s(30)), &prefixes).unwrap();
+        let t = adopted(stored(s(60), s(30)), &provider(false), &prefixes).unwrap();
         let now = Instant::now();
         assert_eq!(t.provenance, Provenance::Store);
         // Wall-clock milliseconds carried over: within the few ms this test takes.
@@ -275,10 +306,27 @@ mod tests {
     #[test]
     fn an_expired_stored_token_is_never_adopted() {
         let t = stored(Duration::ZERO, Duration::ZERO);
-        assert!(adopted(t, &["Bearer ".into()]).is_none());
+        assert!(adopted(t, &provider(false), &["Bearer ".into()]).is_none());
         // Past its refresh point but valid: adopted as stale (refresh at once).
         let stale = stored(Duration::from_secs(10), Duration::ZERO);
-        let t = adopted(stale, &[]).unwrap();
+        let t = adopted(stale, &provider(false), &[]).unwrap();
         assert!(t.refresh_at <= Instant::now() + Duration::from_millis(5));
+    }
+
+    /// A token of the wrong type is never adopted: a DPoP provider takes only DPoP
+    /// tokens from the store, any other provider only Bearer ones.
+    #[test]
+    fn a_stored_token_of_another_type_is_never_adopted() {
+        let long = Duration::from_secs(60);
+        let (bearer, dpop) = (provider(false), provider(true));
+        let of_type = |t: &str| StoredToken {
+            token_type: t.into(),
+            ..stored(long, long)
+        };
+        assert!(adopted(of_type("Bearer"), &bearer, &[]).is_some());
+        assert!(adopted(of_type("DPoP"), &bearer, &[]).is_none());
+        assert!(adopted(of_type("DPoP"), &dpop, &[]).is_some());
+        assert!(adopted(of_type("Bearer"), &dpop, &[]).is_none());
+        assert!(adopted(of_type("mac"), &dpop, &[]).is_none());
     }
 }

@@ -93,6 +93,100 @@ async fn the_nonce_dances_with_idp_and_api_end_in_one_token() {
     sc.stop().await;
 }
 
+/// With `preserve_host` the upstream receives the app's Host, and rebuilds `htu` from it
+/// (RFC 9449 §4.3 check 9): the proof names that Host, not the upstream URL's authority.
+#[tokio::test]
+async fn with_preserve_host_the_proof_names_the_host_the_upstream_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::p256(dir.path());
+    let idp = DpopIdp::start(IdpOptions::default()).await;
+    let api = DpopApi::start(Some("api-n1")).await;
+    let yaml = format!(
+        "server_names: [app.internal]\n{}    preserve_host: true\n",
+        config(&idp, &api, &key.path, "ES256")
+    );
+    let sc = TestSidecar::start(&yaml).await;
+    let resp = direct_client()
+        .get(sc.url("/api/items?q=1"))
+        .header("host", "app.internal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(api.problems(), Vec::<String>::new());
+    let proofs = api.proofs();
+    assert_eq!(proofs.len(), 2, "the nonce challenge, then the replay");
+    for p in &proofs {
+        assert_eq!(p.claims["htu"], "http://app.internal/api/items");
+    }
+    sc.stop().await;
+}
+
+/// A nonce challenge is replayed only with a valid nonce other than the one the proof
+/// carried, and never costs the token: the token is fine, only the proof was not.
+#[tokio::test]
+async fn a_nonce_challenge_is_replayed_only_with_a_new_nonce_and_never_drops_the_token() {
+    use crate::support::FakeUpstream;
+    let challenge = || {
+        let v = r#"DPoP error="use_dpop_nonce", error_description="nonce please""#;
+        ("www-authenticate", v.to_string())
+    };
+    let api = FakeUpstream::with(move |_, i| {
+        let (status, headers) = match i {
+            // No DPoP-Nonce at all: nothing to replay with.
+            0 => (401, vec![challenge()]),
+            // A nonce with a success: the next proof carries it.
+            1 => (200, vec![("dpop-nonce", "n1".to_string())]),
+            // The nonce the proof carried: asking again would get the same answer.
+            2 => (401, vec![challenge(), ("dpop-nonce", "n1".to_string())]),
+            // A new nonce: replayed (4) with it, and challenged again with another one.
+            3 => (401, vec![challenge(), ("dpop-nonce", "n2".to_string())]),
+            4 => (401, vec![challenge(), ("dpop-nonce", "n3".to_string())]),
+            // An invalid nonce (a space is not an NQCHAR).
+            5 => (401, vec![challenge(), ("dpop-nonce", "n 4".to_string())]),
+            _ => (200, vec![]),
+        };
+        (status, headers, bytes::Bytes::from_static(b"api"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = keys::p256(dir.path());
+    let idp = DpopIdp::start(IdpOptions::default()).await;
+    let yaml = format!(
+        "providers:\n  bound:\n    token_url: {}\n    client_id: svc\n    client_secret: s3cr3t-client-secret\n    dpop: {{ key_file: {} }}\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: bound\n    upstream: {}\n",
+        idp.token_url(),
+        key.path.display(),
+        api.url()
+    );
+    let sc = TestSidecar::start(&yaml).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(sc.get_status("/api/x").await);
+    }
+    assert_eq!(statuses, [401, 200, 401, 401, 401, 200]);
+    let seen = api.seen();
+    assert_eq!(seen.len(), 7, "one replay only: the new nonce n2");
+    let nonces: Vec<Option<String>> = seen
+        .iter()
+        .map(|s| {
+            let (_, claims) = verify_with_embedded_jwk(s.header("dpop").unwrap()).unwrap();
+            claims["nonce"].as_str().map(str::to_string)
+        })
+        .collect();
+    let n = |s: &str| Some(s.to_string());
+    assert_eq!(
+        nonces,
+        [None, None, n("n1"), n("n1"), n("n2"), n("n3"), n("n3")]
+    );
+    // The same token throughout: no challenge dropped it.
+    assert_eq!(idp.issued().len(), 1);
+    let token = format!("DPoP {}", idp.issued()[0]);
+    assert!(seen
+        .iter()
+        .all(|s| s.header("authorization") == Some(token.as_str())));
+    sc.stop().await;
+}
+
 /// Every DPoP algorithm: the proofs verify with the key in their header.
 #[tokio::test]
 async fn every_dpop_algorithm_makes_valid_proofs() {

@@ -224,6 +224,50 @@ async fn a_body_too_large_to_digest_is_refused() {
     sc.stop().await;
 }
 
+/// A covered `content-length` is signed even when the app sent its body chunked: the
+/// buffered body goes out with a Content-Length, set before signing, so the upstream
+/// receives what was signed. A GET without a body has none, and it is left out.
+#[tokio::test]
+async fn content_length_is_covered_when_the_app_sent_the_body_chunked() {
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), [7u8; 32]).unwrap();
+    let sign = format!(
+        "{{ hmac_key_file: {}, key_id: k, components: [\"@method\", \"content-length\", \"content-digest\"] }}",
+        secret.path().display()
+    );
+    let sc = TestSidecar::start(&config(&idp, &api, &sign, "")).await;
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"ab")),
+        Ok(Bytes::from_static(b"cde")),
+    ];
+    let resp = direct_client()
+        .post(sc.url("/api/x"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sc.get_status("/api/y").await, 200);
+    let seen = api.seen();
+    assert_eq!(seen[0].header("content-length"), Some("5"));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+    let v = verify(&received(&seen[0]), "sig1", VerifyKey::Hmac(&[7u8; 32])).unwrap();
+    assert_eq!(
+        v.components,
+        ["@method", "content-length", "content-digest"]
+    );
+    assert!(v.base.contains("\"content-length\": 5\n"), "{}", v.base);
+    // The GET: no body, no Content-Length, not covered; the signature still verifies.
+    assert_eq!(seen[1].header("content-length"), None);
+    let v = verify(&received(&seen[1]), "sig1", VerifyKey::Hmac(&[7u8; 32])).unwrap();
+    assert_eq!(v.components, ["@method", "content-digest"]);
+    sc.stop().await;
+}
+
 /// The test verifier itself, on RFC 9421 Appendix B: B.2.1 and B.2.3 (RSA-PSS), B.2.5
 /// (HMAC) and B.2.6 (Ed25519) verify with the RFC's keys from the RFC's `test-request`.
 #[test]

@@ -119,6 +119,9 @@ fn htu_drops_query_fragment_and_default_ports() {
         let uri: http::Uri = uri.parse().unwrap();
         assert_eq!(htu(&uri).as_deref(), want, "{uri}");
     }
+    // With another Host than the URI's authority (preserve_host): the Host counts.
+    let host: http::uri::Authority = "App.Internal:80".parse().unwrap();
+    assert_eq!(htu_of("http", &host, "/a"), "http://app.internal/a");
 }
 
 #[test]
@@ -139,10 +142,27 @@ fn nonce_challenges_and_nonces_are_read_strictly() {
         (r#"Bearer realm="a", DPoP error="use_dpop_nonce""#, true),
         (r#"DPoP error="invalid_token""#, false),
         (r#"Bearer error="use_dpop_nonce""#, false),
+        // Whitespace around `=` is allowed (RFC 9110 §11.2).
+        (r#"DPoP error = "use_dpop_nonce""#, true),
+        ("DPoP algs=\"ES256\",error\t=\tuse_dpop_nonce", true),
+        // Inside a quoted string it is text, not a challenge.
+        (r#"Bearer realm="DPoP error=\"use_dpop_nonce\"""#, false),
+        (r#"Bearer realm="x, dpop error=use_dpop_nonce""#, false),
+        (r#"DPoP realm="error=\"use_dpop_nonce\"""#, false),
+        (r#"DPoP error_description="error=use_dpop_nonce""#, false),
+        // Another error whose name merely contains it, a broken value.
+        (r#"DPoP error="use_dpop_nonce_please""#, false),
+        (r#"DPoP error="use_dpop_nonce"#, false),
     ] {
         let h = headers(&[("www-authenticate", www)]);
         assert_eq!(is_nonce_challenge(&h), challenge, "{www}");
     }
+    // One challenge per field, in several fields.
+    let two = headers(&[
+        ("www-authenticate", r#"Bearer realm="api""#),
+        ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+    ]);
+    assert!(is_nonce_challenge(&two));
     assert_eq!(
         nonce_of(&headers(&[("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")])),
         Some("eyJ7S_zG.eyJH0-Z.HX4w-7v")

@@ -166,7 +166,7 @@ impl TokenSource {
 
     /// A stored token as this process's own; counted and audited.
     fn adopt(&self, stored: StoredToken) -> Option<Arc<Token>> {
-        let token = adopted(stored, &self.prefixes.load())?;
+        let token = adopted(stored, &self.config.load(), &self.prefixes.load())?;
         self.metrics.adopted();
         log_adopted(&self.config.load(), &token);
         Some(token)

@@ -2,6 +2,7 @@
 //! processes, against counting fake IdPs: what a fleet asks of the IdP, what reaches the
 //! upstream, and what happens when the store fails.
 
+mod dpop;
 mod herd;
 mod outage;
 mod raw;

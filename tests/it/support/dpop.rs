@@ -99,6 +99,7 @@ pub struct DpopIdp {
     pub addr: SocketAddr,
     checks: Arc<Checks>,
     issued: Arc<Mutex<Vec<String>>>,
+    bearer_issued: Arc<Mutex<Vec<String>>>,
 }
 
 /// How the fake IdP behaves.
@@ -110,6 +111,10 @@ pub struct IdpOptions {
     pub next_nonce: Option<&'static str>,
     /// The `token_type` of the answers.
     pub token_type: &'static str,
+    /// A token request without a proof gets a plain Bearer token (listed apart, in
+    /// [`DpopIdp::bearer_issued`]) instead of a refusal: an IdP serving both kinds of
+    /// client.
+    pub bearer_without_proof: bool,
 }
 
 impl Default for IdpOptions {
@@ -118,6 +123,7 @@ impl Default for IdpOptions {
             nonce: None,
             next_nonce: None,
             token_type: "DPoP",
+            bearer_without_proof: false,
         }
     }
 }
@@ -127,12 +133,26 @@ impl DpopIdp {
         let checks = Arc::new(Checks::default());
         *checks.nonce.lock().unwrap() = opts.nonce.map(str::to_string);
         let issued = Arc::new(Mutex::new(Vec::new()));
+        let bearer_issued = Arc::new(Mutex::new(Vec::new()));
         let port = Arc::new(Mutex::new(0u16));
-        let (c, i, p) = (checks.clone(), issued.clone(), port.clone());
+        let (c, i, p, b) = (
+            checks.clone(),
+            issued.clone(),
+            port.clone(),
+            bearer_issued.clone(),
+        );
         let addr = super::serve(move |req: Request<Incoming>| {
             let (checks, issued, port, opts) = (c.clone(), i.clone(), p.clone(), opts.clone());
+            let bearer_issued = b.clone();
             async move {
                 checks.requests.fetch_add(1, Ordering::SeqCst);
+                if opts.bearer_without_proof && !req.headers().contains_key("dpop") {
+                    let _ = req.into_body().collect().await;
+                    let token = format!("plain-bearer-{}", fastrand::u64(..));
+                    bearer_issued.lock().unwrap().push(token.clone());
+                    let answer = json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+                    return reply(200, &[], answer.to_string());
+                }
                 let htu = format!("http://127.0.0.1:{}/token", *port.lock().unwrap());
                 let proof = match checks.proof(req.headers(), "POST", &htu) {
                     Ok(p) => p,
@@ -173,6 +193,7 @@ impl DpopIdp {
             addr,
             checks,
             issued,
+            bearer_issued,
         }
     }
 
@@ -184,8 +205,14 @@ impl DpopIdp {
         self.checks.requests.load(Ordering::SeqCst)
     }
 
+    /// The DPoP-bound tokens issued, in order.
     pub fn issued(&self) -> Vec<String> {
         self.issued.lock().unwrap().clone()
+    }
+
+    /// The Bearer tokens issued to requests without a proof (`bearer_without_proof`).
+    pub fn bearer_issued(&self) -> Vec<String> {
+        self.bearer_issued.lock().unwrap().clone()
     }
 
     /// Every proof that passed the checks, in order.
@@ -227,7 +254,12 @@ impl DpopApi {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                let htu = format!("http://127.0.0.1:{}{}", *port.lock().unwrap(), req.uri().path());
+                // As a resource server does (RFC 9449 §4.3 check 9): the URI it received,
+                // with the Host it received.
+                let port = *port.lock().unwrap();
+                let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+                let host = host.map_or(format!("127.0.0.1:{port}"), str::to_string);
+                let htu = format!("http://{host}{}", req.uri().path());
                 let (status, headers, text) = match check(&checks, &req, &auth, &htu) {
                     Ok(()) => (200, vec![], "dpop ok".to_string()),
                     Err(Refusal::Nonce(n)) => (
