@@ -23,10 +23,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// `SET` the sealed token with its lifetime and `PUBLISH` it, in one step.
+/// `SET` the sealed token with its lifetime and `PUBLISH` it, in one step. The publication
+/// is a shortcut (waiters poll too), so a `PUBLISH` Redis refuses — an ACL user without
+/// channel rights, Redis 7's default `acl-pubsub-default resetchannels` — must not undo
+/// the write or fail the script: `pcall`. Returns 1 when published, 0 when refused.
 const PUT_AND_PUBLISH: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+local published = redis.pcall('PUBLISH', ARGV[3], ARGV[1])
+if type(published) == 'table' and published.err then
+  return 0
+end
 return 1";
 
 /// Deletes the key only while it holds exactly ARGV[1] (a lease owner, a sealed token).
