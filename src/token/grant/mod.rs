@@ -114,6 +114,15 @@ impl Fetcher {
         }
     }
 
+    /// For `grant_type: refresh_token` with a shared store: a rotated refresh token the
+    /// store has not taken yet, so the fetch lease must be kept (left to expire).
+    pub(super) fn rotation_unsaved(&self) -> bool {
+        match self {
+            Self::RefreshToken(r) => r.rotation_unsaved(),
+            _ => false,
+        }
+    }
+
     /// For `grant_type: refresh_token`: the refresh token the next fetch will use.
     pub(super) fn refresh_token(&self) -> Option<Secret> {
         match self {
