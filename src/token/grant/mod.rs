@@ -114,12 +114,12 @@ impl Fetcher {
         }
     }
 
-    /// For `grant_type: refresh_token` with a shared store: a rotated refresh token the
-    /// store has not taken yet, so the fetch lease must be kept (left to expire).
-    pub(super) fn rotation_unsaved(&self) -> bool {
+    /// For `grant_type: refresh_token` with a shared store: whether no rotated refresh
+    /// token awaits the store, as it changes (the fetch lease is kept while one does).
+    pub(super) fn rotation_saved(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         match self {
-            Self::RefreshToken(r) => r.rotation_unsaved(),
-            _ => false,
+            Self::RefreshToken(r) => r.rotation_saved(),
+            _ => None,
         }
     }
 

@@ -61,10 +61,11 @@ impl RefreshToken {
         self.fleet = Some(FleetRefresh::new(store, keys));
     }
 
-    /// A rotated refresh token is not in the shared store yet: the fetch lease must not
-    /// be released (it expires), so no other replica refreshes with the used one.
-    pub(super) fn rotation_unsaved(&self) -> bool {
-        self.fleet.as_ref().is_some_and(|f| f.unsaved())
+    /// With a shared store: whether no rotated refresh token awaits the store, as it
+    /// changes. While one does, the fetch lease must not be released, so no other
+    /// replica refreshes with the used one.
+    pub(super) fn rotation_saved(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.fleet.as_ref().map(|f| f.saved())
     }
 
     pub(super) fn current(&self) -> Secret {

@@ -15,7 +15,7 @@
 //! own (its own single flight), as without a store — except a `refresh_token` grant,
 //! which asks the IdP only under the lease: a refresh token another replica may already
 //! have used would get the whole grant revoked. For the same reason a holder whose
-//! rotated refresh token the store did not take keeps the lease (lets it expire).
+//! rotated refresh token the store did not take keeps the lease until it is written.
 
 use super::TokenSource;
 use crate::config::{format_duration, Grant, ProviderConfig};
@@ -135,7 +135,7 @@ impl TokenSource {
         // Another replica may have stored a token between the read and the lease.
         if let Ok(Some(t)) = store.get(keys).await {
             if let Some(t) = accept(&t).then(|| self.adopt(t)).flatten() {
-                self.finish(fleet, None, Some(lease));
+                self.finish(fleet, None, Some((lease, lease_until)));
                 return Ok(t);
             }
         }
@@ -150,10 +150,7 @@ impl TokenSource {
             Some(budget) if !budget.is_zero() => self.fetch_from_idp_within(budget).await,
             _ => Err(out_of_time(&self.config.load())),
         };
-        // A rotated refresh token the store did not take: keep the lease (it expires)
-        // so no other replica refreshes with the used one meanwhile.
-        let release = (!self.fetcher.rotation_unsaved()).then_some(lease);
-        self.finish(fleet, fetched.as_ref().ok(), release);
+        self.finish(fleet, fetched.as_ref().ok(), Some((lease, lease_until)));
         fetched
     }
 
@@ -189,18 +186,27 @@ impl TokenSource {
     /// After a fetch: writes `token` to the store (expiring with it, published to the
     /// waiters) and then releases `lease`, in a task of its own, so the requests waiting
     /// for the token get it without waiting for the store. The order matters: released
-    /// before the token is stored, the lease would let another replica fetch again.
-    fn finish(&self, fleet: &Fleet, token: Option<&Arc<Token>>, lease: Option<Lease>) {
+    /// before the token is stored, the lease would let another replica fetch again. A
+    /// rotated refresh token the store has not taken yet holds both back until it is
+    /// written (or the lease expires): no other replica may refresh with the used one.
+    fn finish(&self, fleet: &Fleet, token: Option<&Arc<Token>>, lease: Option<(Lease, Instant)>) {
         let put = token.map(|t| {
             let ttl = t.expires_at_wall.duration_since(SystemTime::now());
             (to_stored(t), ttl.unwrap_or_default())
         });
+        let saved = self.fetcher.rotation_saved();
         let (store, keys) = (fleet.store.clone(), fleet.keys.clone());
         tokio::spawn(async move {
+            if let (Some(mut saved), Some((_, until))) = (saved, &lease) {
+                let written = tokio::time::timeout_at(*until, saved.wait_for(|s| *s)).await;
+                if !matches!(written, Ok(Ok(_))) {
+                    return;
+                }
+            }
             if let Some((token, ttl)) = put {
                 let _ = store.put(&keys, &token, ttl).await;
             }
-            if let Some(lease) = lease {
+            if let Some((lease, _)) = lease {
                 let _ = store.release(&lease).await;
             }
         });

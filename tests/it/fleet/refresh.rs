@@ -29,6 +29,11 @@ pub(super) struct RotatingIdp {
 
 impl RotatingIdp {
     pub async fn start(ttl: u64) -> RotatingIdp {
+        Self::start_slow(ttl, Duration::ZERO).await
+    }
+
+    /// Like [`start`](Self::start), answering each request after `delay`.
+    pub async fn start_slow(ttl: u64, delay: Duration) -> RotatingIdp {
         let grant = Arc::new(Mutex::new(Grant {
             current: "rt-0".into(),
             ..Grant::default()
@@ -36,7 +41,10 @@ impl RotatingIdp {
         let g = grant.clone();
         let addr = serve(move |req: Request<Incoming>| {
             let g = g.clone();
-            async move { answer(&g, req, ttl).await }
+            async move {
+                tokio::time::sleep(delay).await;
+                answer(&g, req, ttl).await
+            }
         })
         .await;
         RotatingIdp { addr, grant }
@@ -138,6 +146,67 @@ async fn four_sidecars_rotate_one_refresh_token_and_the_grant_is_never_revoked()
         (4..=12).contains(&rotations),
         "rotations in 8 s: {rotations}"
     );
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
+fn refresh_yaml(idp: &RotatingIdp, api: &FakeUpstream, store: &str) -> String {
+    format!(
+        "providers:\n  user:\n    token_url: http://{}/token\n    client_id: app\n    client_secret: s\n    grant_type: refresh_token\n    refresh_token: rt-0\n    retries: {{ max_attempts: 1 }}\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: user\n    upstream: {}\n{store}",
+        idp.addr,
+        api.url(),
+    )
+}
+
+/// Redis stalls while the IdP rotates the refresh token, so the store does not take the
+/// rotation: the holder keeps the fetch lease and writes the rotation as soon as Redis
+/// answers, then stores the token and releases. Another replica never presents the used
+/// refresh token; it gets the holder's access token.
+#[tokio::test]
+async fn a_rotation_the_store_did_not_take_is_written_before_anyone_refreshes() {
+    let redis = redis().await;
+    let idp = RotatingIdp::start_slow(3600, Duration::from_millis(600)).await;
+    let api = FakeUpstream::ok().await;
+    let yaml = refresh_yaml(&idp, &api, &store_yaml(&redis.url(), KEY));
+    let fleet = start_fleet(2, &yaml).await;
+    wait_store_up(&fleet).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    let first = tokio::spawn({
+        let url = a.url("/api/x");
+        async move { direct_client().get(url).send().await.unwrap().status() }
+    });
+    // A is inside its token request now (the IdP answers after 600 ms): Redis stalls, so
+    // A's compare-and-set of the rotated refresh token times out (500 ms).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.pause();
+    assert_eq!(first.await.unwrap(), 200, "A got its token");
+    redis.resume();
+    // B asks while A may still hold the lease: it waits for A's token, or refreshes
+    // with the rotated refresh token — never the used one.
+    assert_eq!(b.get_status("/api/x").await, 200);
+    let (revoked, requests, rotations) = {
+        let g = idp.grant.lock().unwrap();
+        (g.revoked, g.requests, g.rotations)
+    };
+    assert!(!revoked, "the grant was revoked after {requests} requests");
+    assert_eq!(
+        requests, rotations,
+        "every refresh presented the current token"
+    );
+    let cas_ok = "token_sidecar_store_operations_total{op=\"cas_refresh\",outcome=\"ok\"}";
+    let cas_failed = "token_sidecar_store_operations_total{op=\"cas_refresh\",outcome=\"timeout\"}";
+    let cas_lost = "token_sidecar_store_operations_total{op=\"cas_refresh\",outcome=\"lost\"}";
+    let failed =
+        metric(a, cas_failed).await + metric(a, &cas_failed.replace("timeout", "error")).await;
+    assert!(
+        failed >= 1.0,
+        "the first write failed (the store's timeout, or the client's)"
+    );
+    // Written later: by the retry, or by the stalled command itself once Redis went on
+    // (then the retry finds it there).
+    let written = metric(a, cas_ok).await + metric(a, cas_lost).await;
+    assert!(written >= 1.0, "the rotation was written later");
     for sc in fleet {
         sc.stop().await;
     }

@@ -7,9 +7,9 @@
 //!   another replica has rotated away.
 //! - A rotation is written by compare-and-set on its generation, in a task of its own (a
 //!   fetch cut off by its timeout cannot lose it). When the store does not take it, it
-//!   is `unsaved`: the source keeps the fetch lease (lets it expire instead of releasing
-//!   it) and the task retries until the store takes it, so no other replica refreshes
-//!   with the used token meanwhile, and this replica writes it before anything else.
+//!   is `unsaved`: the task retries until the store takes it, and the source keeps the
+//!   fetch lease until then (or until it expires), so no other replica refreshes with
+//!   the used token meanwhile; this replica writes it before anything else.
 //! - When the record is gone although this replica saw later generations (Redis flushed
 //!   or restarted without persistence), the token in memory is presented only if this
 //!   replica wrote the last generation it knows — and the record is re-seeded with it;
@@ -22,7 +22,7 @@ use crate::store::{Store, TokenKeys};
 use crate::token::idp::{failure, Failure, FailureKind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// How soon a rotation the store did not take is written again: doubling, up to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -36,6 +36,9 @@ pub(in crate::token::grant) struct FleetRefresh {
     /// Held across each read-decide-write of the record, so the background writer of an
     /// unsaved rotation and the next refresh never interleave.
     record: tokio::sync::Mutex<()>,
+    /// True while no rotation of ours awaits the store (`!known.unsaved`), for the
+    /// source's lease holder to wait on.
+    saved: watch::Sender<bool>,
 }
 
 /// What this replica knows of the record.
@@ -59,12 +62,14 @@ impl FleetRefresh {
             keys,
             known: Mutex::default(),
             record: tokio::sync::Mutex::new(()),
+            saved: watch::Sender::new(true),
         })
     }
 
-    /// A rotation of ours is not in the store yet: the lease must not be released.
-    pub(in crate::token::grant) fn unsaved(&self) -> bool {
-        self.known().unsaved
+    /// Whether no rotation of ours awaits the store, as it changes: while one does, the
+    /// lease must not be released.
+    pub(in crate::token::grant) fn saved(&self) -> watch::Receiver<bool> {
+        self.saved.subscribe()
     }
 
     /// Makes `current` the fleet's current refresh token and returns its generation:
@@ -185,6 +190,7 @@ impl FleetRefresh {
             ours,
             loss_logged: false,
         };
+        self.saved.send_replace(!unsaved);
     }
 }
 
