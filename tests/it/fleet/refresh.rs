@@ -3,6 +3,7 @@
 //! oidc-provider's reuse detection does).
 
 use super::*;
+use ::redis::AsyncCommands;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,6 +18,8 @@ struct Grant {
     revoked: bool,
     requests: usize,
     rotations: usize,
+    /// The next this many requests get a 503 (nothing rotated).
+    fail_next: usize,
     /// Every access and refresh token handed out.
     issued: Vec<String>,
 }
@@ -68,6 +71,12 @@ async fn answer(grant: &Mutex<Grant>, req: Request<Incoming>, ttl: u64) -> Respo
         *resp.status_mut() = http::StatusCode::BAD_REQUEST;
         resp
     };
+    if g.fail_next > 0 {
+        g.fail_next -= 1;
+        let mut resp = Response::new(body(r#"{"error":"temporarily_unavailable"}"#));
+        *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        return resp;
+    }
     if g.revoked {
         return refuse("grant revoked");
     }
@@ -94,6 +103,11 @@ async fn answer(grant: &Mutex<Grant>, req: Request<Incoming>, ttl: u64) -> Respo
 }
 
 impl RotatingIdp {
+    /// The next `n` requests fail with 503 (the refresh token stays as it is).
+    pub fn fail_next(&self, n: usize) {
+        self.grant.lock().unwrap().fail_next = n;
+    }
+
     /// Every access and refresh token handed out so far.
     pub fn issued(&self) -> Vec<String> {
         self.grant.lock().unwrap().issued.clone()
@@ -210,4 +224,73 @@ async fn a_rotation_the_store_did_not_take_is_written_before_anyone_refreshes() 
     for sc in fleet {
         sc.stop().await;
     }
+}
+
+/// POST `/providers/user/refresh` on `sc`: the status and the body.
+async fn refresh_now(sc: &TestSidecar) -> (u16, String) {
+    let resp = direct_client()
+        .post(sc.admin_url("/providers/user/refresh"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Redis loses the refresh-token record (flushed, or restarted without persistence).
+/// A replica that only read the last generation it knows must not present its copy (it
+/// may have been rotated away since): it fails with a clear error. The replica that
+/// wrote that generation presents its copy and re-seeds the record.
+#[tokio::test]
+async fn a_lost_record_is_reseeded_only_by_the_replica_that_wrote_it() {
+    let redis = redis().await;
+    let idp = RotatingIdp::start(3600).await;
+    let api = FakeUpstream::ok().await;
+    let fleet = start_fleet(2, &refresh_yaml(&idp, &api, &store_yaml(&redis.url(), KEY))).await;
+    wait_store_up(&fleet).await;
+    let (a, b) = (&fleet[0], &fleet[1]);
+    // A refreshes: generation 1, written by A.
+    assert_eq!(a.get_status("/api/x").await, 200);
+    // B needs a token of its own (the shared one is gone) and reads generation 1, but
+    // its refresh fails: B knows generation 1 without having written it.
+    let mut raw = redis.raw().await;
+    let tokens: Vec<String> = raw.keys("token-sidecar:*:token").await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    let _: () = raw.del(&tokens[0]).await.unwrap();
+    idp.fail_next(1);
+    assert_eq!(b.get_status("/api/x").await, 503);
+    let _: () = ::redis::cmd("FLUSHALL")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let (status, body) = refresh_now(b).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("gone from the token store"), "{body}");
+    assert!(body.contains("provide a new refresh_token"), "{body}");
+    let (status, body) = refresh_now(a).await;
+    assert_eq!(status, 200, "{body}");
+    let (revoked, requests, rotations) = {
+        let g = idp.grant.lock().unwrap();
+        (g.revoked, g.requests, g.rotations)
+    };
+    assert!(!revoked);
+    assert_eq!(
+        (requests, rotations),
+        (3, 2),
+        "B presented nothing after the loss"
+    );
+    // The record is back (re-seeded, then rotated): B takes it at its next refresh.
+    let record = raw_refresh_key(&mut raw).await;
+    let g: Option<u64> = raw.hget(record, "g").await.unwrap();
+    assert_eq!(g, Some(2));
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
+async fn raw_refresh_key(raw: &mut ::redis::aio::MultiplexedConnection) -> String {
+    let keys: Vec<String> = raw.keys("token-sidecar:*:refresh").await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys[0].clone()
 }
