@@ -25,11 +25,13 @@ mod record;
 mod redis;
 mod rotation;
 mod seal;
+mod wait;
 
 pub use self::health::{Op, Outcome};
 pub use self::record::{unix_ms, StoredToken};
 pub use self::redis::{Lease, RefreshState, Store, TokenKeys};
 pub use self::seal::{Sealer, ShortKey, MIN_KEY_LEN};
+pub use self::wait::Waited;
 
 use crate::secret::Secret;
 use std::fmt;

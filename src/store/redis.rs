@@ -21,12 +21,17 @@ use ring::rand::SecureRandom;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-/// `SET` the sealed token with its lifetime and `PUBLISH` it, in one step.
+/// `SET` the sealed token with its lifetime and `PUBLISH` it, in one step. The publication
+/// is a shortcut (waiters poll too), so a `PUBLISH` Redis refuses — an ACL user without
+/// channel rights, Redis 7's default `acl-pubsub-default resetchannels` — must not undo
+/// the write or fail the script: `pcall`. Returns 1 when published, 0 when refused.
 const PUT_AND_PUBLISH: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+local published = redis.pcall('PUBLISH', ARGV[3], ARGV[1])
+if type(published) == 'table' and published.err then
+  return 0
+end
 return 1";
 
 /// Deletes the key only while it holds exactly ARGV[1] (a lease owner, a sealed token).
@@ -35,11 +40,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0";
-
-/// How often `wait` reads the key when no publication arrives: from the first to the
-/// last interval, doubling.
-const POLL_FIRST: Duration = Duration::from_millis(50);
-const POLL_LAST: Duration = Duration::from_millis(500);
 
 /// A shared token store on Redis. Build one per config with [`Store::new`]; it connects
 /// and reconnects in the background. Dropping it stops that.
@@ -62,10 +62,10 @@ pub struct Store {
 /// The Redis names of one token (one provider identity, one subject).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenKeys {
-    token: String,
-    lease: String,
+    pub(super) token: String,
+    pub(super) lease: String,
     pub(super) refresh: String,
-    channel: String,
+    pub(super) channel: String,
 }
 
 impl TokenKeys {
@@ -248,44 +248,9 @@ impl Store {
         }
     }
 
-    /// Waits up to `within` for a stored token that `accept`s (for example: one not yet
-    /// at its refresh point), woken by publications and polling as a fallback. `Ok(None)`
-    /// when none came in time; `Err` when the store failed (the caller fetches itself).
-    pub async fn wait(
-        &self,
-        keys: &TokenKeys,
-        within: Duration,
-        accept: impl Fn(&StoredToken) -> bool,
-    ) -> Result<Option<StoredToken>, Unavailable> {
-        let deadline = Instant::now() + within;
-        // Registered before the first read, so a publication in between is not lost.
-        let mut interest = self.waiters.register(&keys.channel);
-        let mut poll = POLL_FIRST;
-        loop {
-            let raw = self.read(Op::Wait, &keys.token).await?;
-            let found = raw.and_then(|raw| self.open_token(keys, &raw));
-            if let Some(t) = found.filter(&accept) {
-                self.health.count(Op::Wait, Outcome::Ok);
-                return Ok(Some(t));
-            }
-            if Instant::now() >= deadline {
-                self.health.count(Op::Wait, Outcome::Absent);
-                return Ok(None);
-            }
-            let next_poll = (Instant::now() + poll).min(deadline);
-            poll = (poll * 2).min(POLL_LAST);
-            loop {
-                tokio::select! {
-                    payload = interest.next() => {
-                        if let Some(t) = self.open_token(keys, &payload).filter(&accept) {
-                            self.health.count(Op::Wait, Outcome::Ok);
-                            return Ok(Some(t));
-                        }
-                    }
-                    () = tokio::time::sleep_until(next_poll) => break,
-                }
-            }
-        }
+    /// The bound on one store operation (`token_store.redis.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// True while Redis answers (the `token_sidecar_store_up` gauge).
@@ -312,7 +277,7 @@ impl Store {
         })
     }
 
-    fn open_token(&self, keys: &TokenKeys, raw: &[u8]) -> Option<StoredToken> {
+    pub(super) fn open_token(&self, keys: &TokenKeys, raw: &[u8]) -> Option<StoredToken> {
         let token = self
             .sealer
             .open(&keys.token, b"", raw)

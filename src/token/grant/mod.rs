@@ -114,6 +114,15 @@ impl Fetcher {
         }
     }
 
+    /// For `grant_type: refresh_token` with a shared store: whether no rotated refresh
+    /// token awaits the store, as it changes (the fetch lease is kept while one does).
+    pub(super) fn rotation_saved(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Self::RefreshToken(r) => r.rotation_saved(),
+            _ => None,
+        }
+    }
+
     /// For `grant_type: refresh_token`: the refresh token the next fetch will use.
     pub(super) fn refresh_token(&self) -> Option<Secret> {
         match self {

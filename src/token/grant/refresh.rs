@@ -5,12 +5,7 @@
 //! rejection as lasting, since a refused refresh token stays refused until someone acts.
 //!
 //! With a shared store (SPEC §9) the current refresh token lives there, sealed, with a
-//! generation: before each request the fleet's current one is read (so this replica
-//! never presents one another replica has used), and a rotation is written by
-//! compare-and-set on that generation. The token source asks only while it holds the
-//! fetch lease, so one replica at a time refreshes. A rotation the store did not take
-//! (it failed right then) is kept as `unpublished` and written first thing next time,
-//! before anything older from the store can replace it.
+//! generation: see [`fleet`].
 //!
 //! It never logs, returns in an error, or shows in `/status` a refresh token.
 
@@ -18,7 +13,8 @@ use crate::config::ProviderConfig;
 use crate::file::{io_reason, write_atomic, Existing};
 use crate::secret::Secret;
 use crate::store::{Store, TokenKeys};
-use crate::token::idp::{failure, Failure, FailureKind, IdpClient, TokenResponse};
+use crate::token::idp::{Failure, FailureKind, IdpClient, TokenResponse};
+use fleet::FleetRefresh;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,22 +36,7 @@ pub(in crate::token) struct RefreshToken {
     /// the then-current token, the last write always leaves the newest one.
     store_writer: Arc<Mutex<()>>,
     /// The shared store, when the fleet shares this grant.
-    fleet: Option<FleetRefresh>,
-}
-
-/// The fleet's refresh token in the shared store.
-struct FleetRefresh {
-    store: Arc<Store>,
-    keys: TokenKeys,
-    /// The generation `current` has (or rotated from, while `unpublished`).
-    known: Mutex<Known>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Known {
-    generation: u64,
-    /// `current` is a rotation of `generation` that the store has not taken yet.
-    unpublished: bool,
+    fleet: Option<Arc<FleetRefresh>>,
 }
 
 impl RefreshToken {
@@ -77,11 +58,14 @@ impl RefreshToken {
 
     /// Shares the refresh token through `store` under `keys` (SPEC §9).
     pub(super) fn share(&mut self, store: Arc<Store>, keys: TokenKeys) {
-        self.fleet = Some(FleetRefresh {
-            store,
-            keys,
-            known: Mutex::default(),
-        });
+        self.fleet = Some(FleetRefresh::new(store, keys));
+    }
+
+    /// With a shared store: whether no rotated refresh token awaits the store, as it
+    /// changes. While one does, the fetch lease must not be released, so no other
+    /// replica refreshes with the used one.
+    pub(super) fn rotation_saved(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.fleet.as_ref().map(|f| f.saved())
     }
 
     pub(super) fn current(&self) -> Secret {
@@ -99,7 +83,7 @@ impl RefreshToken {
         let (configured, store) = (self.configured.as_ref(), self.store.as_deref());
         // The generation the request below rotates from, with a shared store.
         let from = match &self.fleet {
-            Some(f) => Some(self.fleet_current(f).await?),
+            Some(f) => Some(f.current(&cfg.name, &self.current).await?),
             None => None,
         };
         let mut resp = self.send(cfg, &self.current()).await;
@@ -121,7 +105,7 @@ impl RefreshToken {
             }) => {
                 self.adopt(rotated.clone());
                 if let (Some(f), Some(from)) = (&self.fleet, from) {
-                    self.fleet_rotated(f, from, rotated).await;
+                    f.rotated(&cfg.name, &self.current, from, rotated).await;
                 }
                 if let Some(store) = store {
                     self.store(&cfg.name, store).await;
@@ -141,69 +125,6 @@ impl RefreshToken {
             Err(_) => {}
         }
         resp
-    }
-
-    /// Makes `current` the fleet's current refresh token and returns its generation:
-    /// first writes a rotation of ours the store has not taken yet, then takes the
-    /// stored one. A stored one that does not decrypt (a new `encryption_key`) is
-    /// overwritten by the next rotation. Fails when the store does: a replica does not
-    /// refresh with a token it cannot know is unused.
-    async fn fleet_current(&self, f: &FleetRefresh) -> Result<u64, Failure> {
-        let down = || Failure {
-            retry_after: Some(Duration::from_secs(1)),
-            ..failure(
-                FailureKind::Transient,
-                "the token store is unavailable: the fleet's refresh token cannot be read".into(),
-            )
-        };
-        let stored = f.store.get_refresh(&f.keys).await.map_err(|_| down())?;
-        let known = *f.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.unpublished && stored.generation == known.generation {
-            let won = f
-                .store
-                .cas_refresh(&f.keys, known.generation, &self.current())
-                .await
-                .map_err(|_| down())?;
-            if won {
-                self.set_known(f, known.generation + 1, false);
-                return Ok(known.generation + 1);
-            }
-            return Err(down());
-        }
-        if let Some(token) = stored.token {
-            self.adopt(token);
-        }
-        self.set_known(f, stored.generation, false);
-        Ok(stored.generation)
-    }
-
-    /// The IdP rotated the token we sent (generation `from`): write it as `from + 1`.
-    /// Lost (another replica wrote first, which the lease should prevent): take the
-    /// stored one, never keep two. Store failed: keep ours and write it next time.
-    async fn fleet_rotated(&self, f: &FleetRefresh, from: u64, rotated: &Secret) {
-        match f.store.cas_refresh(&f.keys, from, rotated).await {
-            Ok(true) => self.set_known(f, from + 1, false),
-            Ok(false) => {
-                tracing::warn!("another replica rotated the shared refresh token at the same time; adopting the stored one");
-                if let Ok(stored) = f.store.get_refresh(&f.keys).await {
-                    if let Some(token) = stored.token {
-                        self.adopt(token);
-                    }
-                    self.set_known(f, stored.generation, false);
-                }
-            }
-            Err(_) => {
-                tracing::warn!("the rotated refresh token could not be written to the token store; it is written with the next refresh");
-                self.set_known(f, from, true);
-            }
-        }
-    }
-
-    fn set_known(&self, f: &FleetRefresh, generation: u64, unpublished: bool) {
-        *f.known.lock().unwrap_or_else(|p| p.into_inner()) = Known {
-            generation,
-            unpublished,
-        };
     }
 
     async fn send(&self, cfg: &ProviderConfig, token: &Secret) -> Result<TokenResponse, Failure> {
@@ -242,6 +163,8 @@ impl RefreshToken {
         }
     }
 }
+
+mod fleet;
 
 #[cfg(test)]
 mod tests {

@@ -4,23 +4,29 @@
 //! A fetch first reads the store: a stored token that is fresh (before its refresh
 //! point), is not the one this process already holds and is not the one an upstream
 //! just rejected is adopted. Otherwise the fetch takes the lease (`SET NX PX`), reads
-//! once more (another replica may have stored one in between), asks the IdP, stores and
-//! publishes the token, and releases the lease. A replica that finds the lease taken
-//! waits for the publication, bounded by the provider's `timeout`, and adopts it.
+//! once more (another replica may have stored one in between), asks the IdP, and hands
+//! the token to its waiters at once; storing, publishing and then releasing the lease
+//! follow in a task of their own. A replica that finds the lease taken waits for the
+//! publication and adopts it; when the holder frees the lease without a token (its
+//! fetch failed, it gave up) the waiter tries the lease itself. All of it ends within
+//! the provider's `timeout`, as a fetch without a store does: a fetch of our own gets
+//! only what is left of it, and the holder's fetch also ends before its lease does.
 //! When the store fails, or nothing is published in time, the process fetches on its
 //! own (its own single flight), as without a store — except a `refresh_token` grant,
 //! which asks the IdP only under the lease: a refresh token another replica may already
-//! have used would get the whole grant revoked.
+//! have used would get the whole grant revoked. For the same reason a holder whose
+//! rotated refresh token the store did not take keeps the lease until it is written.
 
 use super::TokenSource;
-use crate::config::{Grant, ProviderConfig};
+use crate::config::{format_duration, Grant, ProviderConfig};
 use crate::secret::Secret;
-use crate::store::{Store, StoredToken, TokenKeys};
+use crate::store::{Lease, Store, StoredToken, TokenKeys, Waited};
 use crate::token::fetch::{adopted, log_adopted, log_bypassed, to_stored};
 use crate::token::idp::{failure, Failure, FailureKind};
 use crate::token::Token;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// The store a runtime hands its token sources, with the fetch lease.
 #[derive(Clone)]
@@ -74,12 +80,16 @@ impl TokenSource {
     /// `held` is the token this process has now (a refresh wants a newer one);
     /// `rejected` the one an upstream just refused (deleted from the store if it is
     /// still there, never adopted).
+    ///
+    /// The whole of it — waiting for another replica, taking over its lease, a fetch of
+    /// our own — ends within the provider's `timeout`, as a fetch without a store does.
     pub(super) async fn fetch_shared(
         &self,
         fleet: &Fleet,
         held: Option<Arc<Token>>,
         rejected: Option<Secret>,
     ) -> Result<Arc<Token>, Failure> {
+        let deadline = Instant::now() + self.config.load().timeout;
         let (store, keys) = (&fleet.store, &fleet.keys);
         let accept = |t: &StoredToken| {
             let same = |s: &Secret| t.access_token == *s;
@@ -98,45 +108,61 @@ impl TokenSource {
                 }
             }
             Ok(_) => {}
-            Err(_) => return self.fetch_bypassing(fleet, STORE_FAILED).await,
+            Err(_) => return self.fetch_bypassing(fleet, STORE_FAILED, deadline).await,
         }
-        let lease = match store.try_lease(keys, fleet.lease).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => {
-                let timeout = self.config.load().timeout;
-                return match store.wait(keys, timeout, &accept).await {
-                    Ok(Some(t)) => match self.adopt(t) {
-                        Some(t) => Ok(t),
-                        None => self.fetch_bypassing(fleet, NOT_PUBLISHED).await,
-                    },
-                    Ok(None) => self.fetch_bypassing(fleet, NOT_PUBLISHED).await,
-                    Err(_) => self.fetch_bypassing(fleet, STORE_FAILED).await,
-                };
+        // Take the lease, or wait for its holder; a holder that fails or dies without a
+        // token frees it, and the lease is tried again, within the same deadline.
+        let (lease, lease_until) = loop {
+            let asked = Instant::now();
+            match store.try_lease(keys, fleet.lease).await {
+                Ok(Some(lease)) => break (lease, asked + fleet.lease),
+                Ok(None) => {}
+                Err(_) => return self.fetch_bypassing(fleet, STORE_FAILED, deadline).await,
             }
-            Err(_) => return self.fetch_bypassing(fleet, STORE_FAILED).await,
+            let left = deadline.saturating_duration_since(Instant::now());
+            match store.wait(keys, left, &accept).await {
+                Ok(Waited::Token(t)) => {
+                    return match self.adopt(t) {
+                        Some(t) => Ok(t),
+                        None => self.fetch_bypassing(fleet, NOT_PUBLISHED, deadline).await,
+                    }
+                }
+                Ok(Waited::LeaseFree) if Instant::now() < deadline => {}
+                Ok(_) => return self.fetch_bypassing(fleet, NOT_PUBLISHED, deadline).await,
+                Err(_) => return self.fetch_bypassing(fleet, STORE_FAILED, deadline).await,
+            }
         };
         // Another replica may have stored a token between the read and the lease.
-        let again = match store.get(keys).await {
-            Ok(Some(t)) if accept(&t) => self.adopt(t),
-            _ => None,
-        };
-        let result = match again {
-            Some(t) => Ok(t),
-            None => {
-                let fetched = self.fetch_from_idp().await;
-                if let Ok(t) = &fetched {
-                    self.publish(fleet, t).await;
-                }
-                fetched
+        if let Ok(Some(t)) = store.get(keys).await {
+            if let Some(t) = accept(&t).then(|| self.adopt(t)).flatten() {
+                self.finish(fleet, None, Some((lease, lease_until)));
+                return Ok(t);
             }
+        }
+        // The fetch ends early enough for the token (and a rotated refresh token) to be
+        // written while the lease is still ours: a few store operations before it ends.
+        let until = deadline.min(
+            lease_until
+                .checked_sub(store.timeout() * 4)
+                .unwrap_or(lease_until),
+        );
+        let fetched = match until.checked_duration_since(Instant::now()) {
+            Some(budget) if !budget.is_zero() => self.fetch_from_idp_within(budget).await,
+            _ => Err(out_of_time(&self.config.load())),
         };
-        let _ = store.release(&lease).await;
-        result
+        self.finish(fleet, fetched.as_ref().ok(), Some((lease, lease_until)));
+        fetched
     }
 
-    /// Without the store's help: the process's own fetch, stored for the others if the
-    /// store takes it. A `refresh_token` grant does not ask the IdP without the lease.
-    async fn fetch_bypassing(&self, fleet: &Fleet, reason: &str) -> Result<Arc<Token>, Failure> {
+    /// Without the store's help: the process's own fetch within what is left of
+    /// `deadline`, stored for the others if the store takes it. A `refresh_token` grant
+    /// does not ask the IdP without the lease.
+    async fn fetch_bypassing(
+        &self,
+        fleet: &Fleet,
+        reason: &str,
+        deadline: Instant,
+    ) -> Result<Arc<Token>, Failure> {
         let cfg = self.config.load_full();
         if fleet.lease_only {
             return Err(Failure {
@@ -147,21 +173,43 @@ impl TokenSource {
                 )
             });
         }
-        log_bypassed(&cfg, reason);
-        let fetched = self.fetch_from_idp().await;
-        if let Ok(t) = &fetched {
-            self.publish(fleet, t).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(out_of_time(&cfg));
         }
+        log_bypassed(&cfg, reason);
+        let fetched = self.fetch_from_idp_within(left).await;
+        self.finish(fleet, fetched.as_ref().ok(), None);
         fetched
     }
 
-    /// Writes `token` to the store (expiring with it) and publishes it to waiters.
-    async fn publish(&self, fleet: &Fleet, token: &Token) {
-        let ttl = token
-            .expires_at_wall
-            .duration_since(std::time::SystemTime::now());
-        let ttl = ttl.unwrap_or_default();
-        let _ = fleet.store.put(&fleet.keys, &to_stored(token), ttl).await;
+    /// After a fetch: writes `token` to the store (expiring with it, published to the
+    /// waiters) and then releases `lease`, in a task of its own, so the requests waiting
+    /// for the token get it without waiting for the store. The order matters: released
+    /// before the token is stored, the lease would let another replica fetch again. A
+    /// rotated refresh token the store has not taken yet holds both back until it is
+    /// written (or the lease expires): no other replica may refresh with the used one.
+    fn finish(&self, fleet: &Fleet, token: Option<&Arc<Token>>, lease: Option<(Lease, Instant)>) {
+        let put = token.map(|t| {
+            let ttl = t.expires_at_wall.duration_since(SystemTime::now());
+            (to_stored(t), ttl.unwrap_or_default())
+        });
+        let saved = self.fetcher.rotation_saved();
+        let (store, keys) = (fleet.store.clone(), fleet.keys.clone());
+        tokio::spawn(async move {
+            if let (Some(mut saved), Some((_, until))) = (saved, &lease) {
+                let written = tokio::time::timeout_at(*until, saved.wait_for(|s| *s)).await;
+                if !matches!(written, Ok(Ok(_))) {
+                    return;
+                }
+            }
+            if let Some((token, ttl)) = put {
+                let _ = store.put(&keys, &token, ttl).await;
+            }
+            if let Some((lease, _)) = lease {
+                let _ = store.release(&lease).await;
+            }
+        });
     }
 
     /// A stored token as this process's own; counted and audited.
@@ -170,5 +218,20 @@ impl TokenSource {
         self.metrics.adopted();
         log_adopted(&self.config.load(), &token);
         Some(token)
+    }
+}
+
+/// No time left of the provider's `timeout` for a fetch of our own: another replica held
+/// the fetch lease all along (still fetching, or it died and the lease has yet to expire).
+fn out_of_time(cfg: &ProviderConfig) -> Failure {
+    Failure {
+        retry_after: Some(Duration::from_secs(1)),
+        ..failure(
+            FailureKind::Transient,
+            format!(
+                "no token within {}: another replica held the fetch lease and published none",
+                format_duration(cfg.timeout)
+            ),
+        )
     }
 }

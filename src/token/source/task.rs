@@ -84,7 +84,22 @@ impl TokenSource {
 
     /// One fetch from the IdP (or the token file), with retries, every attempt recorded.
     pub(super) async fn fetch_from_idp(&self) -> Result<Arc<Token>, Failure> {
-        let (cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
+        self.fetch_from_idp_within(Duration::MAX).await
+    }
+
+    /// [`fetch_from_idp`](Self::fetch_from_idp) cut off after `budget` when that is
+    /// shorter than the provider's `timeout` (the rest of a fleet fetch's time, or of
+    /// the fetch lease).
+    pub(super) async fn fetch_from_idp_within(
+        &self,
+        budget: Duration,
+    ) -> Result<Arc<Token>, Failure> {
+        let (mut cfg, prefixes) = (self.config.load_full(), self.prefixes.load_full());
+        if budget < cfg.timeout {
+            let mut cut = (*cfg).clone();
+            cut.timeout = budget;
+            cfg = Arc::new(cut);
+        }
         let record = |outcome: Result<(), &str>, at, took| self.record(outcome, at, took);
         fetch_with_retries(&self.fetcher, &cfg, &prefixes, record).await
     }

@@ -2,6 +2,7 @@
 //! 401s.
 
 use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[tokio::test]
@@ -118,6 +119,57 @@ async fn a_herd_of_401s_across_the_fleet_costs_one_idp_request() {
         .filter(|t| *t != first)
         .collect();
     assert_eq!(accepted.len(), 1, "one replacement token fleet-wide");
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
+/// The lease holder's fetch fails (after the others started waiting for it): the
+/// replicas waiting notice the lease is free and one of them takes it over, instead of
+/// waiting out the provider's `timeout` and then each asking the IdP.
+#[tokio::test]
+async fn a_holder_whose_fetch_fails_hands_the_lease_on() {
+    let redis = redis().await;
+    // The first token request is refused after 300 ms (a refusal: the holder does not
+    // retry it in the background, which would hide the waiters' waiting); the others get
+    // tokens at once.
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    let idp = serve(move |_req| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut resp = http::Response::new(body(r#"{"error":"invalid_client"}"#));
+                *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+                return resp;
+            }
+            let json =
+                format!(r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600}}"#);
+            http::Response::new(body(json))
+        }
+    })
+    .await;
+    let api = FakeUpstream::ok().await;
+    let yaml = format!(
+        "providers:\n  crm:\n    token_url: http://{idp}/token\n    client_id: c\n    client_secret: s\n    timeout: 10s\n    retries: {{ max_attempts: 1 }}\nroutes:\n  - match: {{ path_prefix: /api }}\n    provider: crm\n    upstream: {}\n{}",
+        api.url(),
+        store_yaml(&redis.url(), KEY)
+    );
+    let fleet = start_fleet(5, &yaml).await;
+    wait_store_up(&fleet).await;
+    let statuses = burst(&fleet, 2).await;
+    // The holder's own requests share its failed fetch; everyone else gets the token
+    // the next holder fetched.
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(ok >= statuses.len() - 2, "{statuses:?}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "the failed fetch and the one that took over (waiting out the timeout, each \
+         replica would have asked)"
+    );
+    assert_eq!(distinct_tokens(&api).len(), 1);
     for sc in fleet {
         sc.stop().await;
     }

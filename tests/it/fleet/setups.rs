@@ -41,6 +41,50 @@ async fn tls_with_the_readme_acl_user_end_to_end() {
     two_share_one_token(&store).await;
 }
 
+/// Redis 7's default for a new ACL user (`acl-pubsub-default resetchannels`): keys and
+/// commands, but no channel. Publishing and subscribing are refused; the store must
+/// still take writes, stay up, and waiters must poll instead.
+#[tokio::test]
+async fn an_acl_user_without_channel_rights_still_shares_one_token() {
+    let ca = TestCa::new("fleet redis CA");
+    let no_channels = README_ACL.replace(" &token-sidecar:*", "");
+    assert!(!no_channels.contains('&'), "{no_channels}");
+    let redis = RedisServer::with_tls_and_acl_rule(&ca, &no_channels).await;
+    let store = format!(
+        "token_store:\n  redis:\n    url: {}\n    username: {ACL_USER}\n    password: {PASSWORD}\n    ca_file: {}\n  encryption_key: \"{KEY}\"\n",
+        redis.url(),
+        ca.cert_path().display()
+    );
+    let idp = FakeIdp::builder().ttl(3600).run().await;
+    let api = FakeUpstream::ok().await;
+    let fleet = start_fleet(5, &fleet_yaml(&idp, &api, &store)).await;
+    wait_store_up(&fleet).await;
+    let statuses = burst(&fleet, 3).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(idp.requests(), 1, "one IdP request for the whole fleet");
+    assert_eq!(distinct_tokens(&api).len(), 1);
+    let (mut puts, mut refused_subscriptions) = (0.0, 0.0);
+    for sc in &fleet {
+        assert_eq!(metric(sc, "token_sidecar_store_up").await, 1.0);
+        let status = sc.admin_json("/status").await;
+        assert_eq!(status["store"]["up"], true, "{}", status["store"]);
+        let put =
+            |o: &str| format!("token_sidecar_store_operations_total{{op=\"put\",outcome=\"{o}\"}}");
+        assert_eq!(metric(sc, &put("error")).await, 0.0, "the write stands");
+        puts += metric(sc, &put("ok")).await;
+        let sub = "token_sidecar_store_operations_total{op=\"subscribe\",outcome=\"error\"}";
+        refused_subscriptions += metric(sc, sub).await;
+    }
+    assert_eq!(puts, 1.0, "the lease holder stored the token");
+    assert!(
+        refused_subscriptions >= 5.0,
+        "every sidecar was refused the channel"
+    );
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_redis_cluster_end_to_end() {
     let cluster = RedisCluster::start().await;

@@ -6,7 +6,7 @@ use crate::support::redis::RedisServer;
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
 use token_sidecar::secret::Secret;
-use token_sidecar::store::{Op, Outcome, Store, StoredToken};
+use token_sidecar::store::{Op, Outcome, Store, StoredToken, Waited};
 
 const IDENTITY: &[u8] = b"oauth|https://idp.example/token|client-42|read:orders";
 
@@ -123,11 +123,17 @@ async fn values_that_do_not_authenticate_are_never_returned() {
     assert_eq!(rotated.get(&rotated_keys).await.unwrap(), None);
     let _: () = raw.set(rotated_keys.token(), &sealed).await.unwrap();
     assert_eq!(rotated.get(&rotated_keys).await.unwrap(), None);
-    assert!(rotated
-        .wait(&rotated_keys, Duration::from_millis(100), |_| true)
+    let _lease = rotated
+        .try_lease(&rotated_keys, Duration::from_secs(10))
         .await
         .unwrap()
-        .is_none());
+        .expect("free lease");
+    assert_eq!(
+        rotated
+            .wait(&rotated_keys, Duration::from_millis(100), |_| true)
+            .await,
+        Ok(Waited::TimedOut)
+    );
     // The genuine value still opens with the right key.
     assert_eq!(
         store
@@ -235,6 +241,12 @@ async fn a_publication_wakes_a_waiter() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let keys = waiter.keys(IDENTITY, None);
+    // The writer holds the lease while the waiter waits.
+    let _lease = writer
+        .try_lease(&keys, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("free lease");
     // A sealed token that only a publication carries: written, read raw, deleted.
     let fresh = token("at-published", 3600);
     writer
@@ -252,7 +264,7 @@ async fn a_publication_wakes_a_waiter() {
         waiter.wait(&keys, Duration::from_secs(10), |_| true),
         publish
     );
-    assert_eq!(got.unwrap(), Some(fresh));
+    assert_eq!(got, Ok(Waited::Token(fresh)));
     assert_eq!(count(&waiter, Op::Wait, Outcome::Ok), 1);
 }
 
@@ -264,6 +276,11 @@ async fn wait_takes_only_what_it_accepts_and_ends_in_time() {
         Store::new(&config(redis.url())).unwrap(),
     );
     let keys = waiter.keys(IDENTITY, None);
+    let _lease = writer
+        .try_lease(&keys, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("free lease");
     // A token at its refresh point is there; the waiter wants the refreshed one.
     let stale = token("at-stale", 1);
     writer
@@ -280,14 +297,55 @@ async fn wait_takes_only_what_it_accepts_and_ends_in_time() {
     };
     let accept = |t: &StoredToken| t.remaining() > Duration::from_secs(60);
     let (got, ()) = tokio::join!(waiter.wait(&keys, Duration::from_secs(10), accept), put);
-    assert_eq!(got.unwrap(), Some(fresh));
+    assert_eq!(got, Ok(Waited::Token(fresh)));
 
-    // Nothing acceptable comes: `Ok(None)` once `within` has passed.
+    // Nothing acceptable comes while the lease is held: `TimedOut` once `within` has
+    // passed.
     let started = Instant::now();
     let none = waiter
         .wait(&keys, Duration::from_millis(300), |_| false)
         .await;
-    assert_eq!(none, Ok(None));
+    assert_eq!(none, Ok(Waited::TimedOut));
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(count(&waiter, Op::Wait, Outcome::Absent), 1);
+}
+
+#[tokio::test]
+async fn a_holder_that_gives_up_ends_the_wait_long_before_its_end() {
+    let redis = RedisServer::with_password().await;
+    let (waiter, holder) = (
+        Store::new(&config(redis.url())).unwrap(),
+        Store::new(&config(redis.url())).unwrap(),
+    );
+    let keys = waiter.keys(IDENTITY, None);
+    let lease = holder
+        .try_lease(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("free lease");
+    // The holder's fetch fails: it releases without storing a token.
+    let give_up = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(holder.release(&lease).await.unwrap());
+    };
+    // Noticed by polling, not at the end of `within` (which would be `TimedOut`).
+    let (waited, ()) = tokio::join!(
+        waiter.wait(&keys, Duration::from_secs(20), |_| true),
+        give_up
+    );
+    assert_eq!(waited, Ok(Waited::LeaseFree));
+    // A token stored before the release is taken, not the free lease.
+    let lease = holder
+        .try_lease(&keys, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("free again");
+    let t = token("at-stored", 60);
+    holder
+        .put(&keys, &t, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(holder.release(&lease).await.unwrap());
+    let got = waiter.wait(&keys, Duration::from_secs(20), |_| true).await;
+    assert_eq!(got, Ok(Waited::Token(t)));
 }

@@ -6,7 +6,7 @@ use crate::support::tls::TestCa;
 use redis::AsyncCommands;
 use std::time::Duration;
 use token_sidecar::secret::Secret;
-use token_sidecar::store::{Endpoint, Op, Outcome, Store, StoreConfig};
+use token_sidecar::store::{Endpoint, Op, Outcome, Store, StoreConfig, Waited};
 
 const IDENTITY_PREFIX: &str = "oauth|https://idp.example/token|client-";
 
@@ -34,7 +34,7 @@ async fn exercise(cfg: &StoreConfig, providers: usize) {
             a.put(&keys, &t, Duration::from_secs(60)).await
         });
         put.unwrap();
-        assert_eq!(waited.unwrap(), Some(t.clone()));
+        assert_eq!(waited, Ok(Waited::Token(t.clone())));
         assert!(a.release(&lease).await.unwrap());
         assert!(b.delete_if(&keys, &t.access_token).await.unwrap());
         assert_eq!(a.get(&keys).await.unwrap(), None);
@@ -104,6 +104,11 @@ async fn publication_alone_wakes_a_waiter(cfg: &StoreConfig, urls: Vec<String>) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let keys = waiter.keys(b"published only", None);
+    let _lease = writer
+        .try_lease(&keys, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("free lease");
     let t = token("at-published", 60);
     writer
         .put(&keys, &t, Duration::from_secs(60))
@@ -121,7 +126,7 @@ async fn publication_alone_wakes_a_waiter(cfg: &StoreConfig, urls: Vec<String>) 
         waiter.wait(&keys, Duration::from_secs(10), |_| true),
         publish
     );
-    assert_eq!(got.unwrap(), Some(t));
+    assert_eq!(got, Ok(Waited::Token(t)));
 }
 
 #[tokio::test]
