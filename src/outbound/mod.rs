@@ -17,6 +17,7 @@
 //! `token::idp` build their clients with them.
 
 mod connector;
+mod handshake;
 mod no_proxy;
 #[cfg(test)]
 mod props;
@@ -28,7 +29,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-pub use connector::{tunnel_through, Connector, Stream, TunnelError};
+pub use connector::{Connector, Stream};
+pub use handshake::{tunnel_through, TunnelError};
 pub use no_proxy::NoProxy;
 
 /// An HTTP proxy to go out through: where it listens, and the `Proxy-Authorization` its

@@ -450,3 +450,80 @@ async fn wrong_credentials_fail_clearly_and_the_password_never_leaks() {
         }
     }
 }
+
+/// An h2c-only server (no HTTP/1.1 sniffing): like real h2 servers it sends its SETTINGS
+/// as soon as it accepts, before the client's preface. Records each request's version and
+/// `Authorization`.
+async fn h2c_only_api() -> (SocketAddr, Arc<Mutex<Vec<(http::Version, Option<String>)>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let record = record.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string());
+                record.lock().unwrap().push((req.version(), auth));
+                async { Ok::<_, std::convert::Infallible>(Response::new(body("ok"))) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+/// gRPC to a plain-http upstream goes h2c (prior knowledge) in a `CONNECT` tunnel. The
+/// upstream speaks first and this proxy hands its SETTINGS over in the same write as its
+/// `200`: they belong to the tunnel, not to the proxy's answer.
+#[tokio::test]
+async fn a_destination_that_speaks_first_through_the_tunnel() {
+    let corp = CorpProxy::start_eager(USER, PASSWORD).await;
+    let idp = FakeIdp::builder().run().await;
+    let (api, seen) = h2c_only_api().await;
+    let yaml = format!(
+        "egress_proxy: {}\nproviders:\n{}routes:\n  - {{ name: grpc, match: {{ path_prefix: /grpc }}, provider: crm, upstream: 'http://grpc.corp.example:{}', allow_http: true }}\n",
+        corp.url(),
+        provider("crm", &idp.token_url(), "    no_proxy: ['127.0.0.1']\n"),
+        api.port(),
+    );
+    let sc = TestSidecar::start(&yaml).await;
+    let _ = direct_client();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let resp = client
+            .post(sc.url("/grpc/pkg.Service/Method"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(vec![0u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    }
+    let bearer = Some(format!("Bearer {}", idp.issued()[0]));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(http::Version::HTTP_2, bearer); 2]
+    );
+    assert_eq!(
+        corp.connects(),
+        [format!("grpc.corp.example:{}", api.port())],
+        "one pooled h2c tunnel"
+    );
+    sc.stop().await;
+}
