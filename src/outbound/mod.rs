@@ -114,6 +114,21 @@ impl ProxyEndpoint {
         self.auth.as_ref()
     }
 
+    /// The proxy's host as in a URI (an IPv6 address in brackets), lowercase.
+    pub fn host(&self) -> &str {
+        self.uri.host().unwrap_or_default()
+    }
+
+    /// Whether the proxy listens on this machine (`localhost` or a loopback address):
+    /// what is sent to it in cleartext does not cross the network.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host().trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    }
+
     pub(crate) fn uri(&self) -> &http::Uri {
         &self.uri
     }
@@ -171,6 +186,13 @@ impl Egress {
     /// a URI (an IPv6 address in brackets). `no_proxy` is the only bypass.
     pub fn proxy_for(&self, host: &str) -> Option<&Arc<ProxyEndpoint>> {
         self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
+    }
+
+    /// The proxy that would carry cleartext for `host` off this machine: the one
+    /// [`Egress::proxy_for`] picks, unless it listens on loopback. A loopback destination
+    /// reached over plain http is safe only when this is `None`.
+    pub fn remote_proxy_for(&self, host: &str) -> Option<&Arc<ProxyEndpoint>> {
+        self.proxy_for(host).filter(|p| !p.is_loopback())
     }
 
     /// The configured proxy, whatever the destination.
