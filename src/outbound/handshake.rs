@@ -98,10 +98,7 @@ pub(super) async fn handshake(
         Some(407) => Err(TunnelError {
             message: format!(
                 "the egress proxy {proxy} answered 407 (proxy authentication required) to the CONNECT to {target}: {}",
-                match proxy.auth() {
-                    Some(_) => "it did not accept the credentials in egress_proxy",
-                    None => "egress_proxy has no credentials (http://user:password@host:port)",
-                }
+                proxy.auth_refusal()
             ),
         }),
         Some(s) => Err(TunnelError {

@@ -129,6 +129,14 @@ impl ProxyEndpoint {
                 .is_ok_and(|ip| ip.to_canonical().is_loopback())
     }
 
+    /// Why the proxy answered 407, as far as we can tell: for messages after a 407.
+    pub fn auth_refusal(&self) -> &'static str {
+        match self.auth {
+            Some(_) => "it did not accept the credentials in egress_proxy",
+            None => "egress_proxy has no credentials (http://user:password@host:port)",
+        }
+    }
+
     pub(crate) fn uri(&self) -> &http::Uri {
         &self.uri
     }
@@ -188,6 +196,11 @@ impl Egress {
         self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
     }
 
+    /// The proxy requests to `url` go through: [`Egress::proxy_for`] its host.
+    pub fn proxy_for_url(&self, url: &reqwest::Url) -> Option<&Arc<ProxyEndpoint>> {
+        self.proxy_for(url.host_str()?)
+    }
+
     /// The proxy that would carry cleartext for `host` off this machine: the one
     /// [`Egress::proxy_for`] picks, unless it listens on loopback. A loopback destination
     /// reached over plain http is safe only when this is `None`.
@@ -205,22 +218,19 @@ impl Egress {
     }
 }
 
-/// The IdP client's proxy for `egress` (`None`: no proxy at all). reqwest asks it per
-/// request URL, so `no_proxy` is decided by [`Egress::proxy_for`] as for upstreams; the
-/// credentials go as a prebuilt `Proxy-Authorization` (on the `CONNECT` for https token
-/// URLs, on the request itself for http ones), never inside a URL reqwest could print.
-/// The client must also be built with `no_proxy()`, so the environment adds nothing.
-pub fn reqwest_proxy(egress: &Egress) -> Option<reqwest::Proxy> {
-    let endpoint = egress.proxy.clone()?;
-    let target = reqwest::Url::parse(&endpoint.uri.to_string()).ok()?;
-    let decide = egress.clone();
-    let proxy = reqwest::Proxy::custom(move |url| {
-        let host = url.host_str()?;
-        decide.proxy_for(host).map(|_| target.clone())
-    });
-    Some(match endpoint.auth.clone() {
-        Some(auth) => proxy.custom_http_auth(auth),
-        None => proxy,
+/// The IdP client's proxy, `proxy`: what [`Egress::proxy_for`] decided for the token
+/// URL's host (one client per token URL, so the decision is made once, and a `no_proxy`
+/// edit that leaves it as it was changes nothing). The credentials go as a prebuilt
+/// `Proxy-Authorization` (on the `CONNECT` for https token URLs, on the request itself for
+/// http ones), never inside a URL reqwest could print. The client must also be built
+/// with `no_proxy()`, so the environment adds nothing.
+pub fn reqwest_proxy(proxy: &ProxyEndpoint) -> Result<reqwest::Proxy, String> {
+    let bad = || format!("the egress proxy {proxy} is not a valid URL for the IdP client");
+    let url = reqwest::Url::parse(&proxy.uri.to_string()).map_err(|_| bad())?;
+    let target = reqwest::Proxy::all(url).map_err(|_| bad())?;
+    Ok(match proxy.auth.clone() {
+        Some(auth) => target.custom_http_auth(auth),
+        None => target,
     })
 }
 

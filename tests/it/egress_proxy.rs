@@ -416,7 +416,7 @@ async fn wrong_credentials_fail_clearly_and_the_password_never_leaks() {
         bodies[1]
     );
     assert!(
-        bodies[2].contains("proxy authorization required"),
+        bodies[2].contains(&format!("{proxy_name} answered 407 (proxy authentication required) to the CONNECT for idp.corp.example:{}", idp.addr.port())),
         "{}",
         bodies[2]
     );
@@ -525,5 +525,44 @@ async fn a_destination_that_speaks_first_through_the_tunnel() {
         [format!("grpc.corp.example:{}", api.port())],
         "one pooled h2c tunnel"
     );
+    sc.stop().await;
+}
+
+/// An http:// token URL goes to the proxy in absolute-form, so its 407 comes back as an
+/// answer: it is the proxy's, not the IdP refusing the client. Transient (503, retried
+/// within the fetch), naming the proxy but not the credentials.
+#[tokio::test]
+async fn a_407_to_an_absolute_form_token_request_is_the_proxys_and_transient() {
+    const WRONG: &str = "wr0ng-hunter2-pass";
+    let corp = CorpProxy::start(USER, PASSWORD).await;
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let token_url = format!("http://idp.corp.example:{}/oauth2/token", idp.addr.port());
+    let yaml = format!(
+        "egress_proxy: {}\nproviders:\n{}routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, provider: crm, upstream: '{}', egress_proxy: '' }}\n",
+        corp.url_with(USER, WRONG),
+        provider("crm", &token_url, "    allow_http: true\n    retries: { max_attempts: 2, initial_backoff: 10ms, max_backoff: 10ms }\n"),
+        api.url(),
+    );
+    let sc = TestSidecar::start(&yaml).await;
+    let (status, text) = get(&sc, "/api/x").await;
+    assert_eq!(status, 503, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"], "token_unavailable", "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "the egress proxy 127.0.0.1:{} answered 407 (proxy authentication required) to the token request for idp.corp.example:{}: it did not accept the credentials",
+            corp.addr.port(),
+            idp.addr.port()
+        )),
+        "{detail}"
+    );
+    assert!(!text.contains("wr0ng") && !text.contains(USER), "{text}");
+    // Retried within the fetch, like a network error; the IdP was never reached.
+    let tries = corp.seen().iter().filter(|s| s.target == token_url).count();
+    assert_eq!(tries, 2, "{:?}", corp.seen());
+    assert_eq!(idp.requests(), 0);
+    assert!(api.seen().is_empty());
     sc.stop().await;
 }

@@ -159,6 +159,16 @@ mod tests {
             "unchanged: same key"
         );
         assert!(!format!("{:?}", with.provider("a").unwrap().key).contains("fromenv"));
+        // The key holds the decision for the token URL, not the whole list: an unrelated
+        // no_proxy edit fetches no new token; listing the IdP makes it direct.
+        let listing = |list: &str| {
+            compile(&format!(
+                "egress_proxy: ${{CORP}}\nno_proxy: [{list}]\n{PROVIDERS}"
+            ))
+            .unwrap()
+        };
+        assert_eq!(key(&listing(".unrelated.example, 10.0.0.0/8")), key(&with));
+        assert_eq!(key(&listing("idp.example")), key(&plain));
     }
 
     /// SPEC §3: an http:// token_url only for loopback hosts, or with allow_http. Through
