@@ -50,6 +50,7 @@ pub(super) async fn forward(
         own: &runtime.own,
         no_local: shared,
     };
+    let mut client = &snap.default_client;
     if let (Some(h), Some(port)) = (dest.uri.host(), target::port_of(&dest.uri)) {
         let checked = guard::destination(h, port, reach)
             .await
@@ -63,9 +64,15 @@ pub(super) async fn forward(
             })?;
         // Through the egress proxy (SPEC §11), the proxy connects: it gets the name, and
         // the check above has refused what must not be reached whatever it resolves to.
+        // Directly (no_proxy lists the name), the connection goes to the address checked,
+        // by a direct client: the address itself may not be listed.
         let proxied = snap.config.egress.proxy_for(h).is_some();
         if let (Some(checked), false) = (checked, proxied) {
-            dest.uri = pinned(&dest.uri, checked);
+            let pinned_uri = pinned(&dest.uri, checked);
+            if pinned_uri != dest.uri {
+                dest.uri = pinned_uri;
+                client = &snap.direct_client;
+            }
         }
     }
     strip_hop_by_hop(&mut parts.headers);
@@ -79,7 +86,7 @@ pub(super) async fn forward(
         body,
     );
     let sent = forward::send(
-        &snap.default_client,
+        client,
         req,
         UNMATCHED_UPSTREAM_TIMEOUT,
         &snap.unmatched_metrics,

@@ -187,6 +187,16 @@ fn build(
         Protocol::Auto,
         &config.egress,
     )?;
+    let direct_client = match config.egress.proxy() {
+        None => default_client.clone(),
+        Some(_) => client(
+            pools,
+            None,
+            Duration::from_secs(5),
+            Protocol::Auto,
+            &crate::outbound::Egress::direct(),
+        )?,
+    };
     let interceptor = config.tls_intercept.clone();
 
     // Everything is built: now apply.
@@ -208,6 +218,7 @@ fn build(
         routes,
         providers,
         default_client,
+        direct_client,
         unmatched_metrics: registry.unmatched_metrics.clone(),
         interceptor,
         store: store.map(|(_, link)| link.store.clone()),

@@ -566,3 +566,58 @@ async fn a_407_to_an_absolute_form_token_request_is_the_proxys_and_transient() {
     assert!(api.seen().is_empty());
     sc.stop().await;
 }
+
+/// Unmatched plain-http traffic whose resolution is checked (here: the port is the
+/// proxy listener's) goes to the address checked. When `no_proxy` lists the name, that
+/// address, which the list does not name, still goes directly, not through the proxy.
+#[tokio::test]
+async fn a_listed_name_pinned_to_its_address_stays_direct() {
+    let corp = CorpProxy::start(USER, PASSWORD).await;
+    // The sidecar on 127.0.0.2:P, the destination on 127.0.0.1:P (what localhost is):
+    // the same port, so the sidecar resolves the name to check it is not itself.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    let api = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("127.0.0.1 has the port that 127.0.0.2 was given");
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let record = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = api.accept().await {
+            let record = record.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                record.lock().unwrap().push(req.uri().to_string());
+                async { Ok::<_, std::convert::Infallible>(Response::new(body("direct"))) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    let yaml = format!("egress_proxy: {}\nno_proxy: [localhost]\n", corp.url());
+    let config =
+        token_sidecar::config::Config::from_text(std::path::Path::new("t.yaml"), &yaml, &|_| None)
+            .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(token_sidecar::run(
+        token_sidecar::Listeners { proxy, admin: None },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let sidecar: SocketAddr = ([127, 0, 0, 2], port).into();
+    let resp = proxied_client(sidecar)
+        .get(format!("http://localhost:{port}/x"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.text().await.unwrap(), "direct");
+    assert_eq!(*hits.lock().unwrap(), ["/x"]);
+    assert!(corp.seen().is_empty(), "{:?}", corp.seen());
+    let _ = stop.send(());
+    let _ = run.await;
+}
