@@ -73,7 +73,7 @@ fn credentials_are_never_printed_but_tell_endpoints_apart() {
 #[test]
 fn no_proxy_is_the_only_bypass() {
     let proxy = Arc::new(endpoint("http://p.example:3128"));
-    let no_proxy = Arc::new(NoProxy::parse(&[".internal.example", "10.0.0.0/8"]).unwrap());
+    let no_proxy = Arc::new(NoProxy::parse(&["*.internal.example", "10.0.0.0/8"]).unwrap());
     let egress = Egress::new(Some(proxy), no_proxy);
     for host in [
         "localhost",
