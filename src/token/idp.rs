@@ -194,17 +194,10 @@ impl IdpClient {
         let body = read_limited(resp)
             .await
             .map_err(|e| self.transport_failure(&e, timeout, &secrets))?;
-        if let (http::StatusCode::PROXY_AUTHENTICATION_REQUIRED, Some(proxy)) =
-            (status, &self.proxy)
-        {
-            // An http:// token URL goes to the proxy in absolute-form: the 407 is the
-            // proxy's, and fixing its credentials (or the proxy) is not the IdP's business.
-            return Err(self.proxy_refused(proxy, "token request"));
-        }
         if !status.is_success() {
             let failure = Failure {
                 retry_after,
-                ..refusal(status, &body, &secrets)
+                ..self.refusal(status, &body, &secrets)
             };
             // RFC 9449 §8: 400 `use_dpop_nonce` with a nonce we did not have yet.
             let use_nonce = status == http::StatusCode::BAD_REQUEST
@@ -227,22 +220,27 @@ impl IdpClient {
         Ok(Answer::Token(token))
     }
 
+    /// A non-2xx answer. An http:// token URL goes to the egress proxy in absolute-form,
+    /// so a 407 is the proxy's, not the IdP refusing the client.
+    fn refusal(&self, status: http::StatusCode, body: &[u8], secrets: &Secrets) -> Failure {
+        match (status, &self.proxy) {
+            (http::StatusCode::PROXY_AUTHENTICATION_REQUIRED, Some(proxy)) => {
+                self.proxy_refused(proxy, "token request")
+            }
+            _ => refusal(status, body, secrets),
+        }
+    }
+
     /// The egress proxy's 407: transient (retried with backoff, like a network error),
     /// naming the proxy by `host:port` only.
     fn proxy_refused(&self, proxy: &ProxyEndpoint, what: &str) -> Failure {
         let url = &self.client.token_url;
-        let target = format!(
-            "{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
+        let (host, port) = (url.host_str(), url.port_or_known_default());
+        let detail = format!(
+            "the egress proxy {proxy} answered 407 (proxy authentication required) to the {what} for {}:{}: {}",
+            host.unwrap_or_default(), port.unwrap_or_default(), proxy.auth_refusal()
         );
-        failure(
-            FailureKind::Transient,
-            format!(
-                "the egress proxy {proxy} answered 407 (proxy authentication required) to the {what} for {target}: {}",
-                proxy.auth_refusal()
-            ),
-        )
+        failure(FailureKind::Transient, detail)
     }
 
     /// A request that got no (whole) answer. The error's text is scrubbed like the
