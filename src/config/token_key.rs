@@ -15,9 +15,10 @@ use std::sync::Arc;
 /// (for `refresh_token` the configured token and the store, never the rotated one; for
 /// `token_exchange` all its settings), the token URL, the client id and secret, the
 /// client authentication (with its key material), scopes, audience, resource, extra
-/// parameters, `ca_file`, the egress (`egress_proxy` with its credentials, and
-/// `no_proxy`), which the source's HTTP client is built with, and the `dpop` key (a token
-/// is bound to it: a new key needs a new token). Secrets, key material and the values of extra parameters
+/// parameters, `ca_file`, the egress proxy the token URL is reached through (with its
+/// credentials; `None` when there is none or `no_proxy` lists the token URL's host),
+/// which the source's HTTP client is built with, and the `dpop` key (a token is bound to
+/// it: a new key needs a new token). Secrets, key material and the values of extra parameters
 /// are held as SHA-256 fingerprints, taken when the config was compiled, so a rotated key
 /// file gives a new key on the next reload. Settings that do not change the token
 /// (timeouts, retries, refresh margin, prefetch, idle timeout, `expose_token`) are not
@@ -147,7 +148,8 @@ struct ClientKey {
     resource: Option<String>,
     extra_params: Vec<(String, Digest)>,
     ca_file: Option<PathBuf>,
-    egress: crate::outbound::Egress,
+    /// The egress proxy for the token URL, by address and credentials' fingerprint.
+    proxy: Option<Arc<crate::outbound::ProxyEndpoint>>,
     dpop: Option<DpopKeyId>,
 }
 
@@ -181,9 +183,11 @@ impl ClientKey {
                 .collect(),
             // Trust for the IdP is part of the HTTP client a source is built with.
             ca_file: c.ca_file.clone(),
-            // So is the way out: a changed `egress_proxy` (or its credentials, kept only
-            // as a fingerprint) or `no_proxy` builds a new client, and so a new source.
-            egress: c.egress.clone(),
+            // So is the way out, as decided for the token URL: a changed `egress_proxy`
+            // (or its credentials, kept only as a fingerprint), or a `no_proxy` edit that
+            // changes the decision, builds a new client, and so a new source; other
+            // `no_proxy` edits fetch no new token.
+            proxy: c.egress.proxy_for_url(&c.token_url).cloned(),
             dpop: c.dpop.as_ref().map(|d| DpopKeyId {
                 key_file: d.key_file.clone(),
                 alg: d.key.alg(),

@@ -17,6 +17,7 @@
 //! `token::idp` build their clients with them.
 
 mod connector;
+mod handshake;
 mod no_proxy;
 #[cfg(test)]
 mod props;
@@ -28,7 +29,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-pub use connector::{tunnel_through, Connector, Stream, TunnelError};
+pub use connector::{Connector, Stream};
+pub use handshake::{tunnel_through, TunnelError};
 pub use no_proxy::NoProxy;
 
 /// An HTTP proxy to go out through: where it listens, and the `Proxy-Authorization` its
@@ -112,6 +114,29 @@ impl ProxyEndpoint {
         self.auth.as_ref()
     }
 
+    /// The proxy's host as in a URI (an IPv6 address in brackets), lowercase.
+    pub fn host(&self) -> &str {
+        self.uri.host().unwrap_or_default()
+    }
+
+    /// Whether the proxy listens on this machine (`localhost` or a loopback address):
+    /// what is sent to it in cleartext does not cross the network.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host().trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    }
+
+    /// Why the proxy answered 407, as far as we can tell: for messages after a 407.
+    pub fn auth_refusal(&self) -> &'static str {
+        match self.auth {
+            Some(_) => "it did not accept the credentials in egress_proxy",
+            None => "egress_proxy has no credentials (http://user:password@host:port)",
+        }
+    }
+
     pub(crate) fn uri(&self) -> &http::Uri {
         &self.uri
     }
@@ -171,6 +196,18 @@ impl Egress {
         self.proxy.as_ref().filter(|_| !self.no_proxy.matches(host))
     }
 
+    /// The proxy requests to `url` go through: [`Egress::proxy_for`] its host.
+    pub fn proxy_for_url(&self, url: &reqwest::Url) -> Option<&Arc<ProxyEndpoint>> {
+        self.proxy_for(url.host_str()?)
+    }
+
+    /// The proxy that would carry cleartext for `host` off this machine: the one
+    /// [`Egress::proxy_for`] picks, unless it listens on loopback. A loopback destination
+    /// reached over plain http is safe only when this is `None`.
+    pub fn remote_proxy_for(&self, host: &str) -> Option<&Arc<ProxyEndpoint>> {
+        self.proxy_for(host).filter(|p| !p.is_loopback())
+    }
+
     /// The configured proxy, whatever the destination.
     pub fn proxy(&self) -> Option<&Arc<ProxyEndpoint>> {
         self.proxy.as_ref()
@@ -181,22 +218,19 @@ impl Egress {
     }
 }
 
-/// The IdP client's proxy for `egress` (`None`: no proxy at all). reqwest asks it per
-/// request URL, so `no_proxy` is decided by [`Egress::proxy_for`] as for upstreams; the
-/// credentials go as a prebuilt `Proxy-Authorization` (on the `CONNECT` for https token
-/// URLs, on the request itself for http ones), never inside a URL reqwest could print.
-/// The client must also be built with `no_proxy()`, so the environment adds nothing.
-pub fn reqwest_proxy(egress: &Egress) -> Option<reqwest::Proxy> {
-    let endpoint = egress.proxy.clone()?;
-    let target = reqwest::Url::parse(&endpoint.uri.to_string()).ok()?;
-    let decide = egress.clone();
-    let proxy = reqwest::Proxy::custom(move |url| {
-        let host = url.host_str()?;
-        decide.proxy_for(host).map(|_| target.clone())
-    });
-    Some(match endpoint.auth.clone() {
-        Some(auth) => proxy.custom_http_auth(auth),
-        None => proxy,
+/// The IdP client's proxy, `proxy`: what [`Egress::proxy_for`] decided for the token
+/// URL's host (one client per token URL, so the decision is made once, and a `no_proxy`
+/// edit that leaves it as it was changes nothing). The credentials go as a prebuilt
+/// `Proxy-Authorization` (on the `CONNECT` for https token URLs, on the request itself for
+/// http ones), never inside a URL reqwest could print. The client must also be built
+/// with `no_proxy()`, so the environment adds nothing.
+pub fn reqwest_proxy(proxy: &ProxyEndpoint) -> Result<reqwest::Proxy, String> {
+    let bad = || format!("the egress proxy {proxy} is not a valid URL for the IdP client");
+    let url = reqwest::Url::parse(&proxy.uri.to_string()).map_err(|_| bad())?;
+    let target = reqwest::Proxy::all(url).map_err(|_| bad())?;
+    Ok(match proxy.auth.clone() {
+        Some(auth) => target.custom_http_auth(auth),
+        None => target,
     })
 }
 

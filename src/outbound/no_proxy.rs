@@ -2,8 +2,9 @@
 //!
 //! An entry is one of (matched case-insensitively, a trailing dot of a name ignored):
 //! - `*`: every destination (the proxy is never used);
-//! - `.example.com` or `*.example.com`: every name below `example.com`, not the name itself;
-//! - `example.com`: that name and every name below it (curl's reading of a bare name);
+//! - `example.com` or `.example.com`: that name and every name below it (as curl and
+//!   Python read both);
+//! - `*.example.com`: every name below `example.com`, not the name itself;
 //! - `10.1.2.3`, `::1`, `[::1]`: that address, when the destination is written as it;
 //! - `10.0.0.0/8`, `fd00::/8`: every address in that network (host bits are ignored).
 //!
@@ -27,7 +28,7 @@ pub struct NoProxy {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct NameRule {
     name: String,
-    /// `.name`: only names below it; a bare `name` matches itself too.
+    /// `*.name`: only names below it; `name` and `.name` match the name itself too.
     below_only: bool,
 }
 
@@ -86,10 +87,9 @@ impl NoProxy {
             self.nets.push(Net::new(addr, full));
             return Ok(());
         }
-        let (below_only, name) = match entry.strip_prefix("*.").or_else(|| entry.strip_prefix('.'))
-        {
+        let (below_only, name) = match entry.strip_prefix("*.") {
             Some(rest) => (true, rest),
-            None => (false, entry),
+            None => (false, entry.strip_prefix('.').unwrap_or(entry)),
         };
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         let valid = !name.is_empty()
@@ -199,7 +199,7 @@ impl fmt::Debug for NoProxy {
         }
         for rule in &self.names {
             match rule.below_only {
-                true => list.entry(&format!(".{}", rule.name)),
+                true => list.entry(&format!("*.{}", rule.name)),
                 false => list.entry(&rule.name),
             };
         }
@@ -232,7 +232,8 @@ mod tests {
             ("api.internal.example", true),
             ("a.b.internal.example", true),
             ("API.Internal.Example.", true),
-            ("internal.example", false),
+            // A leading dot is forgiven: the name itself too (curl and Python agree).
+            ("internal.example", true),
             ("xinternal.example", false),
             ("internal.example.com", false),
             ("localhost", true),
@@ -317,10 +318,11 @@ mod tests {
             list(&["A.example", "10.0.0.1/8"]),
             list(&["a.example.", "10.0.0.0/8"])
         );
-        assert_ne!(list(&["a.example"]), list(&[".a.example"]));
+        assert_eq!(list(&["a.example"]), list(&[".a.example"]));
+        assert_ne!(list(&["a.example"]), list(&["*.a.example"]));
         assert_eq!(
-            format!("{:?}", list(&[".a.example", "b", "10.0.0.0/8"])),
-            r#"[".a.example", "b", 10.0.0.0/8]"#
+            format!("{:?}", list(&["*.a.example", ".b", "10.0.0.0/8"])),
+            r#"["*.a.example", "b", 10.0.0.0/8]"#
         );
     }
 }

@@ -29,7 +29,7 @@ proptest! {
     }
 
     #[test]
-    fn a_bare_name_matches_itself_and_below_a_dotted_one_only_below(
+    fn a_bare_or_dotted_name_matches_itself_and_below_a_starred_one_only_below(
         name in proptest::collection::vec(label(), 1..4),
         sub in label(),
         other in label(),
@@ -37,13 +37,15 @@ proptest! {
         let name = name.join(".");
         let bare = NoProxy::parse(&[name.as_str()]).unwrap();
         let dotted = NoProxy::parse(&[format!(".{name}")]).unwrap();
+        let starred = NoProxy::parse(&[format!("*.{name}")]).unwrap();
         let below = format!("{sub}.{name}");
         prop_assert!(bare.matches(&name) && bare.matches(&name.to_uppercase()));
-        prop_assert!(bare.matches(&below) && dotted.matches(&below));
-        prop_assert!(!dotted.matches(&name));
+        prop_assert!(dotted.matches(&name) && dotted == bare);
+        prop_assert!(bare.matches(&below) && starred.matches(&below));
+        prop_assert!(!starred.matches(&name));
         // Glued on without a dot, it is another name.
         let glued = format!("{other}{name}");
-        prop_assert!(!bare.matches(&glued) && !dotted.matches(&glued));
+        prop_assert!(!bare.matches(&glued) && !starred.matches(&glued));
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn credentials_are_never_printed_but_tell_endpoints_apart() {
 #[test]
 fn no_proxy_is_the_only_bypass() {
     let proxy = Arc::new(endpoint("http://p.example:3128"));
-    let no_proxy = Arc::new(NoProxy::parse(&[".internal.example", "10.0.0.0/8"]).unwrap());
+    let no_proxy = Arc::new(NoProxy::parse(&["*.internal.example", "10.0.0.0/8"]).unwrap());
     let egress = Egress::new(Some(proxy), no_proxy);
     for host in [
         "localhost",
@@ -94,10 +94,33 @@ fn no_proxy_is_the_only_bypass() {
 }
 
 #[test]
-fn reqwest_asks_the_same_decision() {
-    assert!(super::reqwest_proxy(&Egress::direct()).is_none());
-    let proxy = Arc::new(endpoint("http://u:p@p.example:3128"));
-    let egress = Egress::new(Some(proxy), Arc::new(NoProxy::default()));
-    let shown = format!("{:?}", super::reqwest_proxy(&egress).unwrap());
+fn cleartext_leaves_the_machine_only_through_a_remote_proxy() {
+    let listed = Arc::new(NoProxy::parse(&["localhost"]).unwrap());
+    for (url, remote) in [
+        ("http://p.example:3128", true),
+        ("http://10.1.2.3:3128", true),
+        ("http://127.0.0.1:3128", false),
+        ("http://u:p@LOCALHOST:3128", false),
+        ("http://[::1]:3128", false),
+        ("http://[::ffff:127.0.0.1]:3128", false),
+    ] {
+        let proxy = Arc::new(endpoint(url));
+        assert_eq!(proxy.is_loopback(), !remote, "{url}");
+        let egress = Egress::new(Some(proxy), listed.clone());
+        assert_eq!(
+            egress.remote_proxy_for("127.0.0.1").is_some(),
+            remote,
+            "{url}"
+        );
+        assert!(egress.remote_proxy_for("localhost").is_none(), "{url}");
+    }
+    assert_eq!(endpoint("http://[::1]:3128").host(), "[::1]");
+    assert!(Egress::direct().remote_proxy_for("127.0.0.1").is_none());
+}
+
+#[test]
+fn the_idp_clients_proxy_prints_no_credentials() {
+    let proxy = endpoint("http://u:p@p.example:3128");
+    let shown = format!("{:?}", super::reqwest_proxy(&proxy).unwrap());
     assert!(!shown.contains("u:p") && !shown.contains("dTpw"), "{shown}");
 }

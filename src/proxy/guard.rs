@@ -114,7 +114,9 @@ pub(super) fn browser_allowed(
 
 /// SPEC §4 Plaintext: a token travels over plain http only to a loopback destination, or
 /// when the route says so. The destination is the route's `upstream`, else the request's
-/// own target; decided before any token is fetched.
+/// own target; decided before any token is fetched. Through an egress proxy (SPEC §11)
+/// the request goes to the proxy in cleartext, so a loopback destination is safe only
+/// when it is reached directly (`no_proxy`) or the proxy is on loopback too.
 pub(super) fn plaintext_allowed(route: &RouteConfig, target: &http::Uri) -> Result<(), ProxyError> {
     if route.allow_http {
         return Ok(());
@@ -123,8 +125,19 @@ pub(super) fn plaintext_allowed(route: &RouteConfig, target: &http::Uri) -> Resu
         Some(up) => (Some(&up.scheme), Some(up.authority.host())),
         None => (target.scheme(), target.host()),
     };
-    if scheme != Some(&http::uri::Scheme::HTTP) || host.is_some_and(is_loopback_host) {
+    if scheme != Some(&http::uri::Scheme::HTTP) {
         return Ok(());
+    }
+    if let Some(host) = host.filter(|h| is_loopback_host(h)) {
+        let Some(proxy) = route.egress.remote_proxy_for(host) else {
+            return Ok(());
+        };
+        return Err(ProxyError::InsecureDestination {
+            detail: format!(
+                "route {} would send its token over plain http to {host} through the egress proxy {proxy}, across the network; list {host} in no_proxy, or set upstream: https://… (or allow_http: true)",
+                route.name
+            ),
+        });
     }
     Err(ProxyError::InsecureDestination {
         detail: format!(
@@ -320,6 +333,35 @@ mod tests {
             destination("[::1]", 80, shared).await,
             Err(ProxyError::DestinationForbidden { .. })
         ));
+    }
+
+    #[test]
+    fn a_loopback_destination_through_a_remote_egress_proxy_is_not_local() {
+        let config = crate::config::Config::from_text(
+            std::path::Path::new("t.yaml"),
+            "egress_proxy: http://u:hunter2@proxy.corp.example:3128\nproviders:\n  p: { token_url: 'https://idp.example/token', client_id: c, client_secret: s }\nroutes:\n  - { name: through, match: { path_prefix: /a }, provider: p, upstream: 'http://127.0.0.1:9' }\n  - { name: listed, match: { path_prefix: /b }, provider: p, upstream: 'http://127.0.0.1:9', no_proxy: ['127.0.0.1'] }\n  - { name: local, match: { path_prefix: /c }, provider: p, upstream: 'http://localhost:9', egress_proxy: 'http://127.0.0.1:3128' }\n  - { name: allowed, match: { path_prefix: /d }, provider: p, upstream: 'http://127.0.0.1:9', allow_http: true }\n  - { name: target, match: { host: localhost }, provider: p }\n",
+            &|_| None,
+        )
+        .map_err(|e| e.problems)
+        .unwrap();
+        let target: http::Uri = "http://localhost:8080/e".parse().unwrap();
+        let verdict = |name: &str| {
+            let route = config.routes.iter().find(|r| r.name == name).unwrap();
+            plaintext_allowed(route, &target)
+        };
+        for name in ["through", "target"] {
+            match verdict(name) {
+                Err(ProxyError::InsecureDestination { detail }) => assert!(
+                    detail.contains("through the egress proxy proxy.corp.example:3128")
+                        && !detail.contains("hunter2"),
+                    "{detail}"
+                ),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        for name in ["listed", "local", "allowed"] {
+            assert!(verdict(name).is_ok(), "{name}");
+        }
     }
 
     #[test]

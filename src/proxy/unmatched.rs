@@ -11,6 +11,7 @@ use super::{body::AppBody, rewrite, strip_hop_by_hop};
 use crate::config::Unmatched;
 use crate::error::{Body, ProxyError};
 use crate::runtime::{Runtime, Snapshot};
+use crate::upstream::Client;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -46,28 +47,7 @@ pub(super) async fn forward(
     let (mut parts, body) = req.into_parts();
     let mut dest = rewrite::own_target(&parts.uri, None)?;
     let shared = snap.config.shared_egress();
-    let reach = Reach {
-        own: &runtime.own,
-        no_local: shared,
-    };
-    if let (Some(h), Some(port)) = (dest.uri.host(), target::port_of(&dest.uri)) {
-        let checked = guard::destination(h, port, reach)
-            .await
-            .map_err(|e| match e {
-                ProxyError::UpstreamUnavailable { .. } if shared => {
-                    ProxyError::UpstreamUnavailable {
-                        detail: format!("cannot reach {host}"),
-                    }
-                }
-                other => other,
-            })?;
-        // Through the egress proxy (SPEC §11), the proxy connects: it gets the name, and
-        // the check above has refused what must not be reached whatever it resolves to.
-        let proxied = snap.config.egress.proxy_for(h).is_some();
-        if let (Some(checked), false) = (checked, proxied) {
-            dest.uri = pinned(&dest.uri, checked);
-        }
-    }
+    let client = checked_route(runtime, snap, &mut dest.uri, &host).await?;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(http::header::HOST, dest.host);
     let body = forward::boxed(AppBody::new(body, snap.config.limits.body_read_timeout));
@@ -79,7 +59,7 @@ pub(super) async fn forward(
         body,
     );
     let sent = forward::send(
-        &snap.default_client,
+        client,
         req,
         UNMATCHED_UPSTREAM_TIMEOUT,
         &snap.unmatched_metrics,
@@ -97,14 +77,52 @@ pub(super) async fn forward(
     })
 }
 
+/// Checks where `uri` leads (SPEC §4 Shared egress), pins it to the address checked
+/// when the connection goes there directly, and returns the client that sends it.
+async fn checked_route<'s>(
+    runtime: &Runtime,
+    snap: &'s Snapshot,
+    uri: &mut Uri,
+    host: &str,
+) -> Result<&'s Client, ProxyError> {
+    let shared = snap.config.shared_egress();
+    let reach = Reach {
+        own: &runtime.own,
+        no_local: shared,
+    };
+    let (Some(h), Some(port)) = (uri.host(), target::port_of(uri)) else {
+        return Ok(&snap.default_client);
+    };
+    let checked = guard::destination(h, port, reach)
+        .await
+        .map_err(|e| match e {
+            ProxyError::UpstreamUnavailable { .. } if shared => ProxyError::UpstreamUnavailable {
+                detail: format!("cannot reach {host}"),
+            },
+            other => other,
+        })?;
+    // Through the egress proxy (SPEC §11), the proxy connects: it gets the name, and the
+    // check above has refused what must not be reached whatever it resolves to. Directly
+    // (no_proxy lists the name), the connection goes to the address checked, by a direct
+    // client: the address itself may not be listed.
+    let proxied = snap.config.egress.proxy_for(h).is_some();
+    match checked.filter(|_| !proxied).and_then(|a| pinned(uri, a)) {
+        Some(pinned) => {
+            *uri = pinned;
+            Ok(&snap.direct_client)
+        }
+        None => Ok(&snap.default_client),
+    }
+}
+
 /// For plain http, `uri` with its authority replaced by the address that was checked,
 /// so the connection goes where the check looked (the Host header keeps the name). TLS
-/// needs the name for its certificate check; an https URI is left as it is.
-fn pinned(uri: &Uri, addr: SocketAddr) -> Uri {
+/// needs the name for its certificate check: `None` for an https URI, left as it is.
+fn pinned(uri: &Uri, addr: SocketAddr) -> Option<Uri> {
     if uri.scheme() != Some(&Scheme::HTTP) {
-        return uri.clone();
+        return None;
     }
     let mut parts = uri.clone().into_parts();
-    parts.authority = Authority::try_from(addr.to_string()).ok();
-    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+    parts.authority = Some(Authority::try_from(addr.to_string()).ok()?);
+    Uri::from_parts(parts).ok()
 }

@@ -179,14 +179,7 @@ fn build(
             metrics: Arc::new(RouteMetrics::default()),
         });
     }
-    // Unmatched traffic is upstream traffic too: it leaves by the top-level egress.
-    let default_client = client(
-        pools,
-        None,
-        Duration::from_secs(5),
-        Protocol::Auto,
-        &config.egress,
-    )?;
+    let (default_client, direct_client) = unmatched_clients(pools, &config)?;
     let interceptor = config.tls_intercept.clone();
 
     // Everything is built: now apply.
@@ -208,6 +201,7 @@ fn build(
         routes,
         providers,
         default_client,
+        direct_client,
         unmatched_metrics: registry.unmatched_metrics.clone(),
         interceptor,
         store: store.map(|(_, link)| link.store.clone()),
@@ -266,6 +260,19 @@ fn providers(
         providers.insert(p.name.clone(), ProviderRuntime { config, tokens });
     }
     Ok((providers, new_sources))
+}
+
+/// The clients of unmatched traffic. It is upstream traffic too: it leaves by the
+/// top-level egress; and directly, whatever the address, once pinned to the address a
+/// name `no_proxy` lists was checked at (the second client: the first when no proxy).
+fn unmatched_clients(pools: &Pools, config: &Config) -> Result<(Client, Client), SetupError> {
+    let by = |egress| client(pools, None, Duration::from_secs(5), Protocol::Auto, egress);
+    let default_client = by(&config.egress)?;
+    let direct_client = match config.egress.proxy() {
+        None => default_client.clone(),
+        Some(_) => by(&crate::outbound::Egress::direct())?,
+    };
+    Ok((default_client, direct_client))
 }
 
 fn client(

@@ -30,6 +30,10 @@ pub struct Snapshot {
     pub providers: BTreeMap<String, ProviderRuntime>,
     /// For traffic that matched no route.
     pub default_client: Client,
+    /// For unmatched traffic pinned to the address it was checked at, when `no_proxy`
+    /// lists its name: always direct (deciding again on the address could send it to the
+    /// egress proxy). `default_client` itself when there is no egress proxy.
+    pub direct_client: Client,
     /// Metrics of traffic that matched no route (`route="-"`).
     pub unmatched_metrics: Arc<RouteMetrics>,
     /// Mints certificates for intercepted CONNECTs (`tls_intercept`).

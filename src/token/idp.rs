@@ -19,6 +19,7 @@ use super::wire::{
 use super::TokenError;
 use crate::config::{format_duration, ClientAuth, Dpop, OAuthClient};
 use crate::file::{io_reason, read_trimmed};
+use crate::outbound::ProxyEndpoint;
 use crate::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub struct IdpClient {
     http: reqwest::Client,
     /// For `private_key_jwt`: loaded once, signs a new assertion per request.
     signer: Option<super::AssertionSigner>,
+    /// The egress proxy token requests go through (SPEC §11), decided once for the token
+    /// URL's host: a 407 is its answer, not the IdP's.
+    proxy: Option<Arc<ProxyEndpoint>>,
 }
 
 /// A successful token response.
@@ -104,10 +108,11 @@ impl IdpClient {
             // No proxy from the environment either: only the configured egress_proxy.
             .no_proxy()
             .user_agent(concat!("token-sidecar/", env!("CARGO_PKG_VERSION")));
-        // SPEC §11: the provider's egress_proxy (after `no_proxy()`, which clears the
-        // list); its `no_proxy` is decided per token URL by `outbound`.
-        if let Some(proxy) = crate::outbound::reqwest_proxy(&client.egress) {
-            http = http.proxy(proxy);
+        // SPEC §11: the provider's egress_proxy unless its `no_proxy` lists the token
+        // URL's host (after `no_proxy()`, which clears the environment's list).
+        let proxy = client.egress.proxy_for_url(&client.token_url).cloned();
+        if let Some(proxy) = &proxy {
+            http = http.proxy(crate::outbound::reqwest_proxy(proxy)?);
         }
         let http = http
             .build()
@@ -116,6 +121,7 @@ impl IdpClient {
             client,
             http,
             signer,
+            proxy,
         })
     }
 
@@ -173,7 +179,7 @@ impl IdpClient {
             .body(token_form(cfg, grant, assertion.as_ref()))
             .send()
             .await
-            .map_err(|e| transport_failure(&e, timeout, &secrets))?;
+            .map_err(|e| self.transport_failure(&e, timeout, &secrets))?;
         let status = resp.status();
         // RFC 9449 §8.2: a nonce may come with any answer; the next proofs carry it.
         let new_nonce = cfg.dpop.as_ref().is_some_and(|d| {
@@ -187,11 +193,11 @@ impl IdpClient {
             .and_then(retry_after);
         let body = read_limited(resp)
             .await
-            .map_err(|e| transport_failure(&e, timeout, &secrets))?;
+            .map_err(|e| self.transport_failure(&e, timeout, &secrets))?;
         if !status.is_success() {
             let failure = Failure {
                 retry_after,
-                ..refusal(status, &body, &secrets)
+                ..self.refusal(status, &body, &secrets)
             };
             // RFC 9449 §8: 400 `use_dpop_nonce` with a nonce we did not have yet.
             let use_nonce = status == http::StatusCode::BAD_REQUEST
@@ -212,6 +218,57 @@ impl IdpClient {
             token.scope = Some(cfg.scopes.join(" "));
         }
         Ok(Answer::Token(token))
+    }
+
+    /// A non-2xx answer. An http:// token URL goes to the egress proxy in absolute-form,
+    /// so a 407 is the proxy's, not the IdP refusing the client.
+    fn refusal(&self, status: http::StatusCode, body: &[u8], secrets: &Secrets) -> Failure {
+        match (status, &self.proxy) {
+            (http::StatusCode::PROXY_AUTHENTICATION_REQUIRED, Some(proxy)) => {
+                self.proxy_refused(proxy, "token request")
+            }
+            _ => refusal(status, body, secrets),
+        }
+    }
+
+    /// The egress proxy's 407: transient (retried with backoff, like a network error),
+    /// naming the proxy by `host:port` only.
+    fn proxy_refused(&self, proxy: &ProxyEndpoint, what: &str) -> Failure {
+        let url = &self.client.token_url;
+        let (host, port) = (url.host_str(), url.port_or_known_default());
+        let detail = format!(
+            "the egress proxy {proxy} answered 407 (proxy authentication required) to the {what} for {}:{}: {}",
+            host.unwrap_or_default(), port.unwrap_or_default(), proxy.auth_refusal()
+        );
+        failure(FailureKind::Transient, detail)
+    }
+
+    /// A request that got no (whole) answer. The error's text is scrubbed like the
+    /// IdP's: it may echo what was sent. Through the egress proxy, the detail names it.
+    fn transport_failure(
+        &self,
+        e: &reqwest::Error,
+        timeout: Duration,
+        secrets: &Secrets,
+    ) -> Failure {
+        let root = scrub(&root_cause(e), secrets);
+        let detail = if e.is_timeout() {
+            format!(
+                "token endpoint did not answer within {}",
+                format_duration(timeout)
+            )
+        } else if let (true, Some(proxy)) = (e.is_connect(), &self.proxy) {
+            // reqwest's words for a 407 to its CONNECT (https token URLs).
+            if root.contains("proxy authorization required") {
+                return self.proxy_refused(proxy, "CONNECT");
+            }
+            format!("cannot connect to token endpoint through the egress proxy {proxy}: {root}")
+        } else if e.is_connect() {
+            format!("cannot connect to token endpoint: {root}")
+        } else {
+            format!("token request failed: {root}")
+        };
+        failure(FailureKind::Transient, detail)
     }
 
     /// The client assertion for this request, for the assertion-based methods.
@@ -335,25 +392,6 @@ fn refusal(status: http::StatusCode, body: &[u8], secrets: &Secrets) -> Failure 
         status: Some(status.as_u16()),
         ..failure(kind, detail)
     }
-}
-
-/// A request that got no (whole) answer. The error's text is scrubbed like the IdP's:
-/// it may echo what was sent.
-fn transport_failure(e: &reqwest::Error, timeout: Duration, secrets: &Secrets) -> Failure {
-    let detail = if e.is_timeout() {
-        format!(
-            "token endpoint did not answer within {}",
-            format_duration(timeout)
-        )
-    } else if e.is_connect() {
-        format!(
-            "cannot connect to token endpoint: {}",
-            scrub(&root_cause(e), secrets)
-        )
-    } else {
-        format!("token request failed: {}", scrub(&root_cause(e), secrets))
-    };
-    failure(FailureKind::Transient, detail)
 }
 
 /// The innermost error message (reqwest's own message repeats the URL).

@@ -361,3 +361,52 @@ async fn a_tunnel_that_sends_nothing_is_closed_after_header_read_timeout() {
     assert_eq!(api.count(), 0);
     sc.stop().await;
 }
+
+/// The same for an IPv6 literal: `CONNECT [::1]:port`, plain HTTP/1.1 inside, routed by
+/// the bracketed authority and injected; the request reaches `[::1]` with that Host.
+#[tokio::test]
+async fn http1_inside_a_connect_to_an_ipv6_literal() {
+    let idp = FakeIdp::builder().run().await;
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let record = record.clone();
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .map(|v| v.to_str().unwrap().to_string())
+                    };
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((header("host"), header("authorization")));
+                    async { Ok::<_, std::convert::Infallible>(http::Response::new(body("v6"))) }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    let sc = sidecar(&idp, api, "", "").await;
+    let mut s = tunnel(sc.proxy, &api.to_string()).await;
+    s.write_all(b"GET /v6 HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(read_body(&mut s, &head).await, "v6");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            Some(api.to_string()),
+            Some(format!("Bearer {}", idp.issued()[0]))
+        )]
+    );
+    sc.stop().await;
+}

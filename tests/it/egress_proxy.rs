@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod decisions;
+mod speaks_first;
+
 const USER: &str = "svc-sidecar";
 /// Needs percent-encoding in a URL: checks the decoding.
 const PASSWORD: &str = "p@ss:w0rd/%";
@@ -158,13 +161,14 @@ async fn no_proxy_is_the_only_bypass() {
         format!("  - {{ name: {name}, match: {{ path_prefix: /{name} }}, provider: crm, upstream: '{upstream}', allow_http: true{extra} }}\n")
     };
     let yaml = format!(
-        "egress_proxy: {}\nno_proxy: [.internal.example, localhost, '127.0.0.0/8', '[::1]']\nproviders:\n{}routes:\n{}{}{}{}{}{}",
+        "egress_proxy: {}\nno_proxy: [.internal.example, localhost, '127.0.0.0/8', '[::1]']\nproviders:\n{}routes:\n{}{}{}{}{}{}{}",
         corp.url(),
         provider("crm", &idp.token_url(), ""),
         route("cidr", format!("http://127.0.0.1:{port}"), ""),
         route("name", format!("http://localhost:{port}"), ""),
         route("suffix", format!("http://api.internal.example:{port}"), ""),
         route("apex", format!("http://internal.example:{port}"), ""),
+        route("star", format!("http://internal.example:{port}"), ", no_proxy: ['*.internal.example']"),
         route("exact", format!("http://127.0.0.1:{port}"), ", no_proxy: ['127.0.0.1']"),
         route("loopback", format!("http://127.0.0.1:{port}"), ", no_proxy: []"),
     );
@@ -176,20 +180,23 @@ async fn no_proxy_is_the_only_bypass() {
     }
     assert!(corp.seen().is_empty(), "{:?}", corp.seen());
     // A listed suffix is reached directly, so the sidecar looks the name up itself: it
-    // does not exist outside the fake proxy.
-    let (status, text) = get(&sc, "/suffix/a").await;
-    assert_eq!(status, 502, "{text}");
+    // does not exist outside the fake proxy. `.internal.example` lists the name itself
+    // too (as curl and Python read it).
+    for path in ["/suffix/a", "/apex/a"] {
+        let (status, text) = get(&sc, path).await;
+        assert_eq!(status, 502, "{path}: {text}");
+    }
     assert!(corp.seen().is_empty(), "{:?}", corp.seen());
-    // `.internal.example` is the names below it, not the name itself; and loopback is not
-    // special once a route's own list leaves it out.
-    for path in ["/apex/a", "/loopback/a"] {
+    // `*.internal.example` is only the names below it; and loopback is not special once
+    // a route's own list leaves it out.
+    for path in ["/star/a", "/loopback/a"] {
         let (status, text) = get(&sc, path).await;
         assert_eq!(status, 200, "{path}: {text}");
     }
     assert_eq!(
         corp.forwards(),
         [
-            format!("http://internal.example:{port}/apex/a"),
+            format!("http://internal.example:{port}/star/a"),
             format!("http://127.0.0.1:{port}/loopback/a")
         ]
     );
@@ -416,7 +423,7 @@ async fn wrong_credentials_fail_clearly_and_the_password_never_leaks() {
         bodies[1]
     );
     assert!(
-        bodies[2].contains("proxy authorization required"),
+        bodies[2].contains(&format!("{proxy_name} answered 407 (proxy authentication required) to the CONNECT for idp.corp.example:{}", idp.addr.port())),
         "{}",
         bodies[2]
     );

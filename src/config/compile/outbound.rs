@@ -159,6 +159,43 @@ mod tests {
             "unchanged: same key"
         );
         assert!(!format!("{:?}", with.provider("a").unwrap().key).contains("fromenv"));
+        // The key holds the decision for the token URL, not the whole list: an unrelated
+        // no_proxy edit fetches no new token; listing the IdP makes it direct.
+        let listing = |list: &str| {
+            compile(&format!(
+                "egress_proxy: ${{CORP}}\nno_proxy: [{list}]\n{PROVIDERS}"
+            ))
+            .unwrap()
+        };
+        assert_eq!(key(&listing(".unrelated.example, 10.0.0.0/8")), key(&with));
+        assert_eq!(key(&listing("idp.example")), key(&plain));
+    }
+
+    /// SPEC §3: an http:// token_url only for loopback hosts, or with allow_http. Through
+    /// a proxy elsewhere, the secret would cross the network in cleartext on the way.
+    #[test]
+    fn a_loopback_http_token_url_through_a_remote_proxy_needs_allow_http() {
+        let provider = |name: &str, extra: &str| {
+            format!("  {name}:\n    token_url: http://127.0.0.1:9/token\n    client_id: c\n    client_secret: s\n{extra}")
+        };
+        let yaml = format!(
+            "egress_proxy: http://u:hunter2@proxy.corp.example:3128\nproviders:\n{}{}{}{}",
+            provider("through", ""),
+            provider("listed", "    no_proxy: ['127.0.0.0/8']\n"),
+            provider("local", "    egress_proxy: http://localhost:3128\n"),
+            provider("allowed", "    allow_http: true\n"),
+        );
+        let problems = compile(&yaml).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("t.yaml:4:16: providers.through.token_url: plain http:// to 127.0.0.1 goes through the egress proxy proxy.corp.example:3128")
+                && problems[0].contains("list 127.0.0.1 in no_proxy")
+                && !problems[0].contains("hunter2"),
+            "{}",
+            problems[0]
+        );
+        let yaml = yaml.replace("proxy.corp.example", "127.0.0.1");
+        assert!(compile(&yaml).is_ok(), "a proxy on loopback keeps it local");
     }
 
     #[test]

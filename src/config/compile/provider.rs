@@ -73,7 +73,7 @@ impl Cx<'_> {
         egress: Egress,
         before: usize,
     ) -> Option<ProviderConfig> {
-        let token_url = self.provider_token_url(path, raw, azure);
+        let token_url = self.provider_token_url(path, raw, azure, &egress);
         let client_id = self.required(
             &path.key("client_id"),
             &raw.client_id,
@@ -143,13 +143,14 @@ impl Cx<'_> {
         path: &YamlPath,
         raw: &RawProvider,
         azure: bool,
+        egress: &Egress,
     ) -> Option<reqwest::Url> {
         if raw.token_file.is_some() {
             self.problem(&path.key("token_file"), "only for kind: static_file");
         }
         let allow_http = raw.allow_http.unwrap_or(false);
         let token_url = if azure {
-            self.azure_token_url(path, raw, allow_http)
+            self.azure_token_url(path, raw, allow_http, egress)
         } else {
             for (key, present) in [
                 ("tenant_id", raw.tenant_id.is_some()),
@@ -159,7 +160,7 @@ impl Cx<'_> {
                     self.problem(&path.key(key), "only for kind: azure_ad");
                 }
             }
-            self.token_url(&path.key("token_url"), &raw.token_url, allow_http)
+            self.token_url(&path.key("token_url"), &raw.token_url, allow_http, egress)
         };
         if azure && raw.scopes.as_ref().is_none_or(|s| s.is_empty()) {
             self.problem(
@@ -301,6 +302,7 @@ impl Cx<'_> {
         path: &YamlPath,
         raw: &RawProvider,
         allow_http: bool,
+        egress: &Egress,
     ) -> Option<reqwest::Url> {
         if raw.token_url.is_some() {
             self.problem(&path.key("token_url"), "kind: azure_ad builds the token URL from authority and tenant_id: remove token_url");
@@ -327,7 +329,7 @@ impl Cx<'_> {
             "{}/{tenant}/oauth2/v2.0/token",
             authority.trim_end_matches('/')
         ));
-        self.token_url(&path.key("authority"), &Some(url), allow_http)
+        self.token_url(&path.key("authority"), &Some(url), allow_http, egress)
     }
 
     fn token_url(
@@ -335,6 +337,7 @@ impl Cx<'_> {
         path: &YamlPath,
         raw: &Option<Text>,
         allow_http: bool,
+        egress: &Egress,
     ) -> Option<reqwest::Url> {
         let text = self.required(path, raw, "the IdP's token endpoint URL")?;
         let url = match reqwest::Url::parse(text.trim()) {
@@ -345,16 +348,25 @@ impl Cx<'_> {
             }
         };
         let host = url.host_str().unwrap_or_default().to_string();
+        // Through an egress proxy (SPEC §11) the request goes to the proxy in cleartext:
+        // a loopback IdP is local only when reached directly or via a loopback proxy.
+        let remote_proxy = egress.remote_proxy_for(&host);
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback_host(&host) => {}
+            "http" if is_loopback_host(&host) && remote_proxy.is_none() => {}
             "http" if allow_http => self.warn(path, format!(
                 "plain http to {host}: the client secret and tokens cross the network unencrypted (allow_http: true)"
             )),
-            "http" => self.problem(
-                path,
-                format!("plain http:// to {host} would send the client secret unencrypted: use https, or set allow_http: true"),
-            ),
+            "http" => match remote_proxy.filter(|_| is_loopback_host(&host)) {
+                Some(proxy) => self.problem(
+                    path,
+                    format!("plain http:// to {host} goes through the egress proxy {proxy}, so the client secret would cross the network unencrypted: list {host} in no_proxy, use https, or set allow_http: true"),
+                ),
+                None => self.problem(
+                    path,
+                    format!("plain http:// to {host} would send the client secret unencrypted: use https, or set allow_http: true"),
+                ),
+            },
             other => self.problem(path, format!("unsupported URL scheme {other:?}: expected https")),
         }
         if !url.username().is_empty() || url.password().is_some() {

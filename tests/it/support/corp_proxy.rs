@@ -15,7 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpStream;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// One request the proxy received.
 #[derive(Clone, Debug)]
@@ -51,6 +53,32 @@ impl CorpProxy {
             async move { handle(req, &expected, &record, &upstream).await }
         })
         .await;
+        CorpProxy {
+            addr,
+            user: user.into(),
+            password: password.into(),
+            seen,
+        }
+    }
+
+    /// A proxy that takes `CONNECT` only and answers it the way real ones may when the
+    /// destination speaks first (an h2 server's SETTINGS, an SSH banner): it waits (up
+    /// to a second) for the destination's first bytes and sends them in the same write
+    /// as its `200`, so they reach the client in one read with the answer's head.
+    pub async fn start_eager(user: &str, password: &str) -> CorpProxy {
+        let expected = basic(user, password);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(eager_connect(client, expected.clone(), record.clone()));
+            }
+        });
         CorpProxy {
             addr,
             user: user.into(),
@@ -160,6 +188,59 @@ async fn handle(
     match upstream.request(Request::from_parts(parts, b)).await {
         Ok(resp) => resp.map(|b| b.boxed()),
         Err(_) => status(StatusCode::BAD_GATEWAY),
+    }
+}
+
+/// One `CONNECT` for [`CorpProxy::start_eager`], parsed by hand so the answer's bytes
+/// are under the test's control.
+async fn eager_connect(mut client: TcpStream, expected: String, record: Arc<Mutex<Vec<Seen>>>) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match client.read(&mut buf).await {
+            Ok(n) if n > 0 && head.len() < 16 * 1024 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let mut lines = head.split("\r\n");
+    let request = lines.next().unwrap_or("").to_string();
+    let mut parts = request.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let auth = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|(_, v)| v.trim().to_string());
+    let accepted = method == "CONNECT" && auth.as_deref() == Some(expected.as_str());
+    record.lock().unwrap().push(Seen {
+        method: method.into(),
+        target: target.into(),
+        auth,
+        accepted,
+    });
+    let port = target
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let (true, Some(port)) = (accepted, port) else {
+        let _ = client
+            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"corp\"\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        return;
+    };
+    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        let _ = client
+            .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        return;
+    };
+    let mut answer = b"HTTP/1.1 200 Connection established\r\n\r\n".to_vec();
+    let mut first = vec![0u8; 16 * 1024];
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), upstream.read(&mut first)).await
+    {
+        answer.extend_from_slice(&first[..n]);
+    }
+    if client.write_all(&answer).await.is_ok() {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 }
 
