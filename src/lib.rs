@@ -25,6 +25,7 @@ pub mod store;
 pub mod token;
 pub mod trust;
 pub mod upstream;
+pub mod workers;
 
 pub use runtime::Runtime;
 pub use sidecar::{run, Listeners};

@@ -43,6 +43,30 @@ pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
     limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+    what: &'static str,
+) where
+    F: Fn(Peer, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let slots = connection_slots(&limits);
+    serve_with(listener, handler, limits, slots, shutdown, grace, what).await
+}
+
+/// The `max_connections` slots of one listening socket, for [`serve_with`]: accept loops
+/// that share a socket share its slots.
+pub fn connection_slots(limits: &Limits) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(limits.max_connections.max(1)))
+}
+
+/// [`serve`], with the connection slots given: several accept loops on one socket (one
+/// per worker runtime) together serve at most `max_connections`.
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    handler: F,
+    limits: Limits,
+    slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     what: &'static str,
@@ -52,7 +76,6 @@ pub async fn serve<F, Fut>(
 {
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder(&limits));
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         // Wait for a free slot before accepting: further connections stay in the backlog.
         let permit = tokio::select! {

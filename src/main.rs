@@ -213,17 +213,15 @@ fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    // One worker: a current-thread runtime does the same work without the cross-thread
-    // scheduling machinery (measured in bench/: fewer CPU microseconds per request).
-    let rt = match workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-    };
+    let mut config = config;
+    config.workers = Some(workers);
+    // A current-thread runtime: with one worker it serves everything; with more, each
+    // worker thread runs one of its own for the proxy listener (`workers` module) and this
+    // one keeps the admin listener, reloads and token refresh (measured in bench/: fewer
+    // CPU microseconds per request than a multi-thread runtime either way).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let proxy = TcpListener::bind(config.listen)
             .await

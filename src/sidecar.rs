@@ -6,6 +6,8 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, SetupError};
+use crate::workers::Workers;
+use futures_util::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -24,12 +26,17 @@ pub struct Listeners {
 /// Runs the sidecar on `listeners` until `shutdown` completes, then drains in-flight
 /// requests for up to `shutdown_grace`. Reloads the config on file change, SIGHUP and
 /// `POST /reload` when it came from a file.
+///
+/// With `workers` above 1 the proxy listener is served by that many threads of their own
+/// (see [`crate::workers`]) and the caller's runtime (best a current-thread one) runs the
+/// rest; unset or 1, the caller's runtime serves everything.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SetupError> {
     let grace = config.shutdown_grace;
+    let workers = config.workers.unwrap_or(1);
     let limits = config.limits.clone();
     let source = config.source.clone();
     let own = [Some(&listeners.proxy), listeners.admin.as_ref()]
@@ -69,20 +76,32 @@ pub async fn run(
     });
     let rt = runtime.clone();
     let handler = move |peer, req| crate::proxy::handle(rt.clone(), peer, req);
-    let proxy_task = tokio::spawn(crate::listener::serve(
-        listeners.proxy,
-        handler,
-        limits,
-        stop_rx,
-        grace,
-        "proxy",
-    ));
+    let proxy_task = match workers {
+        0 | 1 => {
+            let task = tokio::spawn(crate::listener::serve(
+                listeners.proxy,
+                handler,
+                limits,
+                stop_rx,
+                grace,
+                "proxy",
+            ));
+            async move {
+                let _ = task.await;
+            }
+            .boxed()
+        }
+        n => Workers::start(n, listeners.proxy, handler, limits, stop_rx, grace)
+            .map_err(|e| SetupError(format!("cannot start {n} proxy workers: {e}")))?
+            .join()
+            .boxed(),
+    };
 
     shutdown.await;
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
     runtime.start_draining();
     let _ = stop_tx.send(true);
-    let _ = proxy_task.await;
+    proxy_task.await;
     let _ = admin_stop_tx.send(true);
     if let Some(task) = admin_task {
         let _ = task.await;

@@ -13,20 +13,36 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Inner = hyper_util::client::legacy::Client<HttpsConnector<Connector>, Body>;
 
-/// A pooled upstream client. Cheap to clone (the pool is shared).
+/// A pooled upstream client. Cheap to clone (the pools are shared).
+///
+/// With worker threads (`workers > 1`) it holds one pool per thread, so that a request
+/// goes out on a connection driven by its own thread's runtime (no cross-thread wake-up
+/// per request); threads that are not workers share the first.
 #[derive(Clone)]
 pub struct Client {
-    inner: Inner,
+    inners: Arc<[Inner]>,
     /// Decides, per request, whether it goes to the egress proxy in absolute-form.
     connector: Connector,
+}
+
+thread_local! {
+    /// Which pool of a [`Client`] this thread uses: 1 + the worker's index on a worker
+    /// thread, else 0.
+    static POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as proxy worker `index` (its requests use pool `index + 1`).
+pub fn set_worker(index: usize) {
+    POOL.with(|p| p.set(index + 1));
 }
 
 impl Client {
@@ -42,7 +58,9 @@ impl Client {
             req.headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
-        let sent = self.inner.request(req);
+        let pool = POOL.with(Cell::get);
+        let inner = self.inners.get(pool).unwrap_or(&self.inners[0]);
+        let sent = inner.request(req);
         async move {
             let resp = sent.await.map_err(SendError::Client)?;
             match proxy {
@@ -90,12 +108,22 @@ pub enum Protocol {
 type PoolKey = (Option<PathBuf>, Duration, Protocol, Egress);
 
 /// Clients by [`PoolKey`], so that reloads reuse warm pools.
-#[derive(Default)]
 pub struct Pools {
     clients: Mutex<HashMap<PoolKey, Client>>,
+    /// Worker threads (`workers`): each client gets a pool per worker plus one for the
+    /// other threads.
+    workers: usize,
 }
 
 impl Pools {
+    /// Pools for `workers` worker threads (1: one pool per client, for every thread).
+    pub fn new(workers: usize) -> Pools {
+        Pools {
+            clients: Mutex::default(),
+            workers: if workers > 1 { workers } else { 0 },
+        }
+    }
+
     pub fn client(
         &self,
         ca_file: Option<&PathBuf>,
@@ -108,7 +136,7 @@ impl Pools {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = build(ca_file, connect_timeout, protocol, egress)?;
+        let client = build(ca_file, connect_timeout, protocol, egress, self.workers + 1)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -119,6 +147,7 @@ fn build(
     connect_timeout: Duration,
     protocol: Protocol,
     egress: &Egress,
+    pools: usize,
 ) -> Result<Client, String> {
     // ALPN (h2, http/1.1) is set by the connector builder below.
     let tls = crate::trust::client_config(ca_file.map(|p| p.as_path()), &[])?;
@@ -139,14 +168,17 @@ fn build(
         Protocol::Http1 => builder.wrap_connector(connector.clone()),
         Protocol::Auto | Protocol::H2c => builder.enable_http2().wrap_connector(connector.clone()),
     };
-    let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .http2_only(protocol == Protocol::H2c)
-        .build(https);
-    Ok(Client { inner, connector })
+        .http2_only(protocol == Protocol::H2c);
+    let inners = (0..pools.max(1))
+        .map(|_| builder.build(https.clone()))
+        .collect();
+    Ok(Client { inners, connector })
 }
 
 /// Classifies a client error and describes it without any request data (and without the
@@ -201,4 +233,76 @@ pub fn describe(e: &SendError) -> (FailureKind, String) {
         FailureKind::Other => format!("the upstream connection failed: {root}"),
     };
     (kind, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An HTTP/1.1 server on loopback answering 200 with keep-alive; counts connections.
+    async fn counting_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(crate::error::full("ok")))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+                );
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get(client: &Client, addr: std::net::SocketAddr) {
+        let req = Request::get(format!("http://{addr}/"))
+            .body(crate::error::full(""))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // Read to the end so the connection goes back to its pool.
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+    }
+
+    /// Each worker thread has a pool of its own: worker 1 does not take the connection
+    /// worker 0 left idle (its task runs on worker 0's runtime), while worker 0 reuses it.
+    #[tokio::test]
+    async fn each_worker_sends_on_connections_of_its_own_pool() {
+        let (addr, accepted) = counting_server().await;
+        let pools = Pools::new(2);
+        let timeout = Duration::from_secs(2);
+        let client = pools
+            .client(None, timeout, Protocol::Auto, &Egress::default())
+            .unwrap();
+        set_worker(0);
+        get(&client, addr).await;
+        get(&client, addr).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "worker 0 reuses its connection"
+        );
+        set_worker(1);
+        get(&client, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "worker 1 opens its own");
+        get(&client, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "and reuses it");
+        // One worker: one pool for every thread.
+        let single = Pools::new(1)
+            .client(None, timeout, Protocol::Auto, &Egress::default())
+            .unwrap();
+        get(&single, addr).await;
+        set_worker(0);
+        get(&single, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
 }

@@ -61,7 +61,7 @@ impl Runtime {
     pub fn new(config: Config, own: Vec<SocketAddr>) -> Result<Arc<Self>, SetupError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| SetupError("the runtime must be built within tokio".into()))?;
-        let pools = Pools::default();
+        let pools = Pools::new(config.workers.unwrap_or(1));
         let registry = Mutex::new(Registry::default());
         let store = store_for(&config, None, &handle)?;
         let first = build(Arc::new(config), &registry, &pools, store.as_ref())?;

@@ -27,3 +27,4 @@ mod shutdown;
 mod sign;
 mod store;
 mod tokens;
+mod workers;
