@@ -3,6 +3,7 @@
 //! the compiled config as a whole, so they run last.
 
 use super::{is_loopback_host, Config, Cx, RouteConfig, Unmatched, YamlPath};
+use crate::config::{Grant, TokenOrigin};
 
 impl Cx<'_> {
     pub(super) fn advise(&mut self, c: &Config) {
@@ -17,8 +18,28 @@ impl Cx<'_> {
             );
         }
         self.advise_admin(&root, c);
+        self.advise_store(&root, c);
         for (i, route) in c.routes.iter().enumerate() {
             self.advise_route(&root.key("routes").index(i), route, c);
+        }
+    }
+
+    /// A `refresh_token` grant shares its refresh token through the store, and so cannot
+    /// refresh while the store is down (README "Known gaps"): say so where it is set.
+    fn advise_store(&mut self, root: &YamlPath, c: &Config) {
+        if c.token_store.is_none() {
+            return;
+        }
+        for p in &c.providers {
+            let TokenOrigin::OAuth(client) = &p.origin else {
+                continue;
+            };
+            if matches!(client.grant, Grant::RefreshToken { .. }) {
+                self.warn(
+                    &root.key("providers").key(&p.name).key("grant_type"),
+                    "refresh_token with token_store: while the store is unreachable this provider is not refreshed (its access token serves until it expires, then requests get 503 token_unavailable), because a replica cannot know whether another one already used the refresh token; run Redis with persistence and replicas",
+                );
+            }
         }
     }
 

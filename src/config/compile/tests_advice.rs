@@ -183,3 +183,19 @@ fn older_warnings_are_located_too() {
         ),
     ]);
 }
+
+#[test]
+fn a_refresh_token_grant_with_a_token_store_is_told_about_store_outages() {
+    let store = "token_store:\n  redis: { url: redis://127.0.0.1:6379 }\n  encryption_key: \"0123456789abcdef0123456789abcdef\"\n";
+    let refresh = "    grant_type: refresh_token\n    refresh_token: rt-1\n";
+    let w = warnings(&cfg(store, refresh, ROUTE));
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with("proxy.yaml:9:17: providers.p.grant_type: refresh_token with token_store"),
+        "{w:#?}"
+    );
+    assert!(w[0].contains("not refreshed"), "{w:#?}");
+    assert!(!w[0].contains("rt-1"), "never the token: {w:#?}");
+    // No store, or another grant: no warning.
+    assert_no_warning(&[cfg("", refresh, ROUTE), cfg(store, "", ROUTE)]);
+}
