@@ -5,7 +5,7 @@
 # round with a fresh sidecar. The fake IdP answers after IDP_DELAY_MS (50), like a real one
 # across a network. See bench/README.md.
 #
-# Env: N (1000) ROUNDS (3) IDP_DELAY_MS (50) SKIP_BUILD (0)
+# Env: N (1000) ROUNDS (3) IDP_DELAY_MS (50) SKIP_BUILD (0) WORKERS (1)
 #      SIDECAR_BIN (target/release/token-sidecar)
 set -euo pipefail
 
@@ -40,7 +40,7 @@ start_upstream "$UP_PORT"
 start_idp "$IDP_PORT" "$IDP_DELAY_MS"
 for ((r = 1; r <= ROUNDS; r++)); do
     port=$(python3 "$BENCH_DIR/free_ports.py" 1)
-    sidecar_config "$TMP/herd-$r.yaml" "$port" "$IDP_PORT" "$UP_PORT" 1 false
+    sidecar_config "$TMP/herd-$r.yaml" "$port" "$IDP_PORT" "$UP_PORT" "${WORKERS:-1}" false
     before=$(grep -c '^issued ' "$RESULTS/idp.log" || true)
     start_sidecar "herd-$r" "$SIDECAR_BIN" "$TMP/herd-$r.yaml" cold
     pid=$LAST_PID
