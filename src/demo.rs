@@ -65,6 +65,7 @@ pub async fn run_demo(shutdown: impl Future<Output = ()>) -> Result<(), SetupErr
         Listeners {
             proxy,
             admin: Some(admin),
+            proxy_workers: 1,
         },
         config,
         shutdown,

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod background;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -213,8 +213,6 @@ fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let mut config = config;
-    config.workers = Some(workers);
     // A current-thread runtime: with one worker it serves everything; with more, each
     // worker thread runs one of its own for the proxy listener (`workers` module) and this
     // one keeps the admin listener, reloads and token refresh (measured in bench/: fewer
@@ -245,7 +243,16 @@ fn run(cli: &Cli, path: &Path) -> anyhow::Result<ExitCode> {
             routes = config.routes.len(),
             "token-sidecar started"
         );
-        token_sidecar::run(Listeners { proxy, admin }, config, shutdown_signal()).await?;
+        token_sidecar::run(
+            Listeners {
+                proxy,
+                admin,
+                proxy_workers: workers,
+            },
+            config,
+            shutdown_signal(),
+        )
+        .await?;
         tracing::info!("token-sidecar stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, SetupError};
 use crate::workers::Workers;
-use futures_util::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -21,22 +20,24 @@ const ADMIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct Listeners {
     pub proxy: TcpListener,
     pub admin: Option<TcpListener>,
+    /// Threads serving `proxy`, each with a runtime of its own (the binary: `workers`,
+    /// default the CPUs); 0 or 1: the caller's runtime serves it.
+    pub proxy_workers: usize,
 }
 
 /// Runs the sidecar on `listeners` until `shutdown` completes, then drains in-flight
 /// requests for up to `shutdown_grace`. Reloads the config on file change, SIGHUP and
 /// `POST /reload` when it came from a file.
 ///
-/// With `workers` above 1 the proxy listener is served by that many threads of their own
-/// (see [`crate::workers`]) and the caller's runtime (best a current-thread one) runs the
-/// rest; unset or 1, the caller's runtime serves everything.
+/// With `proxy_workers` above 1 the proxy listener is served by that many threads of their
+/// own (see [`crate::workers`]) and the caller's runtime (best a current-thread one) runs
+/// the rest, background work of the workers included; else it serves everything.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SetupError> {
     let grace = config.shutdown_grace;
-    let workers = config.workers.unwrap_or(1);
     let limits = config.limits.clone();
     let source = config.source.clone();
     let own = [Some(&listeners.proxy), listeners.admin.as_ref()]
@@ -44,7 +45,7 @@ pub async fn run(
         .flatten()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let runtime = Runtime::new(config, own)?;
+    let runtime = Runtime::new(config, own, listeners.proxy_workers)?;
     let reloader = Reloader::new(runtime.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime.start_schedulers();
@@ -76,36 +77,45 @@ pub async fn run(
     });
     let rt = runtime.clone();
     let handler = move |peer, req| crate::proxy::handle(rt.clone(), peer, req);
-    let proxy_task = match workers {
-        0 | 1 => {
-            let task = tokio::spawn(crate::listener::serve(
-                listeners.proxy,
-                handler,
-                limits,
-                stop_rx,
-                grace,
-                "proxy",
-            ));
-            async move {
-                let _ = task.await;
+    // The proxy listener: served here, or by worker threads of their own.
+    let (mut proxy_task, mut workers) = (None, None);
+    if listeners.proxy_workers > 1 {
+        let n = listeners.proxy_workers;
+        match Workers::start(n, listeners.proxy, handler, limits, stop_rx, grace) {
+            Ok(w) => workers = Some(w),
+            Err(e) => {
+                runtime.stop();
+                return Err(SetupError(format!("cannot start {n} proxy workers: {e}")));
             }
-            .boxed()
         }
-        n => Workers::start(n, listeners.proxy, handler, limits, stop_rx, grace)
-            .map_err(|e| SetupError(format!("cannot start {n} proxy workers: {e}")))?
-            .join()
-            .boxed(),
-    };
+    } else {
+        proxy_task = Some(tokio::spawn(crate::listener::serve(
+            listeners.proxy,
+            handler,
+            limits,
+            stop_rx,
+            grace,
+            "proxy",
+        )));
+    }
 
     shutdown.await;
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
     runtime.start_draining();
     let _ = stop_tx.send(true);
-    proxy_task.await;
+    if let Some(task) = proxy_task {
+        let _ = task.await;
+    }
+    if let Some(w) = workers.as_mut() {
+        w.drained().await;
+    }
     let _ = admin_stop_tx.send(true);
     if let Some(task) = admin_task {
         let _ = task.await;
     }
     runtime.stop();
+    if let Some(w) = workers {
+        w.finish().await;
+    }
     Ok(())
 }

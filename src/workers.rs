@@ -21,17 +21,22 @@ use hyper::body::Incoming;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-/// The proxy's worker threads, running until the shutdown flag turns true and their
-/// connections have drained.
+/// The proxy's worker threads. Each serves until the shutdown flag turns true and its
+/// connections have drained ([`Workers::drained`]), then keeps its runtime, and so the
+/// tunnels and upgraded connections still running on it, until [`Workers::finish`]: the
+/// whole proxy drains together, as one runtime did.
 pub struct Workers {
     threads: Vec<std::thread::JoinHandle<()>>,
+    drained: Vec<oneshot::Receiver<()>>,
+    finish: watch::Sender<bool>,
 }
 
 impl Workers {
-    /// Starts `n` threads serving `handler` on `listener`. Fails, with nothing started,
-    /// when a runtime or a handle on the socket cannot be made.
+    /// Starts `n` threads serving `handler` on `listener`. Fails, with nothing left
+    /// running, when a runtime, a handle on the socket or a thread cannot be made. Must be
+    /// called on the main runtime: background work of the workers runs there.
     pub fn start<F, Fut>(
         n: usize,
         listener: TcpListener,
@@ -44,60 +49,82 @@ impl Workers {
         F: Fn(Peer, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
-        // The socket stays non-blocking; every thread registers its own handle on it with
-        // its own runtime's reactor.
+        let main = tokio::runtime::Handle::current();
+        // The socket stays non-blocking; each runtime registers a handle of its own on it
+        // with its reactor, here, so that a failure is a start-up error.
         let socket = listener.into_std()?;
         let mut ready = Vec::with_capacity(n);
         for _ in 0..n {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            ready.push((rt, socket.try_clone()?));
+            let listener = {
+                let _in = rt.enter();
+                TcpListener::from_std(socket.try_clone()?)?
+            };
+            ready.push((rt, listener));
         }
         drop(socket);
         let slots = crate::listener::connection_slots(&limits);
-        let mut threads = Vec::with_capacity(n);
-        for (i, (rt, socket)) in ready.into_iter().enumerate() {
-            let (handler, limits, slots, shutdown) = (
+        let (finish, finish_rx) = watch::channel(false);
+        let mut workers = Workers {
+            threads: Vec::with_capacity(n),
+            drained: Vec::with_capacity(n),
+            finish,
+        };
+        for (i, (rt, listener)) in ready.into_iter().enumerate() {
+            let (handler, limits, slots, shutdown, main) = (
                 handler.clone(),
                 limits.clone(),
                 slots.clone(),
                 shutdown.clone(),
+                main.clone(),
             );
+            let (drained_tx, drained) = oneshot::channel();
+            let mut finish = finish_rx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("proxy-worker-{i}"))
                 .spawn(move || {
                     crate::upstream::set_worker(i);
+                    crate::background::set_main(main);
                     rt.block_on(async move {
-                        match TcpListener::from_std(socket) {
-                            Ok(listener) => {
-                                crate::listener::serve_with(
-                                    listener, handler, limits, slots, shutdown, grace, "proxy",
-                                )
-                                .await
-                            }
-                            Err(e) => {
-                                tracing::error!(worker = i, error = %e, "worker cannot serve the proxy listener")
-                            }
-                        }
+                        crate::listener::serve_with(
+                            listener, handler, limits, slots, shutdown, grace, "proxy",
+                        )
+                        .await;
+                        let _ = drained_tx.send(());
+                        crate::listener::stopped(&mut finish).await;
                     });
-                    // Tasks still running (a token fetch a request started, a store write)
-                    // are dropped with the runtime, as they would be at process exit.
                     rt.shutdown_timeout(Duration::from_millis(100));
                 });
             match thread {
-                Ok(t) => threads.push(t),
+                Ok(t) => {
+                    workers.threads.push(t);
+                    workers.drained.push(drained);
+                }
                 Err(e) => {
-                    // The threads already started stop with the caller's shutdown flag.
+                    // The threads already started end once the caller drops the shutdown
+                    // sender (as it does on this error): `stopped` returns on a closed
+                    // channel, and so does the wait for `finish`, dropped here.
                     return Err(e);
                 }
             }
         }
-        Ok(Workers { threads })
+        Ok(workers)
     }
 
-    /// Waits until every worker thread has ended (after the shutdown flag turned true).
-    pub async fn join(self) {
+    /// Completes when every worker has stopped accepting and drained its connections (or
+    /// its grace period is over).
+    pub async fn drained(&mut self) {
+        for d in self.drained.drain(..) {
+            let _ = d.await;
+        }
+    }
+
+    /// Stops the worker runtimes (tunnels still open on them are closed) and waits for
+    /// the threads to end.
+    pub async fn finish(self) {
+        let _ = self.finish.send(true);
         let threads = self.threads;
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {

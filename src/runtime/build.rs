@@ -56,12 +56,17 @@ struct Registry {
 }
 
 impl Runtime {
-    /// The runtime for `config`, serving on the sockets `own` (which it never forwards to).
-    /// Must be called within a tokio runtime.
-    pub fn new(config: Config, own: Vec<SocketAddr>) -> Result<Arc<Self>, SetupError> {
+    /// The runtime for `config`, serving on the sockets `own` (which it never forwards to)
+    /// with `workers` proxy worker threads (each gets upstream pools of its own). Must be
+    /// called within a tokio runtime.
+    pub fn new(
+        config: Config,
+        own: Vec<SocketAddr>,
+        workers: usize,
+    ) -> Result<Arc<Self>, SetupError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| SetupError("the runtime must be built within tokio".into()))?;
-        let pools = Pools::new(config.workers.unwrap_or(1));
+        let pools = Pools::new(workers);
         let registry = Mutex::new(Registry::default());
         let store = store_for(&config, None, &handle)?;
         let first = build(Arc::new(config), &registry, &pools, store.as_ref())?;

@@ -139,3 +139,28 @@ async fn sigterm_drains_the_worker_threads_and_exits_zero() {
         "no longer accepting"
     );
 }
+
+/// Without `workers` in the file the binary picks the CPU count; a reload of the same file
+/// does not call that a change that needs a restart.
+#[tokio::test]
+async fn the_default_worker_count_is_not_a_restart_only_change() {
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::ok().await;
+    let text = yaml(&idp, &api, "").replace("workers: 2\n", "");
+    assert!(!text.contains("workers"));
+    let mut bin = Binary::start(&text, &[], &[]);
+    bin.wait_healthy().await;
+    assert_eq!(get_alone(format!("http://{}/crm/x", bin.proxy)).await, 200);
+    bin.signal("HUP");
+    for _ in 0..200 {
+        if bin.stderr().contains("config reloaded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = bin.stderr();
+    assert!(log.contains("config reloaded"), "{log}");
+    assert!(!log.contains("only after a restart"), "{log}");
+    bin.signal("TERM");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)).await, Some(0));
+}

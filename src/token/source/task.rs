@@ -33,7 +33,9 @@ impl TokenSource {
         // rejected (the shared store must not hand either back).
         let held = self.current.load_full();
         let rejected = state.upstream_rejected.take();
-        let task = tokio::spawn(async move {
+        // On the main runtime when started on a proxy worker thread: every worker may wait
+        // on this fetch, and it must not stop with the worker that started it.
+        let task = crate::background::spawn(async move {
             // Cleared however the task ends, a panic included, so that a failed fetch
             // never leaves the provider stuck behind a finished future.
             let _done = FetchDone(&me);

@@ -77,7 +77,11 @@ async fn a_listed_name_pinned_to_its_address_stays_direct() {
             .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(token_sidecar::run(
-        token_sidecar::Listeners { proxy, admin: None },
+        token_sidecar::Listeners {
+            proxy,
+            admin: None,
+            proxy_workers: 1,
+        },
         config,
         async {
             let _ = stopped.await;

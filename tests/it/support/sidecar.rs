@@ -41,6 +41,7 @@ impl TestSidecar {
                 Listeners {
                     proxy,
                     admin: Some(admin),
+                    proxy_workers: 1,
                 },
                 config,
                 async {
