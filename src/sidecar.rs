@@ -77,45 +77,75 @@ pub async fn run(
     });
     let rt = runtime.clone();
     let handler = move |peer, req| crate::proxy::handle(rt.clone(), peer, req);
-    // The proxy listener: served here, or by worker threads of their own.
-    let (mut proxy_task, mut workers) = (None, None);
-    if listeners.proxy_workers > 1 {
-        let n = listeners.proxy_workers;
-        match Workers::start(n, listeners.proxy, handler, limits, stop_rx, grace) {
-            Ok(w) => workers = Some(w),
-            Err(e) => {
-                runtime.stop();
-                return Err(SetupError(format!("cannot start {n} proxy workers: {e}")));
-            }
+    let n = listeners.proxy_workers;
+    let mut proxy = match Proxy::start(n, listeners.proxy, handler, limits, stop_rx, grace) {
+        Ok(p) => p,
+        Err(e) => {
+            runtime.stop();
+            return Err(SetupError(format!("cannot start {n} proxy workers: {e}")));
         }
-    } else {
-        proxy_task = Some(tokio::spawn(crate::listener::serve(
-            listeners.proxy,
-            handler,
-            limits,
-            stop_rx,
-            grace,
-            "proxy",
-        )));
-    }
+    };
 
     shutdown.await;
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
     runtime.start_draining();
     let _ = stop_tx.send(true);
-    if let Some(task) = proxy_task {
-        let _ = task.await;
-    }
-    if let Some(w) = workers.as_mut() {
-        w.drained().await;
-    }
+    proxy.drained().await;
     let _ = admin_stop_tx.send(true);
     if let Some(task) = admin_task {
         let _ = task.await;
     }
     runtime.stop();
-    if let Some(w) = workers {
-        w.finish().await;
-    }
+    proxy.finish().await;
     Ok(())
+}
+
+/// The proxy listener, served on the caller's runtime or by worker threads of their own.
+enum Proxy {
+    Here(tokio::task::JoinHandle<()>),
+    Workers(Workers),
+}
+
+impl Proxy {
+    fn start<F, Fut>(
+        workers: usize,
+        listener: TcpListener,
+        handler: F,
+        limits: crate::config::Limits,
+        stop: watch::Receiver<bool>,
+        grace: std::time::Duration,
+    ) -> std::io::Result<Proxy>
+    where
+        F: Fn(crate::listener::Peer, http::Request<hyper::body::Incoming>) -> Fut
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = http::Response<crate::error::Body>> + Send + 'static,
+    {
+        if workers > 1 {
+            return Workers::start(workers, listener, handler, limits, stop, grace)
+                .map(Proxy::Workers);
+        }
+        let serve = crate::listener::serve(listener, handler, limits, stop, grace, "proxy");
+        Ok(Proxy::Here(tokio::spawn(serve)))
+    }
+
+    /// Completes when the listener is closed and its connections have drained (or the
+    /// grace period is over).
+    async fn drained(&mut self) {
+        match self {
+            Proxy::Here(task) => {
+                let _ = task.await;
+            }
+            Proxy::Workers(w) => w.drained().await,
+        }
+    }
+
+    /// Stops what still runs on the worker threads (tunnels) and waits for them.
+    async fn finish(self) {
+        if let Proxy::Workers(w) = self {
+            w.finish().await;
+        }
+    }
 }
