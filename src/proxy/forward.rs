@@ -188,6 +188,7 @@ pub(super) async fn replay_once<'s>(
         return replay_with_nonce(route, source, out, token, first, outcome).await;
     }
     if !config.retry_on.contains(&first.status()) {
+        token.mark_accepted();
         return Ok(first);
     }
     let cause = Rejection {
@@ -204,7 +205,11 @@ pub(super) async fn replay_once<'s>(
     drop(first);
     outcome.replayed = true;
     tracing::debug!(route = %config.name, "replaying once with a renewed token");
-    replay(route, out, &fresh).await
+    let second = replay(route, out, &fresh).await?;
+    if !config.retry_on.contains(&second.status()) {
+        fresh.mark_accepted();
+    }
+    Ok(second)
 }
 
 /// A 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` (RFC 9449 §9).

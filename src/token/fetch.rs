@@ -124,6 +124,7 @@ fn build_token(
         refresh_at_wall: sent_wall + (lifetime - margin),
         access_token: resp.access_token,
         provenance: Provenance::Idp,
+        accepted: Default::default(),
     })
 }
 
@@ -177,6 +178,7 @@ pub(super) fn adopted(
         refresh_at_wall: wall + fresh_for,
         access_token: stored.access_token,
         provenance: Provenance::Store,
+        accepted: Default::default(),
     }))
 }
 

@@ -32,6 +32,7 @@ mod wire;
 use crate::secret::Secret;
 use http::HeaderValue;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -61,6 +62,8 @@ pub struct Token {
     pub refresh_at_wall: SystemTime,
     /// Where it came from: this process's own IdP request, or the shared store.
     pub provenance: Provenance,
+    /// An upstream answered a request carrying it with a status outside `retry_on`.
+    accepted: AtomicBool,
 }
 
 /// Where a token came from (`/status` `source`).
@@ -93,6 +96,19 @@ impl Token {
 
     pub fn is_valid(&self, now: Instant) -> bool {
         now < self.expires_at
+    }
+
+    /// Notes that an upstream took this token. Written once (a load on every later
+    /// call), so the cache line stays shared between the threads that read it.
+    pub fn mark_accepted(&self) {
+        if !self.accepted.load(Ordering::Relaxed) {
+            self.accepted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an upstream has taken this token at least once.
+    pub fn was_accepted(&self) -> bool {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// The token itself, for `--print-token`, `expose_token` and the `ath` of DPoP proofs

@@ -149,6 +149,25 @@ async fn rejections_refetch_at_most_once_per_second() {
     assert_eq!(value(&t3), "Bearer token-3");
 }
 
+/// The guard is for tokens no upstream ever took (an API that rejects everything): a
+/// token an upstream accepted and then rejected (revoked) is replaced at once, and the
+/// request replayed, however recent the last re-fetch.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_token_an_upstream_took_before_is_refetched_at_once() {
+    let h = harness("", Duration::ZERO);
+    let t1 = h.source.get().await.unwrap();
+    let t2 = h.source.renew_after_reject(&t1, CAUSE).await.unwrap();
+    t2.mark_accepted();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let t3 = h.source.renew_after_reject(&t2, CAUSE).await.unwrap();
+    assert_eq!(value(&t3), "Bearer token-3");
+    assert!(
+        h.source.renew_after_reject(&t3, CAUSE).await.is_none(),
+        "t3 was never accepted: the guard holds"
+    );
+    assert_eq!(h.calls.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn many_simultaneous_rejections_share_one_refetch() {
     let h = harness("", Duration::from_millis(50));

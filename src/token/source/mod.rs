@@ -33,7 +33,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A token is re-fetched because an upstream rejected it at most this often.
+/// A token that no upstream has accepted yet is re-fetched because an upstream rejected
+/// it at most this often (a token an upstream took before is re-fetched at once).
 const REJECT_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Token>, TokenError>>>;
@@ -206,9 +207,11 @@ impl TokenSource {
     /// `None` when a replay would be pointless.
     ///
     /// Compare-and-invalidate: only if `used` is still the cached token is it thrown away,
-    /// so a late 401 for an old token never discards a newer one. Re-fetches caused by
-    /// rejections happen at most once per [`REJECT_REFETCH_INTERVAL`], whatever the
-    /// upstream keeps answering, so a broken API cannot turn into an IdP flood.
+    /// so a late 401 for an old token never discards a newer one. A token no upstream
+    /// has accepted yet is re-fetched at most once per [`REJECT_REFETCH_INTERVAL`]
+    /// after the last rejection re-fetch, whatever the upstream keeps answering, so a
+    /// broken API cannot turn into an IdP flood; a rejected token that an upstream took
+    /// before (revoked since) is replaced at once.
     pub async fn renew_after_reject(
         self: &Arc<Self>,
         used: &Arc<Token>,
@@ -269,11 +272,12 @@ impl TokenSource {
             Some(cur) if !Arc::ptr_eq(&cur, used) => return Renewal::Current(cur),
             Some(_) => {
                 let now = Instant::now();
-                if state
-                    .last_reject_refetch
-                    .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
+                if !used.was_accepted()
+                    && state
+                        .last_reject_refetch
+                        .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
                 {
-                    tracing::debug!(provider = %self.config.load().name, "token rejected again within 1s; not re-fetching");
+                    tracing::debug!(provider = %self.config.load().name, "a token no upstream accepted was rejected within 1s of the last re-fetch; not re-fetching");
                     return Renewal::Guarded;
                 }
                 state.last_reject_refetch = Some(now);
