@@ -101,8 +101,10 @@ pub(super) fn browser_allowed(
         }
     }
     if route.host.is_none() {
+        // No Host at all (HTTP/1.0; HTTP/1.1 without one is refused earlier) cannot be a
+        // rebinding: browsers always send one.
         let name = host.map(strip_port);
-        if !name.is_some_and(|h| config.is_own_name(h)) {
+        if !name.is_none_or(|h| config.is_own_name(h)) {
             return refuse(format!(
                 "route {} has no match.host, so it answers only the proxy's own names (loopback, listen, server_names)",
                 route.name

@@ -207,8 +207,10 @@ fn admit<'s>(
 
 /// Phase 2: what the request is for. Inside a tunnel, the tunnel's authority with the
 /// request's path (whatever its Host header says). Paths that could escape a route's
-/// prefix are refused here, before routing.
+/// prefix, and HTTP/1.1 requests with no or two `Host` headers, are refused here,
+/// before routing.
 fn target(req: &mut Request<Incoming>, via: Via<'_>) -> Result<RequestTarget, ProxyError> {
+    target::check_host_header(req)?;
     if req.method() == Method::CONNECT {
         if let Via::Tunnel(_) = via {
             return Err(ProxyError::BadRequest {

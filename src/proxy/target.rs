@@ -39,6 +39,27 @@ impl RequestTarget {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request with more than one `Host` header, or (except
+/// CONNECT, whose authority is its target) without one, is answered 400: which host it
+/// means is ambiguous, and routes and the browser checks read it.
+pub(super) fn check_host_header(
+    req: &http::Request<hyper::body::Incoming>,
+) -> Result<(), ProxyError> {
+    if req.version() != http::Version::HTTP_11 {
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let detail = match (hosts.next(), hosts.next()) {
+        (Some(_), None) => return Ok(()),
+        (Some(_), Some(_)) => "the request has more than one Host header",
+        (None, _) if req.method() == http::Method::CONNECT => return Ok(()),
+        (None, _) => "an HTTP/1.1 request must carry a Host header",
+    };
+    Err(ProxyError::BadRequest {
+        detail: detail.into(),
+    })
+}
+
 /// SPEC §4 Paths: a path with a dot segment (`.` or `..`, also percent-encoded as `%2e`)
 /// or an encoded slash or backslash (`%2f`, `%5c`) is refused before routing, so that
 /// `path_prefix: /v2` can never be escaped with `/v2/../admin` (servers and frameworks

@@ -187,3 +187,38 @@ async fn allow_http_lets_a_route_send_its_token_over_plain_http() {
     assert_refused(&resp, 502, "upstream_unavailable");
     assert_eq!(idp.requests(), 1, "the route fetched its token");
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request with two `Host` headers (which one would the routes,
+/// the browser checks and the upstream read?) or without one is 400 `bad_request`, with
+/// no token fetched and nothing forwarded. HTTP/1.0 needs no Host.
+#[tokio::test]
+async fn http11_requests_with_two_host_headers_or_none_are_refused() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let yaml = format!(
+        "providers:\n{}routes:\n  - match: {{ path_prefix: /v2 }}\n    provider: x\n    upstream: {u}\n  - match: {{ host: api.test }}\n    provider: x\n    upstream: {u}\n",
+        provider_yaml("x", &idp, ""),
+        u = up.url()
+    );
+    let bin = start(&yaml).await;
+    let own = format!("127.0.0.1:{}", bin.proxy.port());
+    for raw in [
+        format!("GET /v2/x HTTP/1.1\r\nHost: {own}\r\nHost: evil.test\r\n\r\n"),
+        "GET http://api.test/x HTTP/1.1\r\nHost: api.test\r\nHost: other.test\r\n\r\n".into(),
+        "GET /v2/x HTTP/1.1\r\n\r\n".to_string(),
+        "GET http://api.test/x HTTP/1.1\r\n\r\n".to_string(),
+    ] {
+        let resp = exchange(bin.proxy, raw.clone()).await;
+        assert_refused(&resp, 400, "bad_request");
+    }
+    assert_eq!(up.count(), 0, "{:?}", up.seen());
+    assert_eq!(idp.requests(), 0);
+    // One Host, or HTTP/1.0 without one: served.
+    for raw in [
+        format!("GET /v2/x HTTP/1.1\r\nHost: {own}\r\n\r\n"),
+        "GET /v2/x HTTP/1.0\r\n\r\n".to_string(),
+    ] {
+        let resp = exchange(bin.proxy, raw.clone()).await;
+        assert_eq!(resp.status, 200, "{raw:?}: {resp:?}");
+    }
+}
