@@ -181,6 +181,22 @@ fn build(
     Ok(Client { inners, connector })
 }
 
+/// Whether `e` is a rustls error, or an `io::Error` wrapping one at any depth (the
+/// connector's errors wrap tokio-rustls' `io::Error`s, and `io::Error::source` skips the
+/// error it wraps).
+fn is_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_rustls(inner),
+        None => false,
+    }
+}
+
 /// Classifies a client error and describes it without any request data (and without the
 /// egress proxy's credentials: its errors name it by `host:port`).
 pub fn describe(e: &SendError) -> (FailureKind, String) {
@@ -201,17 +217,7 @@ pub fn describe(e: &SendError) -> (FailureKind, String) {
     let mut root = e.to_string();
     let mut tls = false;
     loop {
-        if cur.downcast_ref::<rustls::Error>().is_some() {
-            tls = true;
-        }
-        if let Some(io) = cur.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                tls = true;
-            }
-        }
+        tls |= is_rustls(cur);
         match cur.source() {
             Some(next) => {
                 root = next.to_string();
@@ -304,5 +310,39 @@ mod tests {
         set_worker(0);
         get(&single, addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    /// TLS to a server that answers in plain HTTP is a TLS failure, not a connect one.
+    #[tokio::test]
+    async fn a_handshake_with_a_plain_http_server_is_a_tls_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = Pools::new(1)
+            .client(
+                None,
+                Duration::from_secs(2),
+                Protocol::Auto,
+                &Egress::default(),
+            )
+            .unwrap();
+        let req = Request::get(format!("https://{addr}/"))
+            .body(crate::error::full(""))
+            .unwrap();
+        let err = client.request(req).await.unwrap_err();
+        let (kind, detail) = describe(&err);
+        assert_eq!(kind, FailureKind::Tls, "{detail}");
     }
 }
