@@ -50,7 +50,10 @@ fn resolve(reference: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
             "`${{{name}}}` is not a valid variable name (letters, digits and _)"
         ));
     }
+    // As in the shell (and envsubst, compose): `:-` takes the default when the variable
+    // is unset or empty; a plain `${NAME}` may be set to the empty string.
     match (env(name), default) {
+        (Some(v), Some(d)) if v.is_empty() => Ok(d.to_string()),
         (Some(v), _) => Ok(v),
         (None, Some(d)) => Ok(d.to_string()),
         (None, None) => Err(format!("environment variable {name} is not set")),
@@ -89,7 +92,9 @@ mod tests {
             ("x-${ID}-y", "x-svc-y"),
             ("${MISSING:-fallback}", "fallback"),
             ("${ID:-fallback}", "svc"),
-            ("${EMPTY:-fallback}", ""),
+            // As in the shell: `:-` also replaces an empty value; `${EMPTY}` stays empty.
+            ("${EMPTY:-fallback}", "fallback"),
+            ("${EMPTY}", ""),
             ("${MISSING:-}", ""),
             ("cost $$5", "cost $5"),
             ("$${ID}", "${ID}"),

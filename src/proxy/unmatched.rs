@@ -30,6 +30,19 @@ pub(super) async fn forward(
     let host =
         target::request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
     if snap.config.unmatched == Unmatched::Deny {
+        // The proxy's own listeners are refused as such whatever `unmatched` says (SPEC
+        // §4 Own listeners); names are resolved only on a listener's port.
+        if let (Some(h), Some(port)) = (req.uri().host(), target::port_of(req.uri())) {
+            let reach = Reach {
+                own: &runtime.own,
+                no_local: false,
+            };
+            if let Err(e @ ProxyError::DestinationForbidden { .. }) =
+                guard::destination(h, port, reach).await
+            {
+                return Err(e);
+            }
+        }
         return Err(ProxyError::NoRoute {
             detail: format!(
                 "no route matches {} {host}{}",

@@ -127,6 +127,24 @@ async fn the_proxy_never_relays_to_its_own_listeners() {
     );
 }
 
+/// With `unmatched: deny` (the default on a shared listener) the own listeners are still
+/// refused as such (`destination_forbidden`), not as unrouted traffic.
+#[tokio::test]
+async fn own_listeners_are_destination_forbidden_under_unmatched_deny_too() {
+    let idp = FakeIdp::builder().run().await;
+    let up = FakeUpstream::ok().await;
+    let bin = start(&config(&idp, &up, "unmatched: deny\n")).await;
+    assert_no_relay_to_own_listeners(&bin, &idp).await;
+    // Other unrouted traffic: no_route.
+    let port = up.addr.port();
+    let resp = exchange(
+        bin.proxy,
+        format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+    )
+    .await;
+    assert_refused(&resp, 403, "no_route");
+}
+
 /// Connecting to 0.0.0.0 reaches the local host (Linux connects it to 127.0.0.1), so
 /// `http://0.0.0.0:<admin>/…` is the admin on 127.0.0.1 by another name.
 #[tokio::test]
