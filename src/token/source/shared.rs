@@ -8,9 +8,10 @@
 //! the token to its waiters at once; storing, publishing and then releasing the lease
 //! follow in a task of their own. A replica that finds the lease taken waits for the
 //! publication and adopts it; when the holder frees the lease without a token (its
-//! fetch failed, it gave up) the waiter tries the lease itself. All of it ends within
-//! the provider's `timeout`, as a fetch without a store does: a fetch of our own gets
-//! only what is left of it, and the holder's fetch also ends before its lease does.
+//! fetch failed, it gave up) the waiter tries the lease itself. Waiting ends within the
+//! provider's `timeout`; when nothing was published by then (the holder died, or its IdP
+//! is slow), the fetch of our own gets a whole `timeout` of its own, since a request
+//! never fails because of the store. The holder's fetch ends before its lease does.
 //! When the store fails, or nothing is published in time, the process fetches on its
 //! own (its own single flight), as without a store — except a `refresh_token` grant,
 //! which asks the IdP only under the lease: a refresh token another replica may already
@@ -81,8 +82,8 @@ impl TokenSource {
     /// `rejected` the one an upstream just refused (deleted from the store if it is
     /// still there, never adopted).
     ///
-    /// The whole of it — waiting for another replica, taking over its lease, a fetch of
-    /// our own — ends within the provider's `timeout`, as a fetch without a store does.
+    /// Waiting for another replica and taking over its lease end within the provider's
+    /// `timeout`; a fetch of our own after that gets a `timeout` of its own.
     pub(super) async fn fetch_shared(
         &self,
         fleet: &Fleet,
@@ -154,9 +155,11 @@ impl TokenSource {
         fetched
     }
 
-    /// Without the store's help: the process's own fetch within what is left of
-    /// `deadline`, stored for the others if the store takes it. A `refresh_token` grant
-    /// does not ask the IdP without the lease.
+    /// Without the store's help: the process's own fetch, stored for the others if the
+    /// store takes it. It gets the provider's whole `timeout` once nothing was published
+    /// in time (the holder died, or its IdP is slow: a request never fails because of the
+    /// store), else what is left of `deadline`. A `refresh_token` grant does not ask the
+    /// IdP without the lease.
     async fn fetch_bypassing(
         &self,
         fleet: &Fleet,
@@ -173,7 +176,10 @@ impl TokenSource {
                 )
             });
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = match reason {
+            NOT_PUBLISHED => cfg.timeout,
+            _ => deadline.saturating_duration_since(Instant::now()),
+        };
         if left.is_zero() {
             return Err(out_of_time(&cfg));
         }

@@ -174,3 +174,45 @@ async fn a_holder_whose_fetch_fails_hands_the_lease_on() {
         sc.stop().await;
     }
 }
+
+/// A replica that dies holding the fetch lease (here: a lease planted for an owner that
+/// never publishes) costs the others a wait of the provider's `timeout`, then they fetch
+/// on their own: the request is answered, not failed (SPEC §9: a request never fails
+/// because of the store).
+#[tokio::test]
+async fn a_lease_whose_holder_died_delays_the_others_but_fails_no_request() {
+    use ::redis::AsyncCommands;
+    let redis = redis().await;
+    let idp = FakeIdp::builder().ttl(3600).run().await;
+    let api = FakeUpstream::ok().await;
+    let provider = "    timeout: 1s\n    retries: { max_attempts: 1 }\n";
+    let yaml = format!(
+        "providers:\n{}routes:\n  - name: api\n    match: {{ path_prefix: /api }}\n    provider: crm\n    upstream: {}\n{}",
+        provider_yaml("crm", &idp, provider),
+        api.url(),
+        store_yaml(&redis.url(), KEY)
+    );
+    let a = TestSidecar::start(&yaml).await;
+    wait_store_up(std::slice::from_ref(&a)).await;
+    assert_eq!(a.get_status("/api/x").await, 200);
+    // The token is gone from the store and a dead replica's lease stands for 20 s.
+    let mut raw = redis.raw().await;
+    let tokens: Vec<String> = raw.keys("token-sidecar:*:token").await.unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let lease = tokens[0].replace(":token", ":lease");
+    let _: () = raw.del(&tokens[0]).await.unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(&lease)
+        .arg("a-replica-that-died")
+        .arg("PX")
+        .arg(20_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let b = TestSidecar::start(&yaml).await;
+    wait_store_up(std::slice::from_ref(&b)).await;
+    assert_eq!(b.get_status("/api/x").await, 200, "answered, not failed");
+    assert_eq!(idp.requests(), 2, "A's fetch, then B's own after the wait");
+    a.stop().await;
+    b.stop().await;
+}
