@@ -98,6 +98,9 @@ impl Outcome {
     }
 }
 
+/// At most one warning about values that do not authenticate per this long.
+const INVALID_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 const CONNECTING: u8 = 0;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
@@ -117,6 +120,8 @@ struct Detail {
     down_since: Option<Instant>,
     last_error: Option<String>,
     subscribe_warned: bool,
+    /// When a value that did not authenticate was last logged.
+    invalid_warned_at: Option<Instant>,
 }
 
 impl Health {
@@ -212,6 +217,20 @@ impl Health {
                 error = reason.as_str(),
                 "token store: cannot subscribe to publications; replicas waiting for a token poll instead"
             );
+        }
+    }
+
+    /// A stored value did not authenticate (wrong `encryption_key`, tampered, copied
+    /// under another name): one warning a minute at most (a waiting replica polls).
+    pub(super) fn invalid_value(&self) {
+        let mut detail = self.lock();
+        let now = Instant::now();
+        if detail
+            .invalid_warned_at
+            .is_none_or(|t| now.duration_since(t) >= INVALID_WARN_EVERY)
+        {
+            detail.invalid_warned_at = Some(now);
+            tracing::warn!("token store: ignored a stored value that does not authenticate (another encryption_key, or tampered); fetching instead");
         }
     }
 

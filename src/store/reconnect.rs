@@ -2,6 +2,8 @@
 //! backoff, and keeps the publication subscription in place. Operations never wait for
 //! it (while the store is down they are not attempted); it is what ends an outage.
 //!
+//! While the store is up it sends a `PING` every few seconds (the hot path never touches
+//! the store, so an outage would otherwise go unseen until the next refresh point).
 //! While the store is down the loop probes it with `PING`, first on the current
 //! connection (the connection manager reconnects by itself), then on a fresh one built
 //! from the config, so a connection stuck in a bad state (a failed authentication, a
@@ -17,6 +19,9 @@ use std::time::Duration;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(5);
+/// While the store is up and idle (the hot path never touches it), it is probed this
+/// often, so that `store_up` and `/status` notice an outage without traffic.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Runs until the store is dropped.
 pub(super) async fn run(store: Weak<Store>, health: Arc<Health>) {
@@ -32,7 +37,13 @@ pub(super) async fn run(store: Weak<Store>, health: Arc<Health>) {
         };
         if done {
             backoff = BACKOFF_FIRST;
-            wake.await;
+            tokio::select! {
+                _ = &mut wake => {}
+                _ = tokio::time::sleep(HEARTBEAT) => match store.upgrade() {
+                    Some(store) => store.heartbeat().await,
+                    None => return,
+                },
+            }
         } else {
             // ±25 % jitter, so a fleet does not reconnect in lockstep.
             let jitter = 0.75 + fastrand::f64() * 0.5;
@@ -79,6 +90,14 @@ impl Store {
         match self.conn.load_full() {
             Some(conn) if !conn.subscribed.load(Ordering::Acquire) => self.subscribe(&conn).await,
             _ => true,
+        }
+    }
+
+    /// An idle store's probe: a `PING` on the current connection; a failure takes the
+    /// store down (one log line) and the loop reconnects.
+    async fn heartbeat(&self) {
+        if let Some(conn) = self.conn.load_full() {
+            self.ping(&conn).await;
         }
     }
 

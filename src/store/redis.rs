@@ -283,7 +283,7 @@ impl Store {
             .open(&keys.token, b"", raw)
             .and_then(|plain| decode_access(&plain));
         if token.is_none() {
-            tracing::debug!("ignored a stored token that does not authenticate");
+            self.health.invalid_value();
         }
         token
     }

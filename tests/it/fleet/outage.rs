@@ -8,6 +8,37 @@ use token_sidecar::config::Config;
 use token_sidecar::secret::Secret;
 use token_sidecar::store::{Endpoint, Store, StoreConfig, TokenKeys};
 
+/// The hot path never touches the store, so an idle fleet would not notice Redis going
+/// away until a refresh point: the store is probed every few seconds, and `store_up`
+/// and `/status` follow within that (no request sent meanwhile).
+#[tokio::test]
+async fn an_idle_replica_notices_an_outage_and_the_recovery() {
+    let mut redis = redis().await;
+    let idp = FakeIdp::builder().ttl(3600).run().await;
+    let api = FakeUpstream::ok().await;
+    let fleet = start_fleet(1, &fleet_yaml(&idp, &api, &store_yaml(&redis.url(), KEY))).await;
+    wait_store_up(&fleet).await;
+    let sc = &fleet[0];
+    assert_eq!(sc.get_status("/api/x").await, 200);
+    redis.kill();
+    let mut down = false;
+    for _ in 0..100 {
+        if metric(sc, "token_sidecar_store_up").await == 0.0 {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(down, "store_up still 1 ten seconds after Redis went away");
+    assert_eq!(sc.admin_json("/status").await["store"]["up"], false);
+    redis.restart().await;
+    wait_store_up(&fleet).await;
+    assert_eq!(metric(sc, "token_sidecar_store_up").await, 1.0);
+    for sc in fleet {
+        sc.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn redis_killed_under_load_fails_no_request_and_sharing_resumes_when_it_is_back() {
     let mut redis = redis().await;
@@ -63,11 +94,11 @@ async fn redis_killed_under_load_fails_no_request_and_sharing_resumes_when_it_is
         load(burst(&fleet, 2).await);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let mut adoptions_after = 0.0;
+    let (mut adoptions_after, mut puts) = (0.0, 0.0);
     for sc in &fleet {
         assert_eq!(metric(sc, "token_sidecar_store_up").await, 1.0);
         let ok = "token_sidecar_store_operations_total{op=\"put\",outcome=\"ok\"}";
-        let _ = metric(sc, ok).await;
+        puts += metric(sc, ok).await;
         adoptions_after +=
             metric(sc, "token_sidecar_token_adoptions_total{provider=\"crm\"}").await;
     }
@@ -75,6 +106,7 @@ async fn redis_killed_under_load_fails_no_request_and_sharing_resumes_when_it_is
         adoptions_after > adoptions_before,
         "tokens are shared again: {adoptions_before} → {adoptions_after}"
     );
+    assert!(puts >= 2.0, "tokens are stored again: {puts} puts in all");
     assert_eq!(failures, 0, "no failed request in {requests}");
     for sc in fleet {
         sc.stop().await;
