@@ -8,9 +8,13 @@
 //! theirs here, so they trust exactly the same roots.
 
 use crate::keys::ClientIdentity;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -83,18 +87,29 @@ pub fn client_config_with(
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<ClientConfig, String> {
     let mut roots = system_roots().clone();
+    let mut listed = Vec::new();
     if let Some(path) = ca_file {
         for cert in load_pem_certs(path)? {
             roots
-                .add(cert)
+                .add(cert.clone())
                 .map_err(|e| format!("CA file {}: unusable certificate: {e}", path.display()))?;
+            listed.push(cert);
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots);
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let config = if listed.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ListedSelfSigned { webpki, listed }))
+    };
     let mut config = match identity {
         None => config.with_no_client_auth(),
         Some((certs, key)) => config
@@ -103,4 +118,81 @@ pub fn client_config_with(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// The full WebPKI verification, plus one case curl and OpenSSL-based clients accept: a
+/// server presenting exactly a self-signed certificate listed in `ca_file` that is marked
+/// as a CA (what `openssl req -x509` makes by default), which WebPKI refuses as an end
+/// entity (`CaUsedAsEndEntity`). That error comes after WebPKI has checked the
+/// certificate's validity period; the name is checked here, and the handshake signatures
+/// are verified as always. Anything else stays refused.
+#[derive(Debug)]
+struct ListedSelfSigned {
+    webpki: Arc<WebPkiServerVerifier>,
+    listed: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for ListedSelfSigned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verified {
+            Err(e) if is_ca_used_as_end_entity(&e) && self.lists(end_entity) => {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+impl ListedSelfSigned {
+    fn lists(&self, cert: &CertificateDer<'_>) -> bool {
+        self.listed.iter().any(|c| c.as_ref() == cert.as_ref())
+    }
+}
+
+fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
 }

@@ -27,4 +27,5 @@ mod shutdown;
 mod sign;
 mod store;
 mod tokens;
+mod trust;
 mod workers;

@@ -97,6 +97,14 @@ impl FakeUpstream {
         up
     }
 
+    /// An HTTPS upstream with the given server config, answering 200 `ok`.
+    pub async fn tls_with(cfg: Arc<rustls::ServerConfig>) -> FakeUpstream {
+        let rule: Rule = Arc::new(|_, _| (200, vec![], Bytes::from_static(b"ok")));
+        let mut up = Self::start_on(rule, Duration::ZERO, Some(cfg)).await;
+        up.scheme = "https";
+        up
+    }
+
     async fn start(rule: Rule, delay: Duration) -> FakeUpstream {
         Self::start_on(rule, delay, None).await
     }
