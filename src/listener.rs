@@ -242,9 +242,15 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// Serves one connection that did not come from the accept loop (the inside of a CONNECT
 /// tunnel) under the same `limits` as an accepted one: the same HTTP/1.1 and h2c options
 /// and the same watchdog (`header_read_timeout` from now to the first request head,
-/// `idle_timeout` between requests). Returns when the connection ends or is cut off.
-pub(crate) async fn serve_inside<I, F, Fut>(io: I, handler: F, limits: &Limits)
-where
+/// `idle_timeout` between requests). When `drain` turns true (shutdown), the connection
+/// finishes the requests in flight and closes, as accepted ones do. Returns when the
+/// connection ends or is cut off.
+pub(crate) async fn serve_inside<I, F, Fut>(
+    io: I,
+    handler: F,
+    limits: &Limits,
+    mut drain: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -267,12 +273,26 @@ where
     };
     let builder = builder(limits);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(error = %e, "tunnelled connection ended with an error");
-        },
-        reason = watchdog(&state, limits) => {
-            tracing::debug!(reason, "closing a tunnelled connection");
+    tokio::pin!(conn);
+    let watchdog = watchdog(&state, limits);
+    tokio::pin!(watchdog);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "tunnelled connection ended with an error");
+                }
+                return;
+            }
+            reason = watchdog.as_mut() => {
+                tracing::debug!(reason, "closing a tunnelled connection");
+                return;
+            }
+            _ = stopped(&mut drain), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
 }

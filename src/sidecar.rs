@@ -88,9 +88,18 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(grace = %crate::config::format_duration(grace), "shutting down: no new connections; draining in-flight requests");
+    let deadline = tokio::time::Instant::now() + grace;
     runtime.start_draining();
     let _ = stop_tx.send(true);
     proxy.drained().await;
+    // Requests inside CONNECT tunnels finish too, and blind tunnels and upgrades get what
+    // is left of the grace period.
+    if tokio::time::timeout_at(deadline, runtime.tunnels.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining tunnels");
+    }
     let _ = admin_stop_tx.send(true);
     if let Some(task) = admin_task {
         let _ = task.await;

@@ -96,7 +96,10 @@ pub async fn connect(
             config: snap.config.clone(),
         };
         let runtime = runtime.clone();
+        // Counted from here, before the `200` leaves the listener's graceful watch.
+        let tracked = runtime.tunnels.track();
         tokio::spawn(async move {
+            let _tracked = tracked;
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => serve_routed(&runtime, upgraded, routed, inner).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -111,7 +114,9 @@ pub async fn connect(
     }
     let upstream = open_blind(runtime, &snap.config, &authority).await?;
     let runtime = runtime.clone();
+    let tracked = runtime.tunnels.track();
     tokio::spawn(async move {
+        let _tracked = tracked;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let _active = runtime.metrics.tunnel_opened(TunnelKind::Blind);
@@ -173,7 +178,8 @@ async fn serve_routed(
         let _active = runtime.metrics.tunnel_opened(TunnelKind::Plaintext);
         let handler = inner(runtime.clone(), authority.clone(), Scheme::HTTP);
         let limits = remaining(limits, started);
-        crate::listener::serve_inside(io, move |req| handler(req), &limits).await;
+        let drain = runtime.tunnels.draining();
+        crate::listener::serve_inside(io, move |req| handler(req), &limits, drain).await;
         return;
     }
     match (tls, on_tls(tls_routed, config.unmatched)) {
@@ -329,7 +335,8 @@ async fn intercept<S>(
     };
     let _active = runtime.metrics.tunnel_opened(TunnelKind::Intercepted);
     let limits = remaining(limits, started);
-    crate::listener::serve_inside(stream, move |req| handler(req), &limits).await;
+    let drain = runtime.tunnels.draining();
+    crate::listener::serve_inside(stream, move |req| handler(req), &limits, drain).await;
 }
 
 /// Splices the app's and the upstream's sides of an accepted upgrade (after `101`).
@@ -339,7 +346,9 @@ pub(super) fn splice_upgrade(
     upstream_side: hyper::upgrade::OnUpgrade,
 ) {
     let runtime = runtime.clone();
+    let tracked = runtime.tunnels.track();
     tokio::spawn(async move {
+        let _tracked = tracked;
         match (client_side.await, upstream_side.await) {
             (Ok(a), Ok(b)) => {
                 let _active = runtime.metrics.tunnel_opened(TunnelKind::Upgrade);

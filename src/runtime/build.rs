@@ -32,6 +32,8 @@ pub struct Runtime {
     pub own: Vec<SocketAddr>,
     /// Shutdown has begun: the proxy drains, `/readyz` answers 503 `draining`.
     draining: AtomicBool,
+    /// Tunnels and upgrades running after their `200`/`101` (drained at shutdown too).
+    pub tunnels: Arc<super::Tunnels>,
     /// The shared token store of the current config, by its settings' digest.
     store: Mutex<Option<CurrentStore>>,
     /// Where a store's background task runs (a reload may run on a blocking thread).
@@ -81,6 +83,7 @@ impl Runtime {
             body_budget,
             own,
             draining: AtomicBool::new(false),
+            tunnels: super::Tunnels::new(),
         }))
     }
 
@@ -130,6 +133,7 @@ impl Runtime {
     /// Marks the start of shutdown (see [`Runtime::draining`]).
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.tunnels.start_draining();
     }
 
     /// True once shutdown has begun.

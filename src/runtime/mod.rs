@@ -9,6 +9,7 @@
 
 mod budget;
 mod build;
+mod drain;
 
 use crate::config::{Config, Grant, ProviderConfig, RouteConfig, TokenOrigin};
 use crate::metrics::{ProviderMetrics, RouteMetrics};
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use budget::{BodyBudget, Reservation};
 pub use build::{Runtime, SetupError};
+pub use drain::{TunnelGuard, Tunnels};
 
 /// Everything a request needs, immutable. A request keeps the snapshot it started with.
 pub struct Snapshot {

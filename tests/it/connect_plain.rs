@@ -410,3 +410,48 @@ async fn http1_inside_a_connect_to_an_ipv6_literal() {
     );
     sc.stop().await;
 }
+
+/// SIGTERM while a request inside a CONNECT tunnel is in flight (real binary, two
+/// workers): the request finishes within `shutdown_grace` like one on the listener, then
+/// the process exits 0. The tunnel left the listener's graceful watch with its `200`.
+#[tokio::test]
+async fn sigterm_lets_a_request_inside_a_tunnel_finish() {
+    let idp = FakeIdp::builder().run().await;
+    let api = FakeUpstream::slow(Duration::from_millis(1500)).await;
+    let yaml = format!(
+        "workers: 2\nshutdown_grace: 8s\nproviders:\n{}routes:\n  - name: api\n    match: {{ host: '{}' }}\n    provider: crm\n",
+        provider_yaml("crm", &idp, ""),
+        api.addr
+    );
+    let mut bin = crate::support::sidecar::Binary::start(&yaml, &[], &[]);
+    bin.wait_healthy().await;
+    let mut s = tunnel(bin.proxy, &api.addr.to_string()).await;
+    s.write_all(format!("GET /slow HTTP/1.1\r\nHost: {}\r\n\r\n", api.addr).as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if api.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(api.count(), 1, "the request is upstream");
+    bin.signal("TERM");
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(read_body(&mut s, &head).await, "slow ok");
+    assert!(
+        api.seen()[0].bearer().is_some(),
+        "injected inside the tunnel"
+    );
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(5)).await,
+        "the tunnel closes once its request is done"
+    );
+    assert_eq!(
+        bin.wait_exit(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        bin.stderr()
+    );
+}
