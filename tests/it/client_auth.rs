@@ -350,6 +350,12 @@ async fn azure_ad_preset_builds_url_and_scope_against_a_fake_authority() {
     let f = form(&idp.seen()[0].1);
     assert_eq!(f["scope"], "https://management.azure.com/.default");
     assert_eq!(f["grant_type"], "client_credentials");
+    // The secret in the body, as Microsoft documents the request; no Basic header.
+    assert_eq!(
+        (f["client_id"].as_str(), f["client_secret"].as_str()),
+        ("app-id", "s")
+    );
+    assert_eq!(idp.seen()[0].0, None, "no Authorization header");
     sc.stop().await;
 }
 

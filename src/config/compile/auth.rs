@@ -25,6 +25,9 @@ impl Cx<'_> {
         azure: bool,
     ) -> (Option<&'static str>, Option<ClientAuth>) {
         let method = match self.keyword(&path.key("client_auth"), &raw.client_auth, METHODS) {
+            // Entra ID's own documentation sends the secret in the body; other IdPs
+            // default to Basic (RFC 6749 §2.3.1 says servers must support it).
+            Keyword::Absent if azure => "post",
             Keyword::Absent => "basic",
             Keyword::Known(method) | Keyword::Invalid(Some(method)) => method,
             // Which keys belong here depends on the method: nothing more to check.

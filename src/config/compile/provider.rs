@@ -28,6 +28,14 @@ const RESERVED_PARAMS: &[&str] = &[
     "scope",
     "audience",
     "resource",
+    // Set by the grants (refresh_token, token_exchange): sent twice, the IdP could take
+    // the configured one over the real one (RFC 6749 §3.2: a parameter appears once).
+    "refresh_token",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
 ];
 
 impl Cx<'_> {
@@ -241,7 +249,7 @@ impl Cx<'_> {
                 self.problem(
                     &p,
                     format!(
-                        "{k} is set by token-sidecar itself; use the provider key of that name"
+                        "{k} is set by token-sidecar itself; use the provider key for it (scopes, audience, resource, the grant's keys)"
                     ),
                 );
             } else if let Some(v) = self.text(&p, &Some(v.clone())) {

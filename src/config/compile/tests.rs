@@ -317,6 +317,38 @@ fn grants_and_their_keys() {
         .contains("providers.crm.prefetch: not possible with grant_type: token_exchange"));
 }
 
+/// `extra_params` cannot send a parameter the client or the grant sets itself: it would go
+/// out twice, and an IdP that takes the last one would use the configured value.
+#[test]
+fn extra_params_cannot_repeat_what_the_grant_sends() {
+    for k in [
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "requested_token_type",
+        "refresh_token",
+        "scope",
+        "client_secret",
+    ] {
+        let yaml = GOOD.replace(
+            "    scopes: [read, write]",
+            &format!("    scopes: [read, write]\n    extra_params: {{ {k}: evil }}"),
+        );
+        let problems = load(&yaml).unwrap_err().join("\n");
+        assert!(
+            problems.contains(&format!(
+                "providers.crm.extra_params.{k}: {k} is set by token-sidecar itself"
+            )),
+            "{k}: {problems}"
+        );
+    }
+    let ok = GOOD.replace(
+        "    scopes: [read, write]",
+        "    scopes: [read, write]\n    extra_params: { tenant_hint: x }",
+    );
+    assert!(load(&ok).is_ok());
+}
+
 /// `covers`: does the earlier route select every request the later one would?
 #[test]
 fn shadowed_routes_are_detected() {
