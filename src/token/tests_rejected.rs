@@ -183,7 +183,7 @@ async fn an_upstream_rejection_during_the_pause_drops_the_token_without_a_fetch(
 
 #[tokio::test(start_paused = true)]
 async fn a_fetchers_longer_hold_outlasts_the_pause() {
-    // The refresh-token grant holds an `invalid_grant` for an hour.
+    // A fetcher may ask for a longer pause than the 30 s (`Failure::min_backoff`).
     let yaml = "providers:\n  p:\n    token_url: http://127.0.0.1:1/t\n    client_id: c\n    client_secret: s\n";
     let config = Config::from_text(Path::new("t.yaml"), yaml, &|_| None)
         .unwrap()

@@ -258,7 +258,7 @@ async fn refresh_tokens_rotate_persist_and_survive_a_restart() {
     );
     assert_eq!(presented.lock().unwrap().last(), Some(&latest));
 
-    // The IdP revokes everything: invalid_grant is a permanent 502 token_rejected.
+    // The IdP revokes everything: invalid_grant is 502 token_rejected (paused 30 s).
     *valid.lock().unwrap() = "rt-revoked".into();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let resp = client

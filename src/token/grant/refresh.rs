@@ -1,8 +1,8 @@
 //! `grant_type: refresh_token` (RFC 6749 §6). Holds the current refresh token, which the
 //! IdP may rotate with any response; stores each rotated one in `refresh_token_store`
 //! (atomically, mode 0600, off the runtime) so a restart continues from it; after
-//! `invalid_grant` tries the configured token once if the stored one differs; and marks a
-//! rejection as lasting, since a refused refresh token stays refused until someone acts.
+//! `invalid_grant` tries the configured token once if the stored one differs; a refusal
+//! pauses the provider as for any grant (SPEC §5), with an error saying what to do.
 //!
 //! With a shared store (SPEC §9) the current refresh token lives there, sealed, with a
 //! generation: see [`fleet`].
@@ -17,11 +17,6 @@ use crate::token::idp::{Failure, FailureKind, IdpClient, TokenResponse};
 use fleet::FleetRefresh;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// After the IdP rejected the refresh token, no new fetch before this long, unless
-/// someone acts (a reload with a new token, or `POST /providers/{name}/refresh`).
-const REJECTED_HOLD: Duration = Duration::from_secs(3600);
 
 pub(in crate::token) struct RefreshToken {
     idp: Arc<IdpClient>,
@@ -113,14 +108,13 @@ impl RefreshToken {
             }
             Ok(_) => {}
             // A dead refresh token (invalid_grant) stays dead until someone provides a new
-            // one: held for an hour instead of SPEC §5's 30 s, so the IdP is not asked to
-            // accept a used token again and again. Other refusals pause as for any grant.
+            // one; it pauses the provider like any refusal (SPEC §5: 30 s, then the next
+            // request tries once more), and says what to do.
             Err(f) if f.kind == FailureKind::Rejected && f.detail.contains("invalid_grant") => {
                 tracing::error!(
                     provider = %cfg.name,
                     "the refresh token was rejected (invalid_grant): provide a new refresh_token (or a new value in refresh_token_store) and reload"
                 );
-                f.min_backoff = Some(REJECTED_HOLD);
             }
             Err(_) => {}
         }
