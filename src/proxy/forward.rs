@@ -188,7 +188,9 @@ pub(super) async fn replay_once<'s>(
         return replay_with_nonce(route, source, out, token, first, outcome).await;
     }
     if !config.retry_on.contains(&first.status()) {
-        token.mark_accepted();
+        if first.status().is_success() {
+            token.mark_accepted();
+        }
         return Ok(first);
     }
     let cause = Rejection {
@@ -206,7 +208,7 @@ pub(super) async fn replay_once<'s>(
     outcome.replayed = true;
     tracing::debug!(route = %config.name, "replaying once with a renewed token");
     let second = replay(route, out, &fresh).await?;
-    if !config.retry_on.contains(&second.status()) {
+    if second.status().is_success() {
         fresh.mark_accepted();
     }
     Ok(second)

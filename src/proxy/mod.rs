@@ -251,11 +251,12 @@ fn allow(
 ) -> Result<(), ProxyError> {
     let config = &route.config;
     guard::client_allowed(config, client)?;
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // A Host that is there but not text reads as an empty name (refused by the browser
+    // rules), never as an absent one.
+    let host = match req.headers().get(http::header::HOST) {
+        Some(h) => Some(h.to_str().unwrap_or("")),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
     guard::browser_allowed(&snap.config, config, req.headers(), host)?;
     let apps_header_wins = !config.overwrite && req.headers().contains_key(&config.header);
     if !apps_header_wins {

@@ -31,16 +31,33 @@ pub(super) async fn forward(
         target::request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
     if snap.config.unmatched == Unmatched::Deny {
         // The proxy's own listeners are refused as such whatever `unmatched` says (SPEC
-        // §4 Own listeners); names are resolved only on a listener's port.
+        // §4 Own listeners): addresses, and the proxy's own names (loopback names,
+        // `listen`, `server_names`). Names are not resolved: denied traffic costs no DNS
+        // lookup.
         if let (Some(h), Some(port)) = (req.uri().host(), target::port_of(req.uri())) {
-            let reach = Reach {
-                own: &runtime.own,
-                no_local: false,
-            };
-            if let Err(e @ ProxyError::DestinationForbidden { .. }) =
-                guard::destination(h, port, reach).await
-            {
-                return Err(e);
+            let literal = h.trim_start_matches('[').trim_end_matches(']');
+            let own_name =
+                snap.config.is_own_name(h) && runtime.own.iter().any(|a| a.port() == port);
+            if own_name {
+                return Err(ProxyError::DestinationForbidden {
+                    detail: format!("the proxy does not forward to {h}:{port}"),
+                });
+            }
+            // Addresses in any notation the resolver reads without DNS (`127.1`,
+            // `2130706433`, `0x7f.1`, IPv6).
+            let numeric = literal
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | 'x' | 'X'));
+            if numeric {
+                let reach = Reach {
+                    own: &runtime.own,
+                    no_local: false,
+                };
+                if let Err(e @ ProxyError::DestinationForbidden { .. }) =
+                    guard::destination(h, port, reach).await
+                {
+                    return Err(e);
+                }
             }
         }
         return Err(ProxyError::NoRoute {

@@ -88,7 +88,15 @@ impl Store {
             return false;
         }
         match self.conn.load_full() {
-            Some(conn) if !conn.subscribed.load(Ordering::Acquire) => self.subscribe(&conn).await,
+            Some(conn) if !conn.subscribed.load(Ordering::Acquire) => {
+                if self.subscribe(&conn).await {
+                    return true;
+                }
+                // Retried with backoff; meanwhile the store is still watched (a refused
+                // subscription does not take it down, an unanswered PING does).
+                self.ping(&conn).await;
+                false
+            }
             _ => true,
         }
     }

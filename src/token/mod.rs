@@ -62,7 +62,7 @@ pub struct Token {
     pub refresh_at_wall: SystemTime,
     /// Where it came from: this process's own IdP request, or the shared store.
     pub provenance: Provenance,
-    /// An upstream answered a request carrying it with a status outside `retry_on`.
+    /// An upstream answered a request carrying it with a 2xx.
     accepted: AtomicBool,
 }
 

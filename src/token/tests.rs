@@ -168,6 +168,29 @@ async fn a_rejected_token_an_upstream_took_before_is_refetched_at_once() {
     assert_eq!(h.calls.load(Ordering::SeqCst), 3);
 }
 
+/// An upstream that takes every token and another that rejects every one (two routes of
+/// one provider, alternating): the exception is used once per second, so the IdP sees at
+/// most two re-fetches a second, not one per request.
+#[tokio::test(start_paused = true)]
+async fn alternating_acceptance_and_rejection_cannot_storm_the_idp() {
+    let h = harness("", Duration::ZERO);
+    let mut t = h.source.get().await.unwrap();
+    for _ in 0..20 {
+        t.mark_accepted();
+        if let Some(fresh) = h.source.renew_after_reject(&t, CAUSE).await {
+            t = fresh;
+        }
+        tokio::time::advance(Duration::from_millis(50)).await;
+    }
+    // 20 rounds in 1 s: the first fetch, one re-fetch, one exception (and a second
+    // window's pair at most).
+    assert!(
+        h.calls.load(Ordering::SeqCst) <= 5,
+        "{} IdP calls",
+        h.calls.load(Ordering::SeqCst)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn many_simultaneous_rejections_share_one_refetch() {
     let h = harness("", Duration::from_millis(50));

@@ -33,8 +33,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A token that no upstream has accepted yet is re-fetched because an upstream rejected
-/// it at most this often (a token an upstream took before is re-fetched at once).
+/// Re-fetches because an upstream rejected the token happen at most once per this long,
+/// plus once for a token an upstream had accepted before (revoked since).
 const REJECT_REFETCH_INTERVAL: Duration = Duration::from_secs(1);
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<Token>, TokenError>>>;
@@ -82,6 +82,9 @@ struct State {
     rejected: bool,
     /// When a rejected token last caused a re-fetch.
     last_reject_refetch: Option<Instant>,
+    /// When a token an upstream had accepted was last re-fetched inside that interval
+    /// (at most once per interval: the guard's one exception cannot become a storm).
+    last_exempt_refetch: Option<Instant>,
     /// The token an upstream rejected, for the next fetch: it is deleted from the shared
     /// store (if still there) and never adopted.
     upstream_rejected: Option<Secret>,
@@ -207,11 +210,11 @@ impl TokenSource {
     /// `None` when a replay would be pointless.
     ///
     /// Compare-and-invalidate: only if `used` is still the cached token is it thrown away,
-    /// so a late 401 for an old token never discards a newer one. A token no upstream
-    /// has accepted yet is re-fetched at most once per [`REJECT_REFETCH_INTERVAL`]
-    /// after the last rejection re-fetch, whatever the upstream keeps answering, so a
-    /// broken API cannot turn into an IdP flood; a rejected token that an upstream took
-    /// before (revoked since) is replaced at once.
+    /// so a late 401 for an old token never discards a newer one. Rejections re-fetch at
+    /// most once per [`REJECT_REFETCH_INTERVAL`], whatever the upstream keeps answering,
+    /// so a broken API cannot turn into an IdP flood; within that interval a token an
+    /// upstream had accepted (2xx) before, revoked since, is replaced once more. At most
+    /// two re-fetches a second, whatever routes and upstreams answer.
     pub async fn renew_after_reject(
         self: &Arc<Self>,
         used: &Arc<Token>,
@@ -272,13 +275,17 @@ impl TokenSource {
             Some(cur) if !Arc::ptr_eq(&cur, used) => return Renewal::Current(cur),
             Some(_) => {
                 let now = Instant::now();
-                if !used.was_accepted()
-                    && state
-                        .last_reject_refetch
-                        .is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
-                {
-                    tracing::debug!(provider = %self.config.load().name, "a token no upstream accepted was rejected within 1s of the last re-fetch; not re-fetching");
-                    return Renewal::Guarded;
+                let recent = |t: Option<Instant>| {
+                    t.is_some_and(|t| now.duration_since(t) < REJECT_REFETCH_INTERVAL)
+                };
+                if recent(state.last_reject_refetch) {
+                    // Within the interval only a token an upstream took before (revoked
+                    // since) is replaced, and only once per interval.
+                    if !used.was_accepted() || recent(state.last_exempt_refetch) {
+                        tracing::debug!(provider = %self.config.load().name, "token rejected again within 1s of the last re-fetch; not re-fetching");
+                        return Renewal::Guarded;
+                    }
+                    state.last_exempt_refetch = Some(now);
                 }
                 state.last_reject_refetch = Some(now);
                 state.upstream_rejected = Some(used.secret().clone());
