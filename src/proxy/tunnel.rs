@@ -113,6 +113,13 @@ pub async fn connect(
         });
     }
     let upstream = open_blind(runtime, &snap.config, &authority).await?;
+    splice_blind(runtime, req, upstream);
+    Ok(established())
+}
+
+/// Splices the app's side of an accepted blind CONNECT with `upstream` once the `200`
+/// is out; counted as a tunnel from now (before the `200` leaves the listener's watch).
+fn splice_blind(runtime: &Arc<Runtime>, req: Request<Incoming>, upstream: TcpStream) {
     let runtime = runtime.clone();
     let tracked = runtime.tunnels.track();
     tokio::spawn(async move {
@@ -125,7 +132,6 @@ pub async fn connect(
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
-    Ok(established())
 }
 
 /// An accepted CONNECT to an authority some route names.

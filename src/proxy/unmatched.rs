@@ -30,43 +30,7 @@ pub(super) async fn forward(
     let host =
         target::request_host(req.uri(), req.headers().get(http::header::HOST)).unwrap_or("-");
     if snap.config.unmatched == Unmatched::Deny {
-        // The proxy's own listeners are refused as such whatever `unmatched` says (SPEC
-        // §4 Own listeners): addresses, and the proxy's own names (loopback names,
-        // `listen`, `server_names`). Names are not resolved: denied traffic costs no DNS
-        // lookup.
-        if let (Some(h), Some(port)) = (req.uri().host(), target::port_of(req.uri())) {
-            let literal = h.trim_start_matches('[').trim_end_matches(']');
-            let own_name =
-                snap.config.is_own_name(h) && runtime.own.iter().any(|a| a.port() == port);
-            if own_name {
-                return Err(ProxyError::DestinationForbidden {
-                    detail: format!("the proxy does not forward to {h}:{port}"),
-                });
-            }
-            // Addresses in any notation the resolver reads without DNS (`127.1`,
-            // `2130706433`, `0x7f.1`, IPv6).
-            let numeric = literal
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | 'x' | 'X'));
-            if numeric {
-                let reach = Reach {
-                    own: &runtime.own,
-                    no_local: false,
-                };
-                if let Err(e @ ProxyError::DestinationForbidden { .. }) =
-                    guard::destination(h, port, reach).await
-                {
-                    return Err(e);
-                }
-            }
-        }
-        return Err(ProxyError::NoRoute {
-            detail: format!(
-                "no route matches {} {host}{}",
-                req.method(),
-                req.uri().path()
-            ),
-        });
+        return Err(denied(runtime, snap, &req, host).await);
     }
     if !target.absolute {
         return Err(ProxyError::BadRequest {
@@ -105,6 +69,49 @@ pub(super) async fn forward(
         }
         other => other,
     })
+}
+
+/// The refusal of traffic `unmatched: deny` does not serve: `no_route`, except for the
+/// proxy's own listeners, refused as such whatever `unmatched` says (SPEC §4 Own
+/// listeners): addresses, and the proxy's own names (loopback names, `listen`,
+/// `server_names`). Names are not resolved: denied traffic costs no DNS lookup.
+async fn denied(
+    runtime: &Runtime,
+    snap: &Snapshot,
+    req: &Request<Incoming>,
+    host: &str,
+) -> ProxyError {
+    if let (Some(h), Some(port)) = (req.uri().host(), target::port_of(req.uri())) {
+        if snap.config.is_own_name(h) && runtime.own.iter().any(|a| a.port() == port) {
+            return ProxyError::DestinationForbidden {
+                detail: format!("the proxy does not forward to {h}:{port}"),
+            };
+        }
+        // Addresses in any notation the resolver reads without DNS (`127.1`,
+        // `2130706433`, `0x7f.1`, IPv6).
+        let literal = h.trim_start_matches('[').trim_end_matches(']');
+        let numeric = literal
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | 'x' | 'X'));
+        let reach = Reach {
+            own: &runtime.own,
+            no_local: false,
+        };
+        if numeric {
+            if let Err(e @ ProxyError::DestinationForbidden { .. }) =
+                guard::destination(h, port, reach).await
+            {
+                return e;
+            }
+        }
+    }
+    ProxyError::NoRoute {
+        detail: format!(
+            "no route matches {} {host}{}",
+            req.method(),
+            req.uri().path()
+        ),
+    }
 }
 
 /// Checks where `uri` leads (SPEC §4 Shared egress), pins it to the address checked
