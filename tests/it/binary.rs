@@ -264,29 +264,18 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero() {
             .await
             .map(|r| r.status().as_u16())
     });
-    for _ in 0..100 {
-        if api.count() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(api.count(), 1, "the slow request reached the upstream");
+    assert_eq!(
+        api.wait_count(1).await,
+        1,
+        "the slow request reached the upstream"
+    );
     bin.signal("TERM");
     assert_eq!(
         inflight.await.unwrap().unwrap(),
         200,
         "the in-flight request completes"
     );
-    assert_eq!(
-        bin.wait_exit(Duration::from_secs(15)).await,
-        Some(0),
-        "{}",
-        bin.stderr()
-    );
-    assert!(
-        std::net::TcpStream::connect(bin.proxy).is_err(),
-        "no longer accepting"
-    );
+    bin.assert_exited_cleanly().await;
 }
 
 #[tokio::test]

@@ -429,13 +429,7 @@ async fn sigterm_lets_a_request_inside_a_tunnel_finish() {
     s.write_all(format!("GET /slow HTTP/1.1\r\nHost: {}\r\n\r\n", api.addr).as_bytes())
         .await
         .unwrap();
-    for _ in 0..200 {
-        if api.count() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(api.count(), 1, "the request is upstream");
+    assert_eq!(api.wait_count(1).await, 1, "the request is upstream");
     bin.signal("TERM");
     let head = read_head(&mut s).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
@@ -448,10 +442,5 @@ async fn sigterm_lets_a_request_inside_a_tunnel_finish() {
         closed_by_peer(&mut s, Duration::from_secs(5)).await,
         "the tunnel closes once its request is done"
     );
-    assert_eq!(
-        bin.wait_exit(Duration::from_secs(15)).await,
-        Some(0),
-        "{}",
-        bin.stderr()
-    );
+    bin.assert_exited_cleanly().await;
 }

@@ -83,13 +83,11 @@ async fn max_connections_counts_the_connections_of_both_workers() {
         tokio::spawn(get_alone(url(0))),
         tokio::spawn(get_alone(url(1))),
     ];
-    for _ in 0..200 {
-        if api.count() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(api.count(), 2, "both slow requests are upstream");
+    assert_eq!(
+        api.wait_count(2).await,
+        2,
+        "both slow requests are upstream"
+    );
     let third = tokio::spawn(get_alone(url(2)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -115,29 +113,18 @@ async fn sigterm_drains_the_worker_threads_and_exits_zero() {
     let mut bin = Binary::start(&yaml(&idp, &api, ""), &[], &[]);
     bin.wait_healthy().await;
     let inflight = tokio::spawn(get_alone(format!("http://{}/crm/slow", bin.proxy)));
-    for _ in 0..200 {
-        if api.count() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(api.count(), 1, "the slow request reached the upstream");
+    assert_eq!(
+        api.wait_count(1).await,
+        1,
+        "the slow request reached the upstream"
+    );
     bin.signal("TERM");
     assert_eq!(
         inflight.await.unwrap(),
         200,
         "the in-flight request completes"
     );
-    assert_eq!(
-        bin.wait_exit(Duration::from_secs(15)).await,
-        Some(0),
-        "{}",
-        bin.stderr()
-    );
-    assert!(
-        std::net::TcpStream::connect(bin.proxy).is_err(),
-        "no longer accepting"
-    );
+    bin.assert_exited_cleanly().await;
 }
 
 /// Without `workers` in the file the binary picks the CPU count; a reload of the same file

@@ -166,6 +166,17 @@ impl FakeUpstream {
         self.seen.lock().unwrap().clone()
     }
 
+    /// Waits (up to 2 s) until `n` requests have arrived; the count then.
+    pub async fn wait_count(&self, n: usize) -> usize {
+        for _ in 0..200 {
+            if self.count() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.count()
+    }
+
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }

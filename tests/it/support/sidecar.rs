@@ -261,6 +261,17 @@ impl Binary {
         }
         None
     }
+
+    /// After SIGTERM: the process exits 0 within 15 s (its stderr otherwise) and its proxy
+    /// port no longer accepts.
+    pub async fn assert_exited_cleanly(&mut self) {
+        let code = self.wait_exit(Duration::from_secs(15)).await;
+        assert_eq!(code, Some(0), "{}", self.stderr());
+        assert!(
+            std::net::TcpStream::connect(self.proxy).is_err(),
+            "no longer accepting"
+        );
+    }
 }
 
 impl Drop for Binary {
