@@ -78,24 +78,8 @@ impl Cx<'_> {
             ],
             OnTokenError::Reject,
         );
-        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
-        let connect_timeout = self.positive_duration(
-            &path.key("connect_timeout"),
-            &raw.connect_timeout,
-            Duration::from_secs(5),
-        );
-        let upstream_timeout = self.positive_duration(
-            &path.key("upstream_timeout"),
-            &raw.upstream_timeout,
-            Duration::from_secs(60),
-        );
-        let inherited = provider
-            .as_deref()
-            .and_then(|p| names.egress.get(p).copied())
-            .unwrap_or(names.top_egress);
-        let egress = self
-            .outbound(path, &raw.egress_proxy, &raw.no_proxy)
-            .over(inherited);
+        let (ca_file, connect_timeout, upstream_timeout, egress) =
+            self.route_connection(path, raw, provider.as_deref(), names);
         if self.problems.len() > before {
             return (name, None);
         }
@@ -129,6 +113,36 @@ impl Cx<'_> {
             sign,
         };
         (Some(name), Some(route))
+    }
+
+    /// How the route reaches its upstream: extra trust, the connect and response
+    /// timeouts, and the egress (its own `egress_proxy`/`no_proxy` over its provider's,
+    /// over the top level's).
+    fn route_connection(
+        &mut self,
+        path: &YamlPath,
+        raw: &RawRoute,
+        provider: Option<&str>,
+        names: &Names<'_>,
+    ) -> (Option<std::path::PathBuf>, Duration, Duration, Egress) {
+        let ca_file = self.ca_file(&path.key("ca_file"), &raw.ca_file);
+        let connect_timeout = self.positive_duration(
+            &path.key("connect_timeout"),
+            &raw.connect_timeout,
+            Duration::from_secs(5),
+        );
+        let upstream_timeout = self.positive_duration(
+            &path.key("upstream_timeout"),
+            &raw.upstream_timeout,
+            Duration::from_secs(60),
+        );
+        let inherited = provider
+            .and_then(|p| names.egress.get(p).copied())
+            .unwrap_or(names.top_egress);
+        let egress = self
+            .outbound(path, &raw.egress_proxy, &raw.no_proxy)
+            .over(inherited);
+        (ca_file, connect_timeout, upstream_timeout, egress)
     }
 
     /// `match`: host, path prefix and methods.

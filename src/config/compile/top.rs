@@ -298,6 +298,12 @@ impl Cx<'_> {
                 route.map(Arc::new)
             })
             .collect();
+        self.warn_unreachable(path, &routes);
+        routes
+    }
+
+    /// Warns about routes an earlier one shadows, and about a file without routes.
+    fn warn_unreachable(&mut self, path: &YamlPath, routes: &[Arc<RouteConfig>]) {
         for (i, later) in routes.iter().enumerate() {
             if let Some(earlier) = routes[..i].iter().find(|e| e.covers(later)) {
                 self.warn(
@@ -313,7 +319,6 @@ impl Cx<'_> {
             let root = YamlPath::default();
             self.warn(&root, "no routes: every request is handled by `unmatched`");
         }
-        routes
     }
 }
 
