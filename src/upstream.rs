@@ -311,11 +311,6 @@ mod tests {
         get(&single, addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
-}
-
-#[cfg(test)]
-mod describe_tests {
-    use super::*;
 
     /// TLS to a server that answers in plain HTTP is a TLS failure, not a connect one.
     #[tokio::test]
